@@ -1,0 +1,130 @@
+"""Builds the aiohttp application: middlewares, routes, start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import config
+from .config import Settings
+from .http.access_log import access_log_middleware
+from .http.auth import make_auth_middleware
+from .http.cors import options_middleware
+from .http.errors import error_middleware
+from .http.headers import make_on_prepare, timing_middleware
+from .linux.syscalls import set_oom_score_adj
+from .process import routes as process_routes
+from .process.children import Child, Children
+from .process.supervisor import Supervisor
+from .system import routes as system_routes
+from .system.health import Health
+
+log = logging.getLogger("sandbox_api")
+
+CHILDREN = web.AppKey("children", Children)
+SETTINGS = process_routes.SETTINGS
+SUPERVISOR = process_routes.SUPERVISOR
+HEALTH = system_routes.HEALTH
+
+MAX_HEADER_BYTES = 1024 * 1024
+KEEPALIVE_IDLE_SECONDS = 120.0
+# JSON bodies (e.g. a file written as JSON content) may be large; streamed bodies
+# (uploads, stdin) are not bound by this.
+CLIENT_MAX_SIZE = 64 * 1024 * 1024
+
+
+def build_app(settings: Settings) -> web.Application:
+    middlewares = [options_middleware, timing_middleware]
+    if not settings.disable_request_logging:
+        middlewares.append(access_log_middleware)
+    middlewares.append(error_middleware)
+    if settings.auth_token:
+        middlewares.append(make_auth_middleware(settings.auth_token))
+    app = web.Application(middlewares=middlewares, client_max_size=CLIENT_MAX_SIZE)
+    children = Children()
+    app[SETTINGS] = settings
+    app[CHILDREN] = children
+    app[SUPERVISOR] = Supervisor(settings, children)
+    app[HEALTH] = Health(upgrade_count=settings.upgrade_count)
+    app.on_response_prepare.append(make_on_prepare(settings.enable_processing_time))
+    app.cleanup_ctx.append(_services)
+    app.on_shutdown.append(_end_streams)
+    system_routes.add_routes(app)
+    process_routes.add_routes(app)
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    children = app[CHILDREN]
+    children.install()
+    set_oom_score_adj("self", -500)
+    await app[SUPERVISOR].open()
+    startup = _start_command(children, settings) if settings.startup_command else None
+    try:
+        yield
+    finally:
+        await app[SUPERVISOR].close()
+        if startup is not None and startup.returncode is None:
+            try:
+                startup.popen.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        children.close()
+
+
+async def _end_streams(app: web.Application) -> None:
+    closing = app[SUPERVISOR].closing
+    if closing is not None and not closing.done():
+        closing.set_result(None)
+
+
+def _start_command(children: Children, settings: Settings) -> Child:
+    """The -c command: run in the background, its output in ours, not a managed process."""
+    argv = [settings.shell_path, *settings.shell_args, settings.startup_command]
+    child = children.spawn(argv, cwd="/", env=config.child_environment(), stdin=subprocess.DEVNULL)
+    set_oom_score_adj(child.pid, 500)
+    log.info("started startup command (pid %d): %s", child.pid, settings.startup_command)
+
+    async def report() -> None:
+        code = await child.wait()
+        log.info("startup command exited with code %d", code)
+
+    asyncio.get_running_loop().create_task(report())
+    return child
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly (managed processes stay)."""
+    app = build_app(settings)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=KEEPALIVE_IDLE_SECONDS,
+        max_line_size=MAX_HEADER_BYTES,
+        max_field_size=MAX_HEADER_BYTES,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+        await site.start()
+        log.info("sandbox-api %s listening on %s:%d", config.version(), settings.host, settings.port)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

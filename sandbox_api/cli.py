@@ -1,0 +1,61 @@
+"""The `sandbox-api` command: flags + environment -> Settings, then serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import config, logsetup
+
+log = logging.getLogger("sandbox_api")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # Go's flag package accepts -port and --port alike; so do we.
+    p = argparse.ArgumentParser(prog="sandbox-api", description="The sandbox daemon: processes, files, search, MCP.")
+    p.add_argument("-p", "--port", "-port", type=int, default=None, help="port to listen on (default 8080)")
+    p.add_argument("--host", "-host", default=None, help="address to listen on (default 0.0.0.0)")
+    p.add_argument("-c", "--command", "-command", default=None, help="a command to start in the background at start-up")
+    p.add_argument("--token", "-token", default=None, help="require this bearer token on every route but /health (env SANDBOX_API_TOKEN)")
+    p.add_argument("--state-dir", default=None, help="where process records and logs live (env SANDBOX_STATE_DIR)")
+    p.add_argument("--disable-telemetry", "-disable-telemetry", action="store_true", help="accepted for compatibility")
+    p.add_argument("--version", "-version", action="store_true", help="print the version and exit")
+    args, _positional = p.parse_known_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.version:
+        print(f"sandbox-api {config.version()}")
+        return
+    logsetup.setup()
+    config.load_dotenv(".env")
+    envfile = os.environ.get("BL_ENV_VAR_PATH", "")
+    if envfile:
+        try:
+            config.load_envfile(envfile)
+        except ValueError as e:
+            log.error("envfile: %s", e)
+    settings = config.from_environment(
+        port=args.port,
+        host=args.host,
+        startup_command=args.command,
+        auth_token=args.token,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+    )
+    from .app import serve  # after logging is set up
+
+    try:
+        asyncio.run(serve(settings))
+    except OSError as e:
+        log.error("cannot serve on %s:%d: %s", settings.host, settings.port, e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

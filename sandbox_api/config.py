@@ -1,0 +1,280 @@
+"""Settings: one frozen object built once at start-up and passed down.
+
+This is the only module that reads or writes `os.environ` (ARCHITECTURE rule 7):
+the daemon's environment is also the base environment of every child, so reading
+it fresh for each spawn (`child_environment`) and changing it (`/environment/reload`)
+both live here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+
+KIB = 1024
+MIB = 1024 * 1024
+
+# Variables a PyInstaller/staticx bundle adds to its own environment; children must
+# not inherit them (packaging.md, pitfall 7).
+_PACKER_PREFIXES = ("_PYI_", "_MEI", "STATICX_", "NUITKA_")
+# Marks every managed child so that its whole tree can be found later, even the
+# members that left the process group and were re-parented (see process/tree.py).
+PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def _env_bool(name: str) -> bool:
+    """Go's strconv.ParseBool truth values; anything else is false."""
+    return os.environ.get(name, "") in _TRUE
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        return default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        return default
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * KIB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _workdir() -> str:
+    """WORKDIR: env `WORKDIR`, else the cwd, else `/` (filesystem.md §1)."""
+    explicit = os.environ.get("WORKDIR", "").strip()
+    if explicit:
+        return explicit
+    try:
+        return os.getcwd()
+    except OSError:
+        return "/"
+
+
+def _default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/sandbox-api")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "sandbox-api"
+
+
+def _log_budget() -> int:
+    """Total bytes all process log files may use (a share of RAM: logs often sit on tmpfs)."""
+    explicit = os.environ.get("SANDBOX_MAX_LOG_BYTES_TOTAL", "").strip()
+    if explicit:
+        try:
+            return max(0, int(explicit))
+        except ValueError:
+            pass
+    percent = _env_int("SANDBOX_MAX_LOG_PERCENT", 10)
+    percent = min(100, max(1, percent))
+    total = _mem_total()
+    return total * percent // 100 if total else 96 * MIB
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    startup_command: str = ""
+    auth_token: str = ""
+    state_dir: Path = field(default_factory=_default_state_dir)
+    log_dir: Path | None = None
+    shell: str = "sh"
+    shell_args: tuple[str, ...] = ("-c",)
+    workdir: str = ""
+    disable_request_logging: bool = False
+    enable_processing_time: bool = False
+    disable_process_logging: bool = False
+    disable_terminal: bool = False
+    disable_keepalive: bool = False
+    scale_file: str = "/uk/libukp/scale_to_zero_disable"
+    metadata_path: str = "/bl/metadata"
+    upgrade_count: int = 0
+    # Output caps (bytes).
+    max_logs_response_bytes: int = 4 * MIB
+    max_inline_log_bytes: int = 64 * KIB
+    max_log_file_bytes: int = 32 * MIB
+    max_log_bytes_total: int = 96 * MIB
+    # Seconds a stopped process gets between SIGTERM and SIGKILL of its tree.
+    stop_grace_seconds: float = 10.0
+    # Streams: seconds between keepalives.
+    log_stream_keepalive: float = 30.0
+    exec_stream_keepalive: float = 5.0
+    shutdown_timeout: float = 10.0
+
+    @property
+    def processes_dir(self) -> Path:
+        return self.state_dir / "processes"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.log_dir if self.log_dir is not None else self.state_dir / "logs"
+
+    @property
+    def shell_path(self) -> str:
+        """The shell resolved through PATH now, or the bare name (spawn then reports it missing)."""
+        if os.sep in self.shell:
+            return self.shell
+        return shutil.which(self.shell) or self.shell
+
+
+def from_environment(**overrides: object) -> Settings:
+    """Build Settings from the environment; `overrides` (from flags) win."""
+    shell = _env("SHELL").strip() or "sh"
+    shell_args = tuple(_env("SHELL_ARGS").split()) or ("-c",)
+    log_dir = _env("SANDBOX_LOG_DIR").strip()
+    state_dir = _env("SANDBOX_STATE_DIR").strip()
+    values: dict[str, object] = dict(
+        shell=shell,
+        shell_args=shell_args,
+        workdir=_workdir(),
+        auth_token=_env("SANDBOX_API_TOKEN"),
+        disable_request_logging=_env("DISABLE_REQUEST_LOGGING") == "true",
+        enable_processing_time=_env("ENABLE_PROCESSING_TIME") == "true",
+        disable_process_logging=_env("SANDBOX_DISABLE_PROCESS_LOGGING") in ("true", "1"),
+        disable_terminal=_env("DISABLE_TERMINAL") in ("true", "1"),
+        disable_keepalive=_env_bool("BL_DISABLE_KEEPALIVE"),
+        scale_file=_env("BLAXEL_SCALE_FILE") or "/uk/libukp/scale_to_zero_disable",
+        metadata_path=_env("BL_METADATA_PATH") or "/bl/metadata",
+        upgrade_count=_env_int("SANDBOX_UPGRADE_COUNT", 0),
+        max_logs_response_bytes=_env_int("SANDBOX_MAX_LOGS_RESPONSE_BYTES", 4 * MIB),
+        max_inline_log_bytes=_env_int("SANDBOX_MAX_IN_MEMORY_LOG_BYTES", 64 * KIB),
+        max_log_file_bytes=_env_int("SANDBOX_MAX_LOG_FILE_BYTES", 32 * MIB),
+        max_log_bytes_total=_log_budget(),
+        stop_grace_seconds=_env_float("SANDBOX_STOP_GRACE_SECONDS", 10.0),
+    )
+    if state_dir:
+        values["state_dir"] = Path(state_dir)
+    if log_dir:
+        values["log_dir"] = Path(log_dir)
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = value
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+# --- the daemon's own environment ------------------------------------------------
+
+
+def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a child starts with: ours, minus what a bundled runtime added."""
+    env = dict(os.environ)
+    if getattr(sys, "_MEIPASS", None):
+        original = env.pop("LD_LIBRARY_PATH_ORIG", None)
+        if original is not None:
+            env["LD_LIBRARY_PATH"] = original
+        else:
+            env.pop("LD_LIBRARY_PATH", None)
+    for key in [k for k in env if k.startswith(_PACKER_PREFIXES)]:
+        del env[key]
+    if extra:
+        env.update(extra)
+    return env
+
+
+def home_directory() -> str | None:
+    home = os.environ.get("HOME", "")
+    return home or None
+
+
+def get_variable(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def set_variable(name: str, value: str) -> None:
+    os.environ[name] = value
+
+
+def unset_variable(name: str) -> None:
+    os.environ.pop(name, None)
+
+
+def load_dotenv(path: str = ".env") -> int:
+    """Load KEY=VALUE lines from `path` without overriding existing variables."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    count = 0
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if key not in os.environ:
+            os.environ[key] = value
+            count += 1
+    return count
+
+
+def load_envfile(path: str) -> int:
+    """Load NUL-separated KEY\\0VALUE\\0 pairs (BL_ENV_VAR_PATH); existing keys win.
+
+    Raises ValueError when the file has content but no valid pair.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    if not data:
+        return 0
+    parts = data.split(b"\0")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    count = 0
+    valid = 0
+    for i in range(0, len(parts) - 1, 2):
+        key = parts[i].decode("utf-8", "replace")
+        if not key or "=" in key:
+            continue
+        valid += 1
+        if key not in os.environ:
+            os.environ[key] = parts[i + 1].decode("utf-8", "replace")
+            count += 1
+    if valid == 0:
+        raise ValueError(f"{path}: no KEY\\0VALUE pair found")
+    return count
+
+
+def version() -> str:
+    return __version__

@@ -1,0 +1,62 @@
+"""Typed errors raised by services; one HTTP middleware maps each to its status.
+
+Services never build HTTP responses. They raise one of these with the message the
+contract specifies, and `http/errors.py` turns it into `{"error": message}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """Base class: `status` is the HTTP status, `extra` adds keys to the JSON body."""
+
+    status = 500
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class Invalid(ApiError):
+    """The request is malformed or asks for something impossible (400)."""
+
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class Unprocessable(ApiError):
+    """The request was valid but could not be carried out (422)."""
+
+    status = 422
+
+
+class Internal(ApiError):
+    status = 500
+
+
+class NotSupported(ApiError):
+    """The capability needs something this sandbox lacks (501)."""
+
+    status = 501
+
+
+class InsufficientStorage(ApiError):
+    status = 507

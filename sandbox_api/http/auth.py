@@ -1,0 +1,33 @@
+"""Optional bearer-token authentication (off unless a token is configured).
+
+Blaxel's gateway authenticates in front of the daemon; a self-hosted daemon can ask
+for a token itself. The SDK sends `X-Blaxel-Authorization: Bearer <key>`; plain
+`Authorization` works too. `/health` and OPTIONS stay open.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from ..errors import Unauthorized
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+def make_auth_middleware(token: str):  # noqa: ANN201 - aiohttp middleware factory
+    expected = token.encode()
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        for header in ("X-Blaxel-Authorization", "Authorization"):
+            value = request.headers.get(header, "")
+            scheme, _, credentials = value.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), expected):
+                return await handler(request)
+        raise Unauthorized("missing or invalid bearer token")
+
+    return auth_middleware

@@ -1,0 +1,41 @@
+"""Headers set on every response just before it is sent (streams included)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from .cors import add_cors_headers
+
+NO_CACHE_HEADERS = {
+    "Cache-Control": "no-cache, no-store, must-revalidate",
+    "Pragma": "no-cache",
+    "Expires": "0",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def make_on_prepare(processing_time: bool):  # noqa: ANN201 - aiohttp signal callback
+    async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        add_cors_headers(response)
+        if request.method == "OPTIONS":
+            return
+        for name, value in NO_CACHE_HEADERS.items():
+            # A stream sets its own Cache-Control: keep it.
+            response.headers.setdefault(name, value)
+        if processing_time:
+            started = request.get("started_at")
+            if started is not None:
+                ms = (time.perf_counter() - started) * 1000
+                response.headers["Server-Timing"] = (
+                    f'total;dur={ms:.2f};desc="Processing time of the Sandbox API request"'
+                )
+
+    return on_response_prepare
+
+
+@web.middleware
+async def timing_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    request["started_at"] = time.perf_counter()
+    return await handler(request)

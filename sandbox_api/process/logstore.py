@@ -1,0 +1,481 @@
+"""The output of one managed process, on disk: the source of truth for every reader.
+
+A child writes straight into `<key>.stdout.log` and `<key>.stderr.log` (O_APPEND), so
+its output is safe even when the daemon dies. The daemon never copies that output;
+it keeps a small **index** beside it, `<key>.index`: a list of 16-byte records
+`(stream, end offset)`, each saying "the lines of `stream` up to `end` come next".
+Consecutive lines of one stream share one record, which is extended in place, so
+the index grows only when the output switches between stdout and stderr.
+
+A record only ever ends on a line boundary (or at the end of a finished run), so
+readers never split a line or a multibyte character, and replay order is the order
+in which the lines were observed. A reader keeps a record number and a consumed
+offset per stream: it replays from record 0, then re-reads the last record (which may
+have grown) and whatever follows, after each change notification. Nothing is held in
+memory, a slow reader only falls behind on disk, and no line can be skipped or sent
+twice. The files are capped by punching holes at their head (oldest bytes first),
+which keeps every offset valid while the child goes on appending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import struct
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..linux.syscalls import data_start, punch_hole
+
+STDOUT = 1
+STDERR = 2
+STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
+
+TRUNCATION_MARKER = "[... truncated, see the process log file for the full output ...]\n"
+
+_RECORD = struct.Struct("<QQ")
+_SCAN_STEP = 64 * 1024
+_READ_STEP = 256 * 1024
+# A line longer than this is delivered to streams in pieces (bounded memory).
+MAX_LINE_PIECE = 1024 * 1024
+_PAGE = 4096
+_FILE_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Complete lines of one stream, each ending with "\\n"; `truncated` means older
+    output of this stream was dropped by the size cap just before these lines."""
+
+    stream: int
+    text: str
+    truncated: bool = False
+
+    @property
+    def stream_name(self) -> str:
+        return STREAM_NAMES[self.stream]
+
+
+class OutputLog:
+    """The files of one process's output, its index, and change notification."""
+
+    def __init__(self, directory: Path, key: str) -> None:
+        self.directory = directory
+        self.key = key
+        self.paths = {
+            STDOUT: directory / f"{key}.stdout.log",
+            STDERR: directory / f"{key}.stderr.log",
+        }
+        self.index_path = directory / f"{key}.index"
+        self._indexed = {STDOUT: 0, STDERR: 0}
+        self._scanned = {STDOUT: 0, STDERR: 0}
+        self._records = 0
+        self._last_stream = 0
+        self._fds: dict[int, int] = {}
+        self._index_fd = -1
+        self._finished = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    # --- life cycle ---------------------------------------------------------------
+
+    def create(self) -> None:
+        """Start empty files (a new process)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for path in (*self.paths.values(), self.index_path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+            os.close(fd)
+        self._indexed = {STDOUT: 0, STDERR: 0}
+        self._scanned = {STDOUT: 0, STDERR: 0}
+        self._records = 0
+        self._last_stream = 0
+        self._finished = False
+
+    def load(self) -> None:
+        """Recover the index state of existing files (after a daemon restart)."""
+        self._records = 0
+        self._last_stream = 0
+        self._indexed = {STDOUT: 0, STDERR: 0}
+        try:
+            with open(self.index_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        usable = len(data) - len(data) % _RECORD.size
+        for offset in range(0, usable, _RECORD.size):
+            stream, end = _RECORD.unpack_from(data, offset)
+            if stream in self._indexed:
+                self._indexed[stream] = max(self._indexed[stream], end)
+                self._last_stream = stream
+        self._records = usable // _RECORD.size
+        self._scanned = dict(self._indexed)
+
+    def child_fds(self) -> tuple[int, int]:
+        """Append-only fds for a child's stdout and stderr; the caller closes them."""
+        out = os.open(self.paths[STDOUT], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            err = os.open(self.paths[STDERR], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        except OSError:
+            os.close(out)
+            raise
+        return out, err
+
+    def open_for_tailing(self) -> None:
+        if self._index_fd >= 0:
+            return
+        for stream, path in self.paths.items():
+            self._fds[stream] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        self._finished = False
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        if self._index_fd >= 0:
+            os.close(self._index_fd)
+            self._index_fd = -1
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def end_run(self) -> None:
+        """The child exited: index everything, an unterminated last line included."""
+        if self._index_fd >= 0:
+            self.scan(STDOUT, final=True)
+            self.scan(STDERR, final=True)
+
+    def finish(self) -> None:
+        """No more output will come: index the rest and release every follower."""
+        self.end_run()
+        self.close()
+        self._finished = True
+        self._notify()
+
+    def mark_finished(self) -> None:
+        """For a process that was already over when the daemon started."""
+        self._finished = True
+        self._notify()
+
+    # --- writing the index ----------------------------------------------------------
+
+    def scan(self, stream: int, final: bool = False) -> None:
+        """Index the lines of `stream` completed since the last scan.
+
+        Only the new bytes are looked at, backwards from the end, so the cost is per
+        wake-up, not per byte. With `final`, an unterminated last line is indexed too.
+        """
+        fd = self._fds.get(stream)
+        if fd is None:
+            return
+        size = os.fstat(fd).st_size
+        start = self._indexed[stream]
+        if size <= start:
+            return
+        end = size if final else self._last_newline(fd, max(start, self._scanned[stream]), size)
+        self._scanned[stream] = size
+        if end <= start:
+            return
+        self._write_record(stream, end)
+        self._indexed[stream] = end
+        self._notify()
+
+    def scan_all(self) -> None:
+        self.scan(STDOUT)
+        self.scan(STDERR)
+
+    @staticmethod
+    def _last_newline(fd: int, low: int, high: int) -> int:
+        """Offset just past the last newline in [low, high), or -1."""
+        pos = high
+        while pos > low:
+            step = min(_SCAN_STEP, pos - low)
+            chunk = os.pread(fd, step, pos - step)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                return pos - step + i + 1
+            pos -= step
+        return -1
+
+    def _write_record(self, stream: int, end: int) -> None:
+        if self._records and self._last_stream == stream:
+            slot = self._records - 1
+        else:
+            slot = self._records
+            self._records += 1
+            self._last_stream = stream
+        os.pwrite(self._index_fd, _RECORD.pack(stream, end), slot * _RECORD.size)
+
+    def append_notice(self, text: str) -> None:
+        """Write a daemon notice (restart, stop, kill) into the stdout log."""
+        fd = os.open(self.paths[STDOUT], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        self.scan(STDOUT)
+
+    # --- caps -------------------------------------------------------------------------
+
+    def enforce_cap(self, cap: int) -> None:
+        """Drop the oldest bytes of each file beyond `cap` (0 disables the cap)."""
+        if cap <= 0:
+            return
+        for path in (*self.paths.values(), self.index_path):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                start = data_start(fd)
+                # Slack of a quarter of the cap: punch in big steps, not at every line.
+                if size - start > cap + cap // 4:
+                    cut = (size - cap) // _PAGE * _PAGE
+                    if path == self.index_path:
+                        cut -= cut % _RECORD.size
+                    if cut > start:
+                        punch_hole(fd, 0, cut)
+            finally:
+                os.close(fd)
+
+    def disk_usage(self) -> int:
+        total = 0
+        for path in (*self.paths.values(), self.index_path):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            total += st.st_blocks * 512
+        return total
+
+    # --- change notification --------------------------------------------------------
+
+    def next_change(self) -> asyncio.Future[None]:
+        """A future resolved at the next indexed output or at the finish."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        return future
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def has_output(self) -> bool:
+        try:
+            return any(os.stat(p).st_size > 0 for p in self.paths.values())
+        except OSError:
+            return False
+
+    def tail(self, stream: int, max_bytes: int) -> str:
+        """The last `max_bytes` of a stream (0 = all), as text, with the marker if cut."""
+        try:
+            fd = os.open(self.paths[stream], os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return ""
+        try:
+            size = os.fstat(fd).st_size
+            start = data_start(fd)
+            if max_bytes > 0 and size - start > max_bytes:
+                start = size - max_bytes
+            data = _pread_all(fd, start, size - start)
+        finally:
+            os.close(fd)
+        if start > 0:
+            data = data.lstrip(b"\0")
+            data = _skip_continuation_bytes(data)
+            return TRUNCATION_MARKER + data.decode("utf-8", "replace")
+        return data.decode("utf-8", "replace")
+
+    def reader(self) -> LogReader:
+        return LogReader(self)
+
+
+class LogReader:
+    """Replays a process's output from its first line, then follows what comes next."""
+
+    def __init__(self, log: OutputLog) -> None:
+        self._log = log
+        self._record = 0
+        self._consumed = {STDOUT: 0, STDERR: 0}
+        self._fds: dict[int, int] = {}
+        self._index_fd = -1
+
+    def __enter__(self) -> LogReader:
+        for stream, path in self._log.paths.items():
+            try:
+                self._fds[stream] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                pass
+        try:
+            self._index_fd = os.open(self._log.index_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._index_fd = -1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        if self._index_fd >= 0:
+            os.close(self._index_fd)
+            self._index_fd = -1
+
+    def read(self, budget: int = _READ_STEP) -> list[Chunk]:
+        """Up to about `budget` bytes of new lines, in order; [] when there is none."""
+        chunks: list[Chunk] = []
+        if self._index_fd < 0:
+            return chunks
+        for number, stream, end in self._records_from(self._record):
+            self._record = number
+            while budget > 0 and self._consumed[stream] < end:
+                chunk = self._read_range(stream, end, budget)
+                if chunk is None:
+                    break
+                budget -= len(chunk.text)
+                chunks.append(chunk)
+            if budget <= 0:
+                break
+        return chunks
+
+    def _records_from(self, first: int) -> Iterator[tuple[int, int, int]]:
+        offset = first * _RECORD.size
+        while True:
+            data = os.pread(self._index_fd, 4096 * _RECORD.size, offset)
+            usable = len(data) - len(data) % _RECORD.size
+            if usable == 0:
+                return
+            for i in range(0, usable, _RECORD.size):
+                stream, end = _RECORD.unpack_from(data, i)
+                if stream in (STDOUT, STDERR):  # zeros: a record lost to the cap
+                    yield (offset + i) // _RECORD.size, stream, end
+            offset += usable
+
+    def _read_range(self, stream: int, end: int, budget: int) -> Chunk | None:
+        fd = self._fds.get(stream)
+        if fd is None:
+            self._consumed[stream] = end
+            return None
+        start = self._consumed[stream]
+        truncated = False
+        first_data = data_start(fd)
+        if start < first_data:
+            # The head of this range was dropped by the cap: resume at the next line.
+            truncated = True
+            start = min(first_data, end)
+            probe = os.pread(fd, min(end - start, MAX_LINE_PIECE), start)
+            newline = probe.find(b"\n")
+            start = start + newline + 1 if newline >= 0 else start + len(probe)
+            self._consumed[stream] = start
+            if start >= end:
+                return Chunk(stream, "", truncated=True)
+        want = min(end - start, max(budget, 4096))
+        data = os.pread(fd, want, start)
+        if not data:
+            self._consumed[stream] = end  # the file shrank under us: skip the range
+            return None
+        if start + len(data) < end:
+            # Stop at a line boundary; a very long line is cut into pieces.
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                if len(data) < MAX_LINE_PIECE and want < end - start:
+                    more = os.pread(fd, min(end - start, MAX_LINE_PIECE) - len(data), start + len(data))
+                    data += more
+                    cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    cut = _char_boundary(data)
+            data = data[:cut]
+        self._consumed[stream] = start + len(data)
+        text = data.decode("utf-8", "replace")
+        if not text.endswith("\n"):
+            text += "\n"
+        return Chunk(stream, text, truncated)
+
+
+def _pread_all(fd: int, offset: int, length: int) -> bytes:
+    parts = []
+    while length > 0:
+        data = os.pread(fd, min(length, 1 << 20), offset)
+        if not data:
+            break
+        parts.append(data)
+        offset += len(data)
+        length -= len(data)
+    return b"".join(parts)
+
+
+def _skip_continuation_bytes(data: bytes) -> bytes:
+    i = 0
+    while i < min(3, len(data)) and (data[i] & 0xC0) == 0x80:
+        i += 1
+    return data[i:]
+
+
+def _char_boundary(data: bytes) -> int:
+    """The largest cut <= len(data) that does not split a UTF-8 sequence."""
+    cut = len(data)
+    back = 0
+    while back < 3 and cut - back - 1 >= 0 and (data[cut - back - 1] & 0xC0) == 0x80:
+        back += 1
+    lead = cut - back - 1
+    if lead >= 0:
+        b = data[lead]
+        need = 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4 if b >> 3 == 0b11110 else 1
+        if need > back + 1:
+            return lead
+    return cut
+
+
+def remove_files(log: OutputLog) -> None:
+    for path in (*log.paths.values(), log.index_path):
+        try:
+            os.unlink(path)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise
+
+
+KEEPALIVE = None  # what `follow` yields when the output was quiet for a keepalive period
+
+
+async def follow(
+    log: OutputLog,
+    keepalive: float,
+    stop: asyncio.Future[None] | None = None,
+) -> AsyncIterator[list[Chunk] | None]:
+    """Every line from the first, then new lines as they come, until the log finishes.
+
+    Yields lists of chunks, or KEEPALIVE after `keepalive` seconds without output.
+    Ends when the log is finished and fully read, or when `stop` resolves.
+    """
+    with log.reader() as reader:
+        while True:
+            chunks = reader.read()
+            if chunks:
+                yield chunks
+                continue
+            if log.finished:
+                # The finish may have added lines after our last read.
+                chunks = reader.read()
+                if chunks:
+                    yield chunks
+                    continue
+                return
+            change = log.next_change()
+            waiters: set[asyncio.Future[None]] = {change}
+            if stop is not None:
+                if stop.done():
+                    return
+                waiters.add(stop)
+            done, _ = await asyncio.wait(waiters, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+            if stop is not None and stop in done:
+                return
+            if not done:
+                change.cancel()
+                yield KEEPALIVE

@@ -1,0 +1,267 @@
+"""HTTP adapter of the process service: /process*."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from ..config import Settings
+from ..errors import Invalid, Unprocessable
+from ..http.responses import field, json_response, read_json_object, start_stream
+from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
+from .supervisor import ManagedProcess, ProcessSpec, Supervisor
+from .views import logs_view, process_view, summary_view
+
+audit = logging.getLogger("sandbox_api.audit")
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+SETTINGS = web.AppKey("settings", Settings)
+
+WAIT_DEFAULT_SECONDS = 60
+WAIT_MAX_SECONDS = 3600
+STDIN_CHUNK = 64 * 1024
+
+
+def parse_process_request(data: dict[str, Any]) -> tuple[ProcessSpec, bool, list[int]]:
+    """A ProcessRequest body -> (spec, waitForCompletion, waitForPorts)."""
+    command = field(data, "command", str, "")
+    if not command:
+        raise Invalid("invalid request body: command is required")
+    env = field(data, "env", dict, {})
+    for key, value in env.items():
+        if not isinstance(value, str):
+            raise Invalid(f"invalid request body: env value of {key} must be a string")
+    ports = field(data, "waitForPorts", list, [])
+    for port in ports:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise Invalid(f"invalid request body: waitForPorts holds an invalid port {port!r}")
+    timeout = field(data, "timeout", int)
+    if timeout is not None and timeout < 0:
+        raise Invalid("invalid request body: timeout must be 0 (no limit) or a positive number of seconds")
+    spec = ProcessSpec(
+        command=command,
+        name=field(data, "name", str, ""),
+        working_dir=field(data, "workingDir", str, ""),
+        env=env,
+        restart_on_failure=field(data, "restartOnFailure", bool, False),
+        max_restarts=field(data, "maxRestarts", int, 0),
+        keep_alive=field(data, "keepAlive", bool, False),
+        timeout=timeout,
+        stdin=field(data, "stdin", bool, False),
+    )
+    return spec, field(data, "waitForCompletion", bool, False), ports
+
+
+def _audit(request: web.Request, action: str, **extra: str) -> None:
+    audit.info(
+        "type=%s %s",
+        action,
+        " ".join(f"{k}={_quote(v)}" for k, v in sorted(extra.items())),
+        extra={
+            "source": "audit",
+            "action": action,
+            "sub-id": request.headers.get("X-Blaxel-Subject-Id") or request.headers.get("X-Subject-Id", ""),
+            "sub-type": request.headers.get("X-Blaxel-Subject-Type") or request.headers.get("X-Subject-Type", ""),
+            "auth-method": request.headers.get("X-Blaxel-Auth-Method", ""),
+            "rid": request.headers.get("X-Request-Id", ""),
+        },
+    )
+
+
+def _quote(value: str) -> str:
+    value = value.replace("\r", "\\r").replace("\n", "\\n")
+    if " " in value or '"' in value:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value
+
+
+async def start_process(request: web.Request) -> web.StreamResponse:
+    supervisor = request.app[SUPERVISOR]
+    settings = request.app[SETTINGS]
+    spec, wait, ports = parse_process_request(await read_json_object(request))
+    streaming = "text/event-stream" in request.headers.get("Accept", "")
+    _audit(
+        request,
+        "process_exec_stream" if streaming else "process_exec",
+        command=spec.command,
+        **{"working-dir": spec.working_dir},
+    )
+    proc = await supervisor.start(spec)
+    timeout = proc.record.timeout if spec.timeout is None else spec.timeout
+    deadline_timeout = float(timeout) if timeout and timeout > 0 else None
+    if streaming:
+        return await _exec_stream(request, proc, ports, deadline_timeout)
+    loop = asyncio.get_running_loop()
+    deadline = None if deadline_timeout is None else loop.time() + deadline_timeout
+    if ports:
+        try:
+            await supervisor.wait_ports(proc, ports, deadline_timeout)
+        except TimeoutError:
+            raise Unprocessable(f"process timed out waiting for ports after {timeout} seconds") from None
+    if wait:
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        if not await proc.wait_final(remaining):
+            raise Unprocessable(f"process timed out after {timeout} seconds")
+        return json_response(process_view(proc, settings.max_logs_response_bytes))
+    return json_response(summary_view(proc, settings, logs_null_when_empty=True))
+
+
+def _ndjson(event_type: str, data: str = "") -> bytes:
+    event: dict[str, str] = {"type": event_type}
+    if data:
+        event["data"] = data
+    return (json.dumps(event, ensure_ascii=False) + "\n").encode()
+
+
+def ndjson_events(chunks: list[Chunk]) -> bytes:
+    """Each chunk becomes one event: its lines joined by "\\n", without the last one."""
+    out = []
+    for chunk in chunks:
+        if chunk.truncated:
+            out.append(_ndjson(chunk.stream_name, TRUNCATION_MARKER.rstrip("\n")))
+        if chunk.text:
+            out.append(_ndjson(chunk.stream_name, chunk.text[:-1]))
+    return b"".join(out)
+
+
+def prefixed_lines(chunks: list[Chunk]) -> bytes:
+    """Each line as `stdout:<line>\\n` or `stderr:<line>\\n`."""
+    out = []
+    for chunk in chunks:
+        prefix = chunk.stream_name + ":"
+        if chunk.truncated:
+            out.append(prefix + TRUNCATION_MARKER)
+        if chunk.text:
+            out.append(prefix + chunk.text[:-1].replace("\n", "\n" + prefix) + "\n")
+    return "".join(out).encode()
+
+
+async def _exec_stream(
+    request: web.Request, proc: ManagedProcess, ports: list[int], timeout: float | None
+) -> web.StreamResponse:
+    supervisor = request.app[SUPERVISOR]
+    settings = request.app[SETTINGS]
+    response = await start_stream(request, "application/x-ndjson")
+    try:
+        if ports:
+            try:
+                await supervisor.wait_ports(proc, ports, timeout)
+            except TimeoutError:
+                await response.write(
+                    _ndjson("error", f"process timed out waiting for ports after {int(timeout or 0)} seconds")
+                )
+                return response
+            except Unprocessable as e:
+                await response.write(_ndjson("error", e.message))
+                return response
+        async for item in follow(proc.log, settings.exec_stream_keepalive, supervisor.closing):
+            if item is KEEPALIVE:
+                await response.write(_ndjson("keepalive"))
+            else:
+                await response.write(ndjson_events(item))
+        if proc.final.is_set():
+            result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
+            await response.write(_ndjson("result", result))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the client went away; the process keeps running
+    return response
+
+
+async def list_processes(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    procs = request.app[SUPERVISOR].list()
+    return json_response([summary_view(p, settings, completed_null=True) for p in procs])
+
+
+async def get_process(request: web.Request) -> web.Response:
+    proc = request.app[SUPERVISOR].get(request.match_info["identifier"])
+    return json_response(summary_view(proc, request.app[SETTINGS]))
+
+
+async def get_logs(request: web.Request) -> web.Response:
+    identifier = request.match_info["identifier"]
+    proc = request.app[SUPERVISOR].get(identifier, f"process with PID {identifier} not found")
+    _audit(request, "process_logs_access", identifier=identifier)
+    return json_response(logs_view(proc, request.app[SETTINGS]))
+
+
+async def stream_logs(request: web.Request) -> web.StreamResponse:
+    supervisor = request.app[SUPERVISOR]
+    settings = request.app[SETTINGS]
+    identifier = request.match_info["identifier"]
+    proc = supervisor.get(identifier, f"process with Identifier {identifier} not found")
+    _audit(request, "process_logs_stream", identifier=identifier)
+    response = await start_stream(request, "text/plain; charset=utf-8")
+    try:
+        async for item in follow(proc.log, settings.log_stream_keepalive, supervisor.closing):
+            await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return response
+
+
+async def wait_process(request: web.Request) -> web.Response:
+    supervisor = request.app[SUPERVISOR]
+    raw = request.query.get("timeout", "")
+    try:
+        timeout = float(raw) if raw else WAIT_DEFAULT_SECONDS
+    except ValueError:
+        raise Invalid(f"invalid timeout {raw!r}: expected a number of seconds") from None
+    if not 0 <= timeout <= WAIT_MAX_SECONDS:
+        raise Invalid(f"invalid timeout {raw!r}: expected 0 to {WAIT_MAX_SECONDS} seconds")
+    proc = supervisor.get(request.match_info["identifier"])
+    await proc.wait_final(timeout)
+    return json_response(summary_view(proc, request.app[SETTINGS]))
+
+
+async def stop_process(request: web.Request) -> web.Response:
+    identifier = request.match_info["identifier"]
+    _audit(request, "process_stop", identifier=identifier)
+    request.app[SUPERVISOR].stop(identifier)
+    return json_response({"message": "Process stopped successfully"})
+
+
+async def kill_process(request: web.Request) -> web.Response:
+    identifier = request.match_info["identifier"]
+    _audit(request, "process_kill", identifier=identifier)
+    request.app[SUPERVISOR].kill(identifier)
+    return json_response({"message": "Process killed successfully"})
+
+
+async def write_stdin(request: web.Request) -> web.Response:
+    supervisor = request.app[SUPERVISOR]
+    identifier = request.match_info["identifier"]
+    supervisor.stdin_ready(identifier)
+    written = 0
+    async for data in request.content.iter_chunked(STDIN_CHUNK):
+        written += await supervisor.write_stdin(identifier, data)
+    return json_response({"path": "", "message": f"{written} bytes written to stdin", "bytes": written})
+
+
+async def close_stdin(request: web.Request) -> web.Response:
+    request.app[SUPERVISOR].close_stdin(request.match_info["identifier"])
+    return json_response({"path": "", "message": "stdin closed"})
+
+
+async def head_ok(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/process", start_process)
+    r.add_get("/process", list_processes, allow_head=False)
+    r.add_get("/process/{identifier}", get_process, allow_head=False)
+    r.add_get("/process/{identifier}/logs", get_logs, allow_head=False)
+    r.add_get("/process/{identifier}/logs/stream", stream_logs, allow_head=False)
+    r.add_get("/process/{identifier}/wait", wait_process, allow_head=False)
+    r.add_delete("/process/{identifier}", stop_process)
+    r.add_delete("/process/{identifier}/kill", kill_process)
+    r.add_post("/process/{identifier}/stdin", write_stdin)
+    r.add_delete("/process/{identifier}/stdin", close_stdin)
+    for path in ("/process", "/process/{identifier}", "/process/{identifier}/logs", "/process/{identifier}/logs/stream"):
+        r.add_route("HEAD", path, head_ok)

@@ -1,0 +1,653 @@
+"""Spawns, watches, restarts, stops and kills the processes clients ask for.
+
+Plain Python in and out: no HTTP here. Errors are raised as `sandbox_api.errors`
+types carrying the contract's messages.
+
+Each process runs `[SHELL, *SHELL_ARGS, command]` in its own process group, with its
+stdout and stderr appended straight to files (see logstore.py), so it outlives the
+daemon. Its record is saved on every change, and a restarted daemon adopts the
+processes that are still alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import signal
+import stat
+import string
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import config
+from ..config import Settings
+from ..errors import Conflict, Invalid, NotFound, Unprocessable
+from ..linux.inotify import Inotify
+from ..linux.syscalls import set_oom_score_adj
+from ..network import ports as port_scan
+from . import tree
+from .children import Child, Children
+from .keepalive import ScaleFile
+from .logstore import STDERR, STDOUT, OutputLog, remove_files
+from .records import COMPLETED, FAILED, KILLED, RUNNING, STOPPED, ProcessRecord, RecordStore
+
+log = logging.getLogger("sandbox_api.process")
+
+RESTART_DELAY = 1.0
+KEEPALIVE_DEFAULT_TIMEOUT = 600
+PORT_POLL_INTERVAL = 0.1
+POLL_INTERVAL = 0.05  # log tailing when inotify is unavailable
+ADOPTED_POLL_INTERVAL = 0.5
+CAP_SWEEP_INTERVAL = 5.0
+_NAME_ALPHABET = string.ascii_lowercase + string.digits
+_GO_INT = re.compile(r"^[+-]?\d+$")
+
+
+@dataclass
+class ProcessSpec:
+    """What a client asks to run (already validated for types)."""
+
+    command: str
+    name: str = ""
+    working_dir: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    restart_on_failure: bool = False
+    max_restarts: int = 0
+    keep_alive: bool = False
+    timeout: int | None = None
+    stdin: bool = False
+    unique_name: bool = True  # refuse a name that a running process already has
+
+
+class ManagedProcess:
+    """A record plus what the daemon holds for it while it runs."""
+
+    def __init__(self, record: ProcessRecord, output: OutputLog) -> None:
+        self.record = record
+        self.log = output
+        self.child: Child | None = None
+        self.stdin_fd = -1
+        self.stdin_waiters: set[asyncio.Future[None]] = set()
+        self.holds_keepalive = False
+        self.final = asyncio.Event()
+        self.watches: list[int] = []
+        self.task: asyncio.Task[None] | None = None
+        self.kill_timer: asyncio.TimerHandle | None = None
+        self.escalation: asyncio.TimerHandle | None = None
+        self.bytes_since_cap = 0
+
+    @property
+    def cookie(self) -> str:
+        return f"{config.PROCESS_COOKIE}={self.record.key}"
+
+    async def wait_final(self, timeout: float | None) -> bool:
+        """Wait until no more runs will come; False on timeout."""
+        if self.final.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.final.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, children: Children) -> None:
+        self.settings = settings
+        self.children = children
+        self.store = RecordStore(settings.processes_dir)
+        self.scale = ScaleFile(settings.scale_file)
+        self._processes: dict[str, ManagedProcess] = {}  # by key, in start order
+        self._inotify: Inotify | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.closing: asyncio.Future[None] | None = None
+
+    # --- life cycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.closing = asyncio.get_running_loop().create_future()
+        self.store.ensure()
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.scale.reset()
+        self._inotify = Inotify.open(on_overflow=self._scan_running)
+        if self._inotify is None:
+            log.warning("inotify unavailable: following process output by polling")
+            self._poller = asyncio.create_task(self._poll_running())
+        for record in self.store.load_all():
+            self._restore(record)
+        self._sweeper = asyncio.create_task(self._sweep_caps())
+
+    async def close(self) -> None:
+        """Stop supervising. The processes themselves keep running."""
+        if self.closing is not None and not self.closing.done():
+            self.closing.set_result(None)
+        tasks = [t for t in (self._poller, self._sweeper) if t is not None]
+        tasks += [p.task for p in self._processes.values() if p.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for proc in self._processes.values():
+            for timer in (proc.kill_timer, proc.escalation):
+                if timer is not None:
+                    timer.cancel()
+            self._close_stdin(proc)
+            proc.log.close()
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+
+    # --- lookup -------------------------------------------------------------------
+
+    def list(self) -> list[ManagedProcess]:
+        return list(self._processes.values())
+
+    def find(self, identifier: str) -> ManagedProcess | None:
+        """By pid when the identifier reads as an integer, else by name (latest start)."""
+        if _GO_INT.match(identifier):
+            matches = [p for p in self._processes.values() if p.record.pid == identifier]
+        else:
+            matches = [p for p in self._processes.values() if p.record.name == identifier]
+        if not matches:
+            return None
+        return max(matches, key=lambda p: p.record.started_at)
+
+    def get(self, identifier: str, message: str = "process not found") -> ManagedProcess:
+        proc = self.find(identifier)
+        if proc is None:
+            raise NotFound(message)
+        return proc
+
+    # --- start --------------------------------------------------------------------
+
+    def normalize_working_dir(self, working_dir: str) -> str:
+        if working_dir.startswith("~"):
+            home = config.home_directory()
+            if home is None:
+                raise Invalid("home directory not found")
+            working_dir = home + working_dir[1:]
+        while "//" in working_dir:
+            working_dir = working_dir.replace("//", "/")
+        return working_dir
+
+    async def start(self, spec: ProcessSpec) -> ManagedProcess:
+        if not spec.command:
+            raise Invalid("command is required")
+        if spec.keep_alive and self.settings.disable_keepalive:
+            raise Invalid("keepAlive is not available for this sandbox: it is not included in your current plan")
+        if spec.timeout is not None and spec.timeout < 0:
+            raise Invalid("timeout must be zero (no limit) or a positive number of seconds")
+        working_dir = self.normalize_working_dir(spec.working_dir)
+        name = spec.name or "proc-" + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
+        if spec.unique_name:
+            existing = self.find(name)
+            if existing is not None and existing.record.running:
+                raise Invalid(f"process with name '{name}' already exists and is running")
+        cwd = os.path.join(self.settings.workdir, working_dir) if working_dir else self.settings.workdir
+        timeout = spec.timeout
+        if spec.keep_alive and timeout is None:
+            timeout = KEEPALIVE_DEFAULT_TIMEOUT
+        record = ProcessRecord(
+            key=f"{time.time_ns():x}-{secrets.token_hex(3)}",
+            pid="",
+            name=name,
+            command=spec.command,
+            working_dir=working_dir,
+            cwd=cwd,
+            env=dict(spec.env),
+            restart_on_failure=spec.restart_on_failure,
+            max_restarts=spec.max_restarts,
+            keep_alive=spec.keep_alive,
+            timeout=timeout or 0,
+            stdin=spec.stdin,
+        )
+        proc = ManagedProcess(record, OutputLog(self.settings.logs_dir, record.key))
+        proc.log.create()
+        try:
+            self._spawn_run(proc)
+        except Unprocessable:
+            proc.log.close()
+            remove_files(proc.log)
+            raise
+        record.pid = str(record.os_pid)
+        self._processes[record.key] = proc
+        self.store.save(record)
+        if record.keep_alive:
+            self.scale.hold()
+            proc.holds_keepalive = True
+        proc.task = asyncio.create_task(self._supervise(proc))
+        return proc
+
+    def _spawn_run(self, proc: ManagedProcess) -> None:
+        """Start one run of the command; raise Unprocessable when it cannot start."""
+        record = proc.record
+        shown_dir = record.working_dir or record.cwd
+        try:
+            st = os.stat(record.cwd)
+        except FileNotFoundError:
+            raise Unprocessable(
+                f"failed to start process: could not execute command '{record.command}' "
+                f"because folder '{shown_dir}' does not exist"
+            ) from None
+        except OSError as e:
+            raise Unprocessable(
+                f"failed to start process: could not access working directory '{shown_dir}': {e.strerror}"
+            ) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise Unprocessable(
+                f"failed to start process: could not execute command '{record.command}' "
+                f"because '{shown_dir}' is not a directory"
+            )
+        argv = [self.settings.shell_path, *self.settings.shell_args, record.command]
+        env = config.child_environment({**record.env, config.PROCESS_COOKIE: record.key})
+        stdin_read = -1
+        try:
+            out_fd, err_fd = proc.log.child_fds()
+        except OSError as e:
+            raise Unprocessable(f"failed to start process: cannot open log files: {e.strerror}") from None
+        try:
+            if record.stdin:
+                stdin_read, proc.stdin_fd = os.pipe2(os.O_CLOEXEC)
+                os.set_blocking(proc.stdin_fd, False)
+            child = self.children.spawn(
+                argv,
+                stdin=stdin_read if record.stdin else subprocess.DEVNULL,
+                stdout=out_fd,
+                stderr=err_fd,
+                cwd=record.cwd,
+                env=env,
+                process_group=0,
+                close_fds=True,
+            )
+        except OSError as e:
+            if proc.stdin_fd >= 0:
+                os.close(proc.stdin_fd)
+                proc.stdin_fd = -1
+            raise Unprocessable(f"failed to start process: {_os_error_text(e)}") from None
+        finally:
+            os.close(out_fd)
+            os.close(err_fd)
+            if stdin_read >= 0:
+                os.close(stdin_read)
+        proc.child = child
+        record.os_pid = child.pid
+        record.os_start_ticks = _start_ticks(child.pid)
+        record.status = RUNNING
+        record.started_at = time.time()
+        record.completed_at = None
+        record.exit_code = 0
+        set_oom_score_adj(child.pid, 500)
+        self._follow_output(proc)
+        self._arm_kill_timer(proc, record.timeout)
+
+    def _follow_output(self, proc: ManagedProcess) -> None:
+        proc.log.open_for_tailing()
+        if self._inotify is not None and not proc.watches:
+            for stream in (STDOUT, STDERR):
+                wd = self._inotify.add(str(proc.log.paths[stream]), self._on_output(proc, stream))
+                if wd is not None:
+                    proc.watches.append(wd)
+        proc.log.scan_all()
+
+    def _on_output(self, proc: ManagedProcess, stream: int) -> Callable[[], None]:
+        def handler() -> None:
+            proc.log.scan(stream)
+            proc.bytes_since_cap += 1
+            if proc.bytes_since_cap >= 256:
+                proc.bytes_since_cap = 0
+                proc.log.enforce_cap(self._file_cap())
+
+        return handler
+
+    def _stop_following(self, proc: ManagedProcess) -> None:
+        if self._inotify is not None:
+            for wd in proc.watches:
+                self._inotify.remove(wd)
+        proc.watches.clear()
+
+    def _arm_kill_timer(self, proc: ManagedProcess, timeout: float) -> None:
+        """keepAlive processes are killed after `timeout` seconds (0 = never)."""
+        if proc.kill_timer is not None:
+            proc.kill_timer.cancel()
+            proc.kill_timer = None
+        if proc.record.keep_alive and timeout > 0:
+            loop = asyncio.get_running_loop()
+            proc.kill_timer = loop.call_later(timeout, self._keepalive_expired, proc)
+
+    def _keepalive_expired(self, proc: ManagedProcess) -> None:
+        proc.kill_timer = None
+        if proc.record.running:
+            log.info("keepAlive timeout: killing process %s", proc.record.name)
+            self._signal(proc, signal.SIGKILL)
+            proc.record.status = KILLED
+            self.store.save(proc.record)
+
+    # --- the life of a process ------------------------------------------------------
+
+    async def _supervise(self, proc: ManagedProcess) -> None:
+        record = proc.record
+        while True:
+            code = await self._run_ended(proc)
+            self._end_run(proc, code)
+            if not self._should_restart(record, code is not None):
+                break
+            limit = "unlimited" if record.max_restarts < 0 else str(record.max_restarts)
+            proc.log.append_notice(
+                f"\n[Process failed with exit code {record.exit_code}. "
+                f"Attempting restart {record.restart_count + 1}/{limit}...]\n"
+            )
+            record.restart_count += 1
+            self.store.save(record)
+            await asyncio.sleep(RESTART_DELAY)
+            if record.status != FAILED:  # killed while waiting to restart
+                break
+            try:
+                self._spawn_run(proc)
+            except Unprocessable as e:
+                proc.log.append_notice(f"\n[Failed to restart process: {e.message}]\n")
+                break
+            self.store.save(record)
+        self._finalize(proc)
+
+    async def _run_ended(self, proc: ManagedProcess) -> int | None:
+        """Wait for the current run to end; its exit code, or None when unknowable."""
+        if proc.child is not None:
+            return await proc.child.wait()
+        return await self._wait_adopted(proc.record.os_pid, proc.record.os_start_ticks)
+
+    def _end_run(self, proc: ManagedProcess, code: int | None) -> None:
+        record = proc.record
+        if self._inotify is not None:
+            self._inotify.pump()  # output events queued before the exit come first
+        proc.log.end_run()
+        self._close_stdin(proc)
+        proc.child = None
+        record.completed_at = time.time()
+        if code is None:
+            proc.log.append_notice(
+                "\n[Exit status unknown: the process ended while sandbox-api was not running]\n"
+            )
+            record.exit_code = -1
+            if record.status == RUNNING:
+                record.status = FAILED
+            return
+        record.exit_code = -1 if code < 0 else code
+        if code == 0:
+            record.status = COMPLETED
+        elif record.status not in (STOPPED, KILLED):
+            record.status = FAILED
+
+    @staticmethod
+    def _should_restart(record: ProcessRecord, exit_known: bool) -> bool:
+        if record.status != FAILED or not record.restart_on_failure or not exit_known:
+            return False
+        return record.max_restarts < 0 or record.restart_count < record.max_restarts
+
+    def _finalize(self, proc: ManagedProcess) -> None:
+        record = proc.record
+        record.final = True
+        if proc.kill_timer is not None:
+            proc.kill_timer.cancel()
+            proc.kill_timer = None
+        self._stop_following(proc)
+        proc.log.finish()
+        proc.log.enforce_cap(self._file_cap())
+        self._release_keepalive(proc)
+        self.store.save(record)
+        proc.final.set()
+
+    def _release_keepalive(self, proc: ManagedProcess) -> None:
+        if proc.holds_keepalive:
+            proc.holds_keepalive = False
+            self.scale.release()
+
+    # --- stop, kill, stdin ----------------------------------------------------------
+
+    def _signal(self, proc: ManagedProcess, sig: int) -> set[int]:
+        root = proc.record.os_pid if proc.record.running else None
+        reached = tree.signal_tree(root, proc.cookie, sig)
+        if not reached and root is not None:
+            try:
+                os.killpg(root, sig)
+                reached = {root}
+            except OSError:
+                pass
+        return reached
+
+    def stop(self, identifier: str) -> None:
+        proc = self.find(identifier)
+        if proc is None:
+            raise NotFound(f"process with Identifier {identifier} not found")
+        if not proc.record.running:
+            raise NotFound(f"process with Identifier {identifier} is not running")
+        proc.log.append_notice("\n[Process is being gracefully terminated]\n")
+        if not self._signal(proc, signal.SIGTERM):
+            raise NotFound(f"failed to send SIGTERM to process with Identifier {identifier}: no such process")
+        proc.record.status = STOPPED
+        proc.record.keep_alive = False
+        self._release_keepalive(proc)
+        self.store.save(proc.record)
+        if self.settings.stop_grace_seconds > 0:
+            loop = asyncio.get_running_loop()
+            if proc.escalation is not None:
+                proc.escalation.cancel()
+            proc.escalation = loop.call_later(self.settings.stop_grace_seconds, self._escalate, proc)
+
+    def _escalate(self, proc: ManagedProcess) -> None:
+        """A stopped tree still alive after the grace period is killed."""
+        proc.escalation = None
+        root = proc.record.os_pid if proc.record.running or proc.child is not None else None
+        if tree.signal_tree(root, proc.cookie, signal.SIGKILL):
+            log.info("process %s ignored SIGTERM: killed", proc.record.name)
+
+    def kill(self, identifier: str) -> None:
+        proc = self.find(identifier)
+        if proc is None:
+            raise NotFound(f"process with Identifier {identifier} not found")
+        if proc.record.running:
+            proc.log.append_notice("\n[Process is being forcefully killed]\n")
+        if not self._signal(proc, signal.SIGKILL):
+            raise NotFound(f"failed to kill process with Identifier {identifier}: no such process")
+        proc.record.status = KILLED
+        proc.record.keep_alive = False
+        self._release_keepalive(proc)
+        self.store.save(proc.record)
+
+    def _stdin_target(self, identifier: str) -> ManagedProcess:
+        proc = self.find(identifier)
+        if proc is None:
+            raise NotFound(f"process with Identifier {identifier} not found")
+        return proc
+
+    def stdin_ready(self, identifier: str) -> None:
+        """Raise unless the process exists and has an open stdin pipe."""
+        if self._stdin_target(identifier).stdin_fd < 0:
+            raise Conflict(
+                f"process with Identifier {identifier} has no open stdin "
+                "(not started with stdin: true, already closed, or it has ended)"
+            )
+
+    async def write_stdin(self, identifier: str, data: bytes) -> int:
+        self.stdin_ready(identifier)
+        proc = self._stdin_target(identifier)
+        view = memoryview(data)
+        loop = asyncio.get_running_loop()
+        while view:
+            fd = proc.stdin_fd
+            if fd < 0:
+                raise Conflict(f"stdin of process with Identifier {identifier} was closed")
+            try:
+                view = view[os.write(fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                raise Conflict(f"process with Identifier {identifier} no longer reads its stdin") from None
+            # The pipe is full: wait until the child reads, or the pipe goes away.
+            writable = loop.create_future()
+            loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+            proc.stdin_waiters.add(writable)
+            try:
+                await writable
+            finally:
+                proc.stdin_waiters.discard(writable)
+                if proc.stdin_fd == fd:
+                    loop.remove_writer(fd)
+        return len(data)
+
+    def close_stdin(self, identifier: str) -> None:
+        self._close_stdin(self._stdin_target(identifier))
+
+    @staticmethod
+    def _close_stdin(proc: ManagedProcess) -> None:
+        if proc.stdin_fd >= 0:
+            asyncio.get_running_loop().remove_writer(proc.stdin_fd)
+            os.close(proc.stdin_fd)
+            proc.stdin_fd = -1
+        for waiter in proc.stdin_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- waiting for ports ----------------------------------------------------------
+
+    async def wait_ports(self, proc: ManagedProcess, wanted: list[int], timeout: float | None) -> None:
+        """Return once every port is served on a routable address by the process tree.
+
+        Raises TimeoutError after `timeout`, Unprocessable if the process ends first.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        pending = set(wanted)
+        while pending:
+            if proc.final.is_set():
+                raise Unprocessable(
+                    f"process exited with code {proc.record.exit_code} before serving ports "
+                    f"{sorted(pending)}"
+                )
+            if proc.record.running:
+                ready = await asyncio.to_thread(self._serving_ports, proc, pending)
+                pending -= ready
+                if not pending:
+                    return
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError
+            delay = PORT_POLL_INTERVAL
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - loop.time()))
+            try:
+                await asyncio.wait_for(proc.final.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    def _serving_ports(self, proc: ManagedProcess, wanted: set[int]) -> set[int]:
+        candidates = [s for s in port_scan.read_sockets() if s.local_port in wanted and s.serving and s.routable]
+        if not candidates:
+            return set()
+        members = tree.tree_members(proc.record.os_pid, proc.cookie)
+        owners = port_scan.socket_owners(members, {s.inode for s in candidates})
+        return {s.local_port for s in candidates if s.inode in owners}
+
+    # --- output caps ----------------------------------------------------------------
+
+    def _file_cap(self) -> int:
+        max_file = self.settings.max_log_file_bytes
+        if max_file <= 0:
+            return 0
+        budget = self.settings.max_log_bytes_total
+        if budget <= 0:
+            return max_file
+        count = max(1, len(self._processes))
+        return min(max_file, max(256 * 1024, budget // (3 * count)))
+
+    async def _sweep_caps(self) -> None:
+        while True:
+            await asyncio.sleep(CAP_SWEEP_INTERVAL)
+            cap = self._file_cap()
+            for proc in list(self._processes.values()):
+                try:
+                    proc.log.enforce_cap(cap)
+                except OSError:
+                    log.exception("capping the logs of %s failed", proc.record.name)
+
+    def _scan_running(self) -> None:
+        for proc in self._processes.values():
+            if not proc.final.is_set():
+                proc.log.scan_all()
+
+    async def _poll_running(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            self._scan_running()
+
+    # --- after a daemon restart -------------------------------------------------------
+
+    def _restore(self, record: ProcessRecord) -> None:
+        output = OutputLog(self.settings.logs_dir, record.key)
+        output.load()
+        proc = ManagedProcess(record, output)
+        self._processes[record.key] = proc
+        if record.final:
+            output.mark_finished()
+            proc.final.set()
+            return
+        alive = record.os_pid > 0 and _start_ticks(record.os_pid) == record.os_start_ticks != 0
+        if not alive:
+            # It ended while we were away (or between runs): its exit status is lost.
+            try:
+                output.open_for_tailing()
+            except OSError:
+                pass
+            self._end_run(proc, None)
+            self._finalize(proc)
+            return
+        log.info("adopting process %s (pid %s)", record.name, record.os_pid)
+        if record.keep_alive and record.status == RUNNING:
+            self.scale.hold()
+            proc.holds_keepalive = True
+        self._follow_output(proc)
+        if record.timeout > 0:
+            self._arm_kill_timer(proc, max(0.001, record.started_at + record.timeout - time.time()))
+        proc.task = asyncio.create_task(self._supervise(proc))
+
+    async def _wait_adopted(self, pid: int, ticks: int) -> int | None:
+        """Wait for a process that is not our child (we cannot learn its exit code)."""
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = -1
+        if pidfd >= 0:
+            exited = loop.create_future()
+            loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+            return None
+        while _start_ticks(pid) == ticks:
+            await asyncio.sleep(ADOPTED_POLL_INTERVAL)
+        return None
+
+
+def _start_ticks(pid: int) -> int:
+    """Start time of `pid` in clock ticks since boot (0 if gone or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0
+    if fields[0] in (b"Z", b"X"):
+        return 0
+    return int(fields[19])
+
+
+def _os_error_text(e: OSError) -> str:
+    if e.filename:
+        return f"fork/exec {e.filename}: {e.strerror}"
+    return e.strerror or str(e)

@@ -1,0 +1,68 @@
+"""The JSON shapes of a process (ProcessResponse, ProcessLogs), with every key present.
+
+Output fields are read from the log files: the last 64 KiB per stream for GET, list
+and stream results, up to 4 MiB for a completed wait. `logs` is stdout followed by
+stderr (not interleaved), as in the original.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+from typing import Any
+
+from ..config import Settings
+from .logstore import STDERR, STDOUT
+from .records import RUNNING
+from .supervisor import ManagedProcess
+
+
+def http_date(ts: float | None) -> str:
+    return formatdate(ts, usegmt=True) if ts else ""
+
+
+def process_view(
+    proc: ManagedProcess,
+    tail_bytes: int,
+    *,
+    completed_null: bool = False,
+    logs_null_when_empty: bool = False,
+) -> dict[str, Any]:
+    """ProcessResponse: `completed_null` gives `completedAt: null` while running (list);
+    `logs_null_when_empty` gives `logs: null` before any output (POST without wait)."""
+    record = proc.record
+    stdout = proc.log.tail(STDOUT, tail_bytes)
+    stderr = proc.log.tail(STDERR, tail_bytes)
+    logs: str | None = stdout + stderr
+    if logs_null_when_empty and not logs:
+        logs = None
+    completed: str | None = http_date(record.completed_at) if record.status != RUNNING else ""
+    if completed_null and record.status == RUNNING:
+        completed = None
+    return {
+        "pid": record.pid,
+        "name": record.name,
+        "command": record.command,
+        "status": record.status,
+        "startedAt": http_date(record.started_at),
+        "completedAt": completed,
+        "exitCode": record.exit_code,
+        "workingDir": record.working_dir,
+        "logs": logs,
+        "stdout": stdout,
+        "stderr": stderr,
+        "restartOnFailure": record.restart_on_failure,
+        "maxRestarts": record.max_restarts,
+        "restartCount": record.restart_count,
+        "keepAlive": record.keep_alive,
+        "stdin": record.stdin,
+    }
+
+
+def summary_view(proc: ManagedProcess, settings: Settings, **kwargs: Any) -> dict[str, Any]:
+    return process_view(proc, settings.max_inline_log_bytes, **kwargs)
+
+
+def logs_view(proc: ManagedProcess, settings: Settings) -> dict[str, str]:
+    stdout = proc.log.tail(STDOUT, settings.max_logs_response_bytes)
+    stderr = proc.log.tail(STDERR, settings.max_logs_response_bytes)
+    return {"stdout": stdout, "stderr": stderr, "logs": stdout + stderr}
