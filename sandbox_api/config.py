@@ -197,6 +197,7 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
             env.pop("LD_LIBRARY_PATH", None)
     for key in [k for k in env if k.startswith(_PACKER_PREFIXES)]:
         del env[key]
+    env.pop("SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
     if extra:
         env.update(extra)
     return env

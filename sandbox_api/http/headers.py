@@ -14,6 +14,7 @@ NO_CACHE_HEADERS = {
     "Expires": "0",
     "X-Content-Type-Options": "nosniff",
 }
+STARTED_AT = web.RequestKey("started_at", float)
 
 
 def make_on_prepare(processing_time: bool):  # noqa: ANN201 - aiohttp signal callback
@@ -25,7 +26,7 @@ def make_on_prepare(processing_time: bool):  # noqa: ANN201 - aiohttp signal cal
             # A stream sets its own Cache-Control: keep it.
             response.headers.setdefault(name, value)
         if processing_time:
-            started = request.get("started_at")
+            started = request.get(STARTED_AT)
             if started is not None:
                 ms = (time.perf_counter() - started) * 1000
                 response.headers["Server-Timing"] = (
@@ -37,5 +38,5 @@ def make_on_prepare(processing_time: bool):  # noqa: ANN201 - aiohttp signal cal
 
 @web.middleware
 async def timing_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    request["started_at"] = time.perf_counter()
+    request[STARTED_AT] = time.perf_counter()
     return await handler(request)

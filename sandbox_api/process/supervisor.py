@@ -79,7 +79,9 @@ class ManagedProcess:
         self.task: asyncio.Task[None] | None = None
         self.kill_timer: asyncio.TimerHandle | None = None
         self.escalation: asyncio.TimerHandle | None = None
-        self.bytes_since_cap = 0
+        self.events_since_cap = 0
+        self.restarting = False  # between two runs of a restartOnFailure process
+        self.restart_cancelled = asyncio.Event()
 
     @property
     def cookie(self) -> str:
@@ -297,9 +299,9 @@ class Supervisor:
     def _on_output(self, proc: ManagedProcess, stream: int) -> Callable[[], None]:
         def handler() -> None:
             proc.log.scan(stream)
-            proc.bytes_since_cap += 1
-            if proc.bytes_since_cap >= 256:
-                proc.bytes_since_cap = 0
+            proc.events_since_cap += 1
+            if proc.events_since_cap >= 256:
+                proc.events_since_cap = 0
                 proc.log.enforce_cap(self._file_cap())
 
         return handler
@@ -343,8 +345,13 @@ class Supervisor:
             )
             record.restart_count += 1
             self.store.save(record)
-            await asyncio.sleep(RESTART_DELAY)
-            if record.status != FAILED:  # killed while waiting to restart
+            proc.restarting = True
+            try:
+                await asyncio.wait_for(proc.restart_cancelled.wait(), RESTART_DELAY)
+            except asyncio.TimeoutError:
+                pass
+            proc.restarting = False
+            if proc.restart_cancelled.is_set():  # stopped or killed while waiting to restart
                 break
             try:
                 self._spawn_run(proc)
@@ -419,10 +426,23 @@ class Supervisor:
                 pass
         return reached
 
+    def _cancel_restart(self, proc: ManagedProcess, status: str) -> bool:
+        """Between two runs there is nothing to signal: just call the restart off."""
+        if not proc.restarting:
+            return False
+        proc.record.status = status
+        proc.record.keep_alive = False
+        proc.restart_cancelled.set()
+        self._release_keepalive(proc)
+        self.store.save(proc.record)
+        return True
+
     def stop(self, identifier: str) -> None:
         proc = self.find(identifier)
         if proc is None:
             raise NotFound(f"process with Identifier {identifier} not found")
+        if self._cancel_restart(proc, STOPPED):
+            return
         if not proc.record.running:
             raise NotFound(f"process with Identifier {identifier} is not running")
         proc.log.append_notice("\n[Process is being gracefully terminated]\n")
@@ -449,6 +469,8 @@ class Supervisor:
         proc = self.find(identifier)
         if proc is None:
             raise NotFound(f"process with Identifier {identifier} not found")
+        if self._cancel_restart(proc, KILLED):
+            return
         if proc.record.running:
             proc.log.append_notice("\n[Process is being forcefully killed]\n")
         if not self._signal(proc, signal.SIGKILL):
