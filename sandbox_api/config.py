@@ -21,7 +21,7 @@ MIB = 1024 * 1024
 
 # Variables a PyInstaller/staticx bundle adds to its own environment; children must
 # not inherit them (packaging.md, pitfall 7).
-_PACKER_PREFIXES = ("_PYI_", "_MEI", "STATICX_", "NUITKA_")
+_PACKER_PREFIXES_B = (b"_PYI_", b"_MEI", b"STATICX_", b"NUITKA_")
 # Marks every managed child so that its whole tree can be found later, even the
 # members that left the process group and were re-parented (see process/tree.py).
 PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
@@ -142,10 +142,9 @@ class Settings:
 
     @property
     def shell_path(self) -> str:
-        """The shell resolved through PATH now, or the bare name (spawn then reports it missing)."""
-        if os.sep in self.shell:
-            return self.shell
-        return shutil.which(self.shell) or self.shell
+        """The shell resolved through the current PATH, or the bare name (spawn then
+        reports it missing)."""
+        return resolve_command(self.shell)
 
 
 def from_environment(**overrides: object) -> Settings:
@@ -180,26 +179,49 @@ def from_environment(**overrides: object) -> Settings:
     for key, value in overrides.items():
         if value is not None:
             values[key] = value
+    # Absolute: the daemon briefly changes directory to spawn (process/children.py).
+    for key in ("state_dir", "log_dir"):
+        if isinstance(values.get(key), Path):
+            values[key] = Path(os.path.abspath(values[key]))  # type: ignore[arg-type]
     return Settings(**values)  # type: ignore[arg-type]
 
 
 # --- the daemon's own environment ------------------------------------------------
 
+_resolved: dict[tuple[str, str], str] = {}
 
-def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a child starts with: ours, minus what a bundled runtime added."""
-    env = dict(os.environ)
+
+def resolve_command(name: str) -> str:
+    """`name` looked up in PATH, cached per PATH value (this runs at every spawn)."""
+    if os.sep in name:
+        return name
+    key = (name, os.environ.get("PATH", ""))
+    found = _resolved.get(key)
+    if found is None or not os.access(found, os.X_OK):
+        found = shutil.which(name) or name
+        _resolved[key] = found
+    return found
+
+
+
+def child_environment(extra: dict[str, str] | None = None) -> dict[bytes, bytes]:
+    """The environment a child starts with: ours, minus what a bundled runtime added.
+
+    Bytes, not str, copied at C speed from the mapping behind `os.environ` (a
+    Python-level copy of `os.environ` costs more than the rest of a spawn's setup).
+    """
+    env = dict(getattr(os.environ, "_data", None) or os.environb)
     if getattr(sys, "_MEIPASS", None):
-        original = env.pop("LD_LIBRARY_PATH_ORIG", None)
+        original = env.pop(b"LD_LIBRARY_PATH_ORIG", None)
         if original is not None:
-            env["LD_LIBRARY_PATH"] = original
+            env[b"LD_LIBRARY_PATH"] = original
         else:
-            env.pop("LD_LIBRARY_PATH", None)
-    for key in [k for k in env if k.startswith(_PACKER_PREFIXES)]:
+            env.pop(b"LD_LIBRARY_PATH", None)
+    for key in [k for k in env if k.startswith(_PACKER_PREFIXES_B)]:
         del env[key]
-    env.pop("SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
+    env.pop(b"SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
     if extra:
-        env.update(extra)
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
     return env
 
 

@@ -7,7 +7,6 @@ because the daemon must still run where a call is missing (old kernels, gVisor).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 
@@ -18,7 +17,7 @@ _FALLOC_FL_PUNCH_HOLE = 0x02
 
 def _load_libc() -> ctypes.CDLL | None:
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)  # our own symbols include libc; no ldconfig run
     except OSError:
         return None
 

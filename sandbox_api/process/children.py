@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..linux.syscalls import set_child_subreaper
@@ -26,12 +26,19 @@ log = logging.getLogger("sandbox_api.children")
 SWEEP_INTERVAL = 1.0
 
 
+# Dispositions a child must not inherit: Python ignores SIGPIPE and SIGXFSZ, and an
+# ignored signal stays ignored across exec (`yes | head` would then never end).
+_RESET_SIGNALS = tuple(
+    sig for sig in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None), getattr(signal, "SIGXFZ", None)) if sig
+)
+
+
 class Child:
     """A started child: its pid, and a future for its exit status."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pid: int, loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes] | None = None) -> None:
         self.popen = popen
-        self.pid = popen.pid
+        self.pid = pid
         self._exit: asyncio.Future[int] = loop.create_future()
 
     @property
@@ -43,8 +50,9 @@ class Child:
         return await asyncio.shield(self._exit)
 
     def _exited(self, code: int) -> None:
-        # Popen must not wait for this pid again: a later child may reuse it.
-        self.popen.returncode = code
+        if self.popen is not None:
+            # Popen must not wait for this pid again: a later child may reuse it.
+            self.popen.returncode = code
         if not self._exit.done():
             self._exit.set_result(code)
 
@@ -58,6 +66,7 @@ class Children:
         self._suspects: set[int] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._signal_installed = False
+        self._home_fd = -1
 
     def install(self) -> None:
         """Become subreaper and start reaping. Call from the event loop's thread."""
@@ -77,6 +86,9 @@ class Children:
         if self._signal_installed and self._loop is not None:
             self._loop.remove_signal_handler(signal.SIGCHLD)
             self._signal_installed = False
+        if self._home_fd >= 0:
+            os.close(self._home_fd)
+            self._home_fd = -1
 
     def spawn(self, argv: Sequence[str], **popen_kwargs: Any) -> Child:
         """Start a child (same arguments as subprocess.Popen) and track it.
@@ -85,8 +97,43 @@ class Children:
         """
         loop = self._loop or asyncio.get_running_loop()
         popen = subprocess.Popen(list(argv), **popen_kwargs)  # noqa: S603 - argv is built by us
-        child = Child(popen, loop)
+        child = Child(popen.pid, loop, popen)
         self._known[child.pid] = child
+        return child
+
+    def spawn_fast(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[bytes, bytes],
+        cwd: str,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+    ) -> Child:
+        """Start a child in a new process group with posix_spawn (a third of Popen's cost).
+
+        posix_spawn cannot change directory, so the daemon steps into `cwd` for the
+        duration of the call and back (all paths the daemon uses are absolute, so no
+        other code can notice). `argv[0]` must be a path. Raises OSError.
+        """
+        loop = self._loop or asyncio.get_running_loop()
+        actions = [
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+        ]
+        if self._home_fd < 0:
+            self._home_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.chdir(cwd)
+        try:
+            pid = os.posix_spawn(
+                argv[0], list(argv), env, file_actions=actions, setpgroup=0, setsigdef=_RESET_SIGNALS, setsigmask=()
+            )
+        finally:
+            os.fchdir(self._home_fd)
+        child = Child(pid, loop)
+        self._known[pid] = child
         return child
 
     @property

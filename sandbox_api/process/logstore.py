@@ -2,28 +2,30 @@
 
 A child writes straight into `<key>.stdout.log` and `<key>.stderr.log` (O_APPEND), so
 its output is safe even when the daemon dies. The daemon never copies that output;
-it keeps a small **index** beside it, `<key>.index`: a list of 16-byte records
-`(stream, end offset)`, each saying "the lines of `stream` up to `end` come next".
-Consecutive lines of one stream share one record, which is extended in place, so
-the index grows only when the output switches between stdout and stderr.
+it keeps an **index** of it: a list of records `(stream, end offset)`, each saying
+"the lines of `stream` up to `end` come next". Consecutive lines of one stream share
+one record, which is extended in place, so the index grows only when the output
+switches between stdout and stderr. The index lives in memory and is mirrored to
+`<key>.index` (16 bytes a record) from its second record on: output of one stream
+only, by far the common case, needs no index file at all, and each file created
+costs (0.4-1 ms of kernel time on some disks).
 
 A record only ever ends on a line boundary (or at the end of a finished run), so
 readers never split a line or a multibyte character, and replay order is the order
 in which the lines were observed. A reader keeps a record number and a consumed
 offset per stream: it replays from record 0, then re-reads the last record (which may
-have grown) and whatever follows, after each change notification. Nothing is held in
-memory, a slow reader only falls behind on disk, and no line can be skipped or sent
-twice. The files are capped by punching holes at their head (oldest bytes first),
-which keeps every offset valid while the child goes on appending.
+have grown) and whatever follows, after each change notification. The output itself
+is never held in memory, a slow reader only falls behind on disk, and no line can be
+skipped or sent twice. The files are capped by punching holes at their head (oldest
+bytes first), which keeps every offset valid while the child goes on appending.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,9 @@ STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 TRUNCATION_MARKER = "[... truncated, see the process log file for the full output ...]\n"
 
 _RECORD = struct.Struct("<QQ")
+# Records kept in memory per process; beyond this the oldest are forgotten (their
+# lines are still replayed, only their interleaving with the other stream is lost).
+MAX_RECORDS = 65536
 _SCAN_STEP = 64 * 1024
 _READ_STEP = 256 * 1024
 # A line longer than this is delivered to streams in pieces (bounded memory).
@@ -69,65 +74,80 @@ class OutputLog:
             STDERR: directory / f"{key}.stderr.log",
         }
         self.index_path = directory / f"{key}.index"
+        self.records: list[list[int]] = []  # [stream, end], the last one may still grow
+        self.base = 0  # absolute number of records[0] (older ones were forgotten)
         self._indexed = {STDOUT: 0, STDERR: 0}
         self._scanned = {STDOUT: 0, STDERR: 0}
-        self._records = 0
-        self._last_stream = 0
         self._fds: dict[int, int] = {}
         self._index_fd = -1
         self._finished = False
         self._waiters: list[asyncio.Future[None]] = []
+        self._largest = 0  # data bytes of the biggest file, as of the last cap check
+        self.punched = False  # some head was dropped by the cap: readers must look for holes
 
     # --- life cycle ---------------------------------------------------------------
 
-    def create(self) -> None:
-        """Start empty files (a new process)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for path in (*self.paths.values(), self.index_path):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
-            os.close(fd)
-        self._indexed = {STDOUT: 0, STDERR: 0}
-        self._scanned = {STDOUT: 0, STDERR: 0}
-        self._records = 0
-        self._last_stream = 0
-        self._finished = False
+    def paths_to_create(self) -> list[Path]:
+        """The files a process needs from its start (the index comes later, if ever)."""
+        return list(self.paths.values())
 
-    def load(self) -> None:
-        """Recover the index state of existing files (after a daemon restart)."""
-        self._records = 0
-        self._last_stream = 0
+    def load(self, finished: bool) -> None:
+        """Recover the index of existing files (after a daemon restart)."""
+        self.records, self.base = [], 0
         self._indexed = {STDOUT: 0, STDERR: 0}
         try:
             with open(self.index_path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            data = b""
-        usable = len(data) - len(data) % _RECORD.size
-        for offset in range(0, usable, _RECORD.size):
-            stream, end = _RECORD.unpack_from(data, offset)
-            if stream in self._indexed:
-                self._indexed[stream] = max(self._indexed[stream], end)
-                self._last_stream = stream
-        self._records = usable // _RECORD.size
+            data = None
+        if data is not None:
+            usable = len(data) - len(data) % _RECORD.size
+            total = usable // _RECORD.size
+            for number in range(total):
+                stream, end = _RECORD.unpack_from(data, number * _RECORD.size)
+                if stream in self._indexed:  # zeros: a record lost to the cap
+                    if not self.records:
+                        self.base = number
+                    self.records.append([stream, end])
+                    self._indexed[stream] = max(self._indexed[stream], end)
+            self._trim()
+        if not self.records:
+            # No index (one stream only, or it was never written): the lines of
+            # each stream are whatever its file holds.
+            for stream, path in self.paths.items():
+                size = _size(path)
+                if size:
+                    end = size if finished else _last_newline_in(path, size)
+                    if end > 0:
+                        self.records.append([stream, end])
+                        self._indexed[stream] = end
         self._scanned = dict(self._indexed)
+        sizes = [_size(p) for p in self.paths.values()]
+        self._largest = max(sizes + [len(data or b"")])
+        self.punched = any(_has_hole(p) for p, size in zip(self.paths.values(), sizes) if size)
+
+    def open(self) -> None:
+        """Open the files of a running process (created if missing), for its whole life.
+
+        stdout and stderr are opened once, read-write and append-only: the same fds
+        are the child's stdout and stderr (at each run), carry our notices, and are
+        read back by the scan.
+        """
+        if self._fds:
+            return
+        try:
+            for stream, path in self.paths.items():
+                self._fds[stream] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, _FILE_MODE)
+            if self.base + len(self.records) >= 2:
+                self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        except OSError:
+            self.close()
+            raise
+        self._finished = False
 
     def child_fds(self) -> tuple[int, int]:
-        """Append-only fds for a child's stdout and stderr; the caller closes them."""
-        out = os.open(self.paths[STDOUT], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-        try:
-            err = os.open(self.paths[STDERR], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-        except OSError:
-            os.close(out)
-            raise
-        return out, err
-
-    def open_for_tailing(self) -> None:
-        if self._index_fd >= 0:
-            return
-        for stream, path in self.paths.items():
-            self._fds[stream] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-        self._finished = False
+        """The fds to give a child as stdout and stderr (owned by this log)."""
+        return self._fds[STDOUT], self._fds[STDERR]
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -143,13 +163,13 @@ class OutputLog:
 
     def end_run(self) -> None:
         """The child exited: index everything, an unterminated last line included."""
-        if self._index_fd >= 0:
-            self.scan(STDOUT, final=True)
-            self.scan(STDERR, final=True)
+        self.scan(STDOUT, final=True)
+        self.scan(STDERR, final=True)
 
-    def finish(self) -> None:
-        """No more output will come: index the rest and release every follower."""
+    def finish(self, cap: int = 0) -> None:
+        """No more output will come: index the rest, cap, and release every follower."""
         self.end_run()
+        self.enforce_cap(cap)
         self.close()
         self._finished = True
         self._notify()
@@ -188,68 +208,80 @@ class OutputLog:
 
     @staticmethod
     def _last_newline(fd: int, low: int, high: int) -> int:
-        """Offset just past the last newline in [low, high), or -1."""
-        pos = high
-        while pos > low:
-            step = min(_SCAN_STEP, pos - low)
-            chunk = os.pread(fd, step, pos - step)
-            i = chunk.rfind(b"\n")
-            if i >= 0:
-                return pos - step + i + 1
-            pos -= step
-        return -1
+        return _last_newline(fd, low, high)
 
     def _write_record(self, stream: int, end: int) -> None:
-        if self._records and self._last_stream == stream:
-            slot = self._records - 1
+        if self.records and self.records[-1][0] == stream:
+            self.records[-1][1] = end
         else:
-            slot = self._records
-            self._records += 1
-            self._last_stream = stream
-        os.pwrite(self._index_fd, _RECORD.pack(stream, end), slot * _RECORD.size)
+            self.records.append([stream, end])
+        number = self.base + len(self.records) - 1
+        if self._index_fd < 0 and number >= 1:
+            # The output switched streams: from now on the order needs a file.
+            self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+            os.pwrite(self._index_fd, b"".join(_RECORD.pack(*r) for r in self.records), self.base * _RECORD.size)
+        elif self._index_fd >= 0:
+            os.pwrite(self._index_fd, _RECORD.pack(stream, end), number * _RECORD.size)
+        if len(self.records) > MAX_RECORDS:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Forget the oldest records beyond MAX_RECORDS (in memory and on disk)."""
+        excess = len(self.records) - MAX_RECORDS
+        if excess <= 0:
+            return
+        excess = max(excess, MAX_RECORDS // 4)
+        del self.records[:excess]
+        self.base += excess
+        if self._index_fd >= 0:
+            punch_hole(self._index_fd, 0, self.base * _RECORD.size // _PAGE * _PAGE)
 
     def append_notice(self, text: str) -> None:
         """Write a daemon notice (restart, stop, kill) into the stdout log."""
-        fd = os.open(self.paths[STDOUT], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        fd = self._fds.get(STDOUT)
+        if fd is None:
+            fd = os.open(self.paths[STDOUT], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+            return
+        os.write(fd, text.encode())
         self.scan(STDOUT)
 
     # --- caps -------------------------------------------------------------------------
 
     def enforce_cap(self, cap: int) -> None:
-        """Drop the oldest bytes of each file beyond `cap` (0 disables the cap)."""
-        if cap <= 0:
-            return
-        for path in (*self.paths.values(), self.index_path):
+        """Drop the oldest bytes of each output file beyond `cap` (0 disables the cap)."""
+        if cap <= 0 or (not self._fds and self._largest <= cap + cap // 4):
+            return  # a finished log already within the cap: nothing to open
+        largest = 0
+        for path in self.paths.values():
+            own = self._own_fd(path)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                fd = own if own >= 0 else os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             except OSError:
                 continue
             try:
                 size = os.fstat(fd).st_size
-                start = data_start(fd)
                 # Slack of a quarter of the cap: punch in big steps, not at every line.
+                start = data_start(fd) if size > cap + cap // 4 else 0
                 if size - start > cap + cap // 4:
                     cut = (size - cap) // _PAGE * _PAGE
-                    if path == self.index_path:
-                        cut -= cut % _RECORD.size
-                    if cut > start:
-                        punch_hole(fd, 0, cut)
+                    if cut > start and punch_hole(fd, 0, cut):
+                        start = cut
+                        self.punched = True
+                largest = max(largest, size - start)
             finally:
-                os.close(fd)
+                if own < 0:
+                    os.close(fd)
+        self._largest = largest
 
-    def disk_usage(self) -> int:
-        total = 0
-        for path in (*self.paths.values(), self.index_path):
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            total += st.st_blocks * 512
-        return total
+    def _own_fd(self, path: Path) -> int:
+        for stream, stream_path in self.paths.items():
+            if stream_path == path:
+                return self._fds.get(stream, -1)
+        return -1
 
     # --- change notification --------------------------------------------------------
 
@@ -281,7 +313,7 @@ class OutputLog:
             return ""
         try:
             size = os.fstat(fd).st_size
-            start = data_start(fd)
+            start = data_start(fd) if self.punched else 0
             if max_bytes > 0 and size - start > max_bytes:
                 start = size - max_bytes
             data = _pread_all(fd, start, size - start)
@@ -302,10 +334,9 @@ class LogReader:
 
     def __init__(self, log: OutputLog) -> None:
         self._log = log
-        self._record = 0
+        self._record = 0  # absolute record number
         self._consumed = {STDOUT: 0, STDERR: 0}
         self._fds: dict[int, int] = {}
-        self._index_fd = -1
 
     def __enter__(self) -> LogReader:
         for stream, path in self._log.paths.items():
@@ -313,27 +344,21 @@ class LogReader:
                 self._fds[stream] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 pass
-        try:
-            self._index_fd = os.open(self._log.index_path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            self._index_fd = -1
         return self
 
     def __exit__(self, *exc: object) -> None:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
-        if self._index_fd >= 0:
-            os.close(self._index_fd)
-            self._index_fd = -1
 
     def read(self, budget: int = _READ_STEP) -> list[Chunk]:
         """Up to about `budget` bytes of new lines, in order; [] when there is none."""
         chunks: list[Chunk] = []
-        if self._index_fd < 0:
-            return chunks
-        for number, stream, end in self._records_from(self._record):
-            self._record = number
+        log = self._log
+        first = max(self._record - log.base, 0)
+        for i in range(first, len(log.records)):
+            stream, end = log.records[i]
+            self._record = log.base + i
             while budget > 0 and self._consumed[stream] < end:
                 chunk = self._read_range(stream, end, budget)
                 if chunk is None:
@@ -344,19 +369,6 @@ class LogReader:
                 break
         return chunks
 
-    def _records_from(self, first: int) -> Iterator[tuple[int, int, int]]:
-        offset = first * _RECORD.size
-        while True:
-            data = os.pread(self._index_fd, 4096 * _RECORD.size, offset)
-            usable = len(data) - len(data) % _RECORD.size
-            if usable == 0:
-                return
-            for i in range(0, usable, _RECORD.size):
-                stream, end = _RECORD.unpack_from(data, i)
-                if stream in (STDOUT, STDERR):  # zeros: a record lost to the cap
-                    yield (offset + i) // _RECORD.size, stream, end
-            offset += usable
-
     def _read_range(self, stream: int, end: int, budget: int) -> Chunk | None:
         fd = self._fds.get(stream)
         if fd is None:
@@ -364,7 +376,7 @@ class LogReader:
             return None
         start = self._consumed[stream]
         truncated = False
-        first_data = data_start(fd)
+        first_data = data_start(fd) if self._log.punched else 0
         if start < first_data:
             # The head of this range was dropped by the cap: resume at the next line.
             truncated = True
@@ -396,6 +408,45 @@ class LogReader:
         if not text.endswith("\n"):
             text += "\n"
         return Chunk(stream, text, truncated)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _last_newline(fd: int, low: int, high: int) -> int:
+    """Offset just past the last newline in [low, high), or -1."""
+    pos = high
+    while pos > low:
+        step = min(_SCAN_STEP, pos - low)
+        chunk = os.pread(fd, step, pos - step)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return -1
+
+
+def _last_newline_in(path: Path, size: int) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _last_newline(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
+def _has_hole(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return data_start(fd) > 0
+    finally:
+        os.close(fd)
 
 
 def _pread_all(fd: int, offset: int, length: int) -> bytes:
@@ -430,15 +481,6 @@ def _char_boundary(data: bytes) -> int:
         if need > back + 1:
             return lead
     return cut
-
-
-def remove_files(log: OutputLog) -> None:
-    for path in (*log.paths.values(), log.index_path):
-        try:
-            os.unlink(path)
-        except OSError as e:
-            if e.errno != errno.ENOENT:
-                raise
 
 
 KEEPALIVE = None  # what `follow` yields when the output was quiet for a keepalive period

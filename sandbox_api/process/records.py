@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 log = logging.getLogger("sandbox_api.records")
@@ -46,38 +46,94 @@ class ProcessRecord:
         return self.status == RUNNING
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(ProcessRecord))
+_COMPACT_MIN_BYTES = 4 * 1024 * 1024
+
+
 class RecordStore:
-    """One JSON file per process in a directory, each written atomically."""
+    """Every record in one append-only journal, `processes.jsonl`: a line per change.
+
+    Appending one line is a single write, never half-done when the daemon is killed,
+    and it creates no file (file creation is the costly part on some disks). The
+    last line of a key wins. The journal is rewritten without its stale lines
+    (temp file + rename) at start-up and whenever it grows well past its live size.
+    """
+
+    FILE = "processes.jsonl"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.path = directory / self.FILE
+        self._fd = -1
+        self._bytes = 0
+        self._live: dict[str, int] = {}  # key -> size of its latest line
+        self._live_bytes = 0
 
-    def ensure(self) -> None:
+    def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._bytes = os.fstat(self._fd).st_size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @staticmethod
+    def _line(record: ProcessRecord) -> bytes:
+        values = {name: getattr(record, name) for name in _FIELD_NAMES}  # asdict deep-copies: slow
+        return json.dumps(values, separators=(",", ":")).encode() + b"\n"
 
     def save(self, record: ProcessRecord) -> None:
-        path = self.directory / f"{record.key}.json"
-        tmp = path.with_suffix(".json.tmp")
-        data = json.dumps(asdict(record), separators=(",", ":"))
+        line = self._line(record)
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            os.write(self._fd, line)
         except OSError:
             log.exception("could not save process record %s", record.key)
+            return
+        self._bytes += len(line)
+        self._live_bytes += len(line) - self._live.get(record.key, 0)
+        self._live[record.key] = len(line)
+
+    def needs_compaction(self) -> bool:
+        return self._bytes > max(_COMPACT_MIN_BYTES, 3 * self._live_bytes)
+
+    def compact(self, records: list[ProcessRecord]) -> None:
+        """Rewrite the journal with one line per record."""
+        tmp = self.path.with_suffix(".tmp")
+        lines = [self._line(r) for r in records]
+        try:
+            with open(tmp, "wb") as f:
+                f.writelines(lines)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError:
+            log.exception("could not compact %s", self.path)
+            return
+        self.close()
+        self.open()
+        self._live = {r.key: len(line) for r, line in zip(records, lines)}
+        self._live_bytes = sum(self._live.values())
 
     def load_all(self) -> list[ProcessRecord]:
-        records: list[ProcessRecord] = []
-        if not self.directory.is_dir():
-            return records
-        known = {f.name for f in fields(ProcessRecord)}
-        for path in self.directory.glob("*.json"):
+        """Every saved record, oldest first."""
+        latest: dict[str, ProcessRecord] = {}
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        known = set(_FIELD_NAMES)
+        for line in data.splitlines():
+            if not line.strip():
+                continue
             try:
-                raw = json.loads(path.read_text(encoding="utf-8"))
-                records.append(ProcessRecord(**{k: v for k, v in raw.items() if k in known}))
-            except (OSError, ValueError, TypeError):
-                log.warning("skipping unreadable process record %s", path)
-        for tmp in self.directory.glob("*.json.tmp"):
-            tmp.unlink(missing_ok=True)
-        records.sort(key=lambda r: (r.started_at, r.key))
-        return records
+                values = json.loads(line)
+                record = ProcessRecord(**{k: v for k, v in values.items() if k in known})
+            except (ValueError, TypeError):
+                log.warning("skipping an unreadable line of %s", self.path)
+                continue
+            latest[record.key] = record
+            self._live_bytes += len(line) + 1 - self._live.get(record.key, 0)
+            self._live[record.key] = len(line) + 1
+        return sorted(latest.values(), key=lambda r: (r.started_at, r.key))

@@ -15,14 +15,13 @@ import asyncio
 import logging
 import os
 import re
-import secrets
 import signal
 import stat
 import string
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .. import config
 from ..config import Settings
@@ -33,8 +32,9 @@ from ..network import ports as port_scan
 from . import tree
 from .children import Child, Children
 from .keepalive import ScaleFile
-from .logstore import STDERR, STDOUT, OutputLog, remove_files
+from .logstore import STDERR, STDOUT, OutputLog
 from .records import COMPLETED, FAILED, KILLED, RUNNING, STOPPED, ProcessRecord, RecordStore
+from .slots import SlotPool
 
 log = logging.getLogger("sandbox_api.process")
 
@@ -43,6 +43,7 @@ KEEPALIVE_DEFAULT_TIMEOUT = 600
 PORT_POLL_INTERVAL = 0.1
 POLL_INTERVAL = 0.05  # log tailing when inotify is unavailable
 ADOPTED_POLL_INTERVAL = 0.5
+STARTED_CHECK_DELAY = 0.05
 CAP_SWEEP_INTERVAL = 5.0
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 _GO_INT = re.compile(r"^[+-]?\d+$")
@@ -104,7 +105,12 @@ class Supervisor:
         self.children = children
         self.store = RecordStore(settings.processes_dir)
         self.scale = ScaleFile(settings.scale_file)
+        self.slots = SlotPool(self._slot_paths)
         self._processes: dict[str, ManagedProcess] = {}  # by key, in start order
+        self._by_name: dict[str, list[ManagedProcess]] = {}
+        self._by_pid: dict[str, list[ManagedProcess]] = {}
+        self._logs_dir = settings.logs_dir
+        self._devnull_fd = -1
         self._inotify: Inotify | None = None
         self._poller: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -112,23 +118,48 @@ class Supervisor:
 
     # --- life cycle ---------------------------------------------------------------
 
+    def _slot_paths(self, key: str) -> list[Path]:
+        return OutputLog(self._logs_dir, key).paths_to_create()
+
+    def _reuse_empty_slots(self, known: set[str]) -> None:
+        """Pre-created files of an earlier run that no process took."""
+        suffix = ".stdout.log"
+        for path in self._logs_dir.glob("*" + suffix):
+            key = path.name[: -len(suffix)]
+            if key in known:
+                continue
+            paths = self._slot_paths(key)
+            if all(p.exists() and p.stat().st_size == 0 for p in paths):
+                self.slots.add(key)
+
+    def _save(self, record: ProcessRecord) -> None:
+        self.store.save(record)
+        if self.store.needs_compaction():
+            self.store.compact([p.record for p in self._processes.values()])
+
     async def open(self) -> None:
         self.closing = asyncio.get_running_loop().create_future()
-        self.store.ensure()
-        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.store.open()
+        self._logs_dir.mkdir(parents=True, exist_ok=True)
         self.scale.reset()
+        records = self.store.load_all()
+        self._reuse_empty_slots({r.key for r in records})
         self._inotify = Inotify.open(on_overflow=self._scan_running)
         if self._inotify is None:
             log.warning("inotify unavailable: following process output by polling")
             self._poller = asyncio.create_task(self._poll_running())
-        for record in self.store.load_all():
+        for record in records:
             self._restore(record)
+        if self.store.needs_compaction():
+            self.store.compact([p.record for p in self._processes.values()])
+        await self.slots.fill()
         self._sweeper = asyncio.create_task(self._sweep_caps())
 
     async def close(self) -> None:
         """Stop supervising. The processes themselves keep running."""
         if self.closing is not None and not self.closing.done():
             self.closing.set_result(None)
+        await self.slots.close()
         tasks = [t for t in (self._poller, self._sweeper) if t is not None]
         tasks += [p.task for p in self._processes.values() if p.task is not None]
         for task in tasks:
@@ -143,6 +174,10 @@ class Supervisor:
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
+        self.store.close()
+        if self._devnull_fd >= 0:
+            os.close(self._devnull_fd)
+            self._devnull_fd = -1
 
     # --- lookup -------------------------------------------------------------------
 
@@ -151,13 +186,16 @@ class Supervisor:
 
     def find(self, identifier: str) -> ManagedProcess | None:
         """By pid when the identifier reads as an integer, else by name (latest start)."""
-        if _GO_INT.match(identifier):
-            matches = [p for p in self._processes.values() if p.record.pid == identifier]
-        else:
-            matches = [p for p in self._processes.values() if p.record.name == identifier]
+        index = self._by_pid if _GO_INT.match(identifier) else self._by_name
+        matches = index.get(identifier)
         if not matches:
             return None
         return max(matches, key=lambda p: p.record.started_at)
+
+    def _register(self, proc: ManagedProcess) -> None:
+        self._processes[proc.record.key] = proc
+        self._by_name.setdefault(proc.record.name, []).append(proc)
+        self._by_pid.setdefault(proc.record.pid, []).append(proc)
 
     def get(self, identifier: str, message: str = "process not found") -> ManagedProcess:
         proc = self.find(identifier)
@@ -185,7 +223,7 @@ class Supervisor:
         if spec.timeout is not None and spec.timeout < 0:
             raise Invalid("timeout must be zero (no limit) or a positive number of seconds")
         working_dir = self.normalize_working_dir(spec.working_dir)
-        name = spec.name or "proc-" + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
+        name = spec.name or "proc-" + "".join(_NAME_ALPHABET[b % 36] for b in os.urandom(8))
         if spec.unique_name:
             existing = self.find(name)
             if existing is not None and existing.record.running:
@@ -195,7 +233,7 @@ class Supervisor:
         if spec.keep_alive and timeout is None:
             timeout = KEEPALIVE_DEFAULT_TIMEOUT
         record = ProcessRecord(
-            key=f"{time.time_ns():x}-{secrets.token_hex(3)}",
+            key=self.slots.take(),
             pid="",
             name=name,
             command=spec.command,
@@ -208,17 +246,20 @@ class Supervisor:
             timeout=timeout or 0,
             stdin=spec.stdin,
         )
-        proc = ManagedProcess(record, OutputLog(self.settings.logs_dir, record.key))
-        proc.log.create()
+        proc = ManagedProcess(record, OutputLog(self._logs_dir, record.key))
         try:
+            proc.log.open()
             self._spawn_run(proc)
+        except OSError as e:
+            proc.log.close()
+            raise Unprocessable(f"failed to start process: cannot open log files: {e.strerror}") from None
         except Unprocessable:
             proc.log.close()
-            remove_files(proc.log)
+            self.slots.add(record.key)  # its files are still empty: reuse them
             raise
         record.pid = str(record.os_pid)
-        self._processes[record.key] = proc
-        self.store.save(record)
+        self._register(proc)
+        self._save(record)
         if record.keep_alive:
             self.scale.hold()
             proc.holds_keepalive = True
@@ -247,24 +288,19 @@ class Supervisor:
             )
         argv = [self.settings.shell_path, *self.settings.shell_args, record.command]
         env = config.child_environment({**record.env, config.PROCESS_COOKIE: record.key})
+        out_fd, err_fd = proc.log.child_fds()
         stdin_read = -1
-        try:
-            out_fd, err_fd = proc.log.child_fds()
-        except OSError as e:
-            raise Unprocessable(f"failed to start process: cannot open log files: {e.strerror}") from None
         try:
             if record.stdin:
                 stdin_read, proc.stdin_fd = os.pipe2(os.O_CLOEXEC)
                 os.set_blocking(proc.stdin_fd, False)
-            child = self.children.spawn(
+            child = self.children.spawn_fast(
                 argv,
-                stdin=stdin_read if record.stdin else subprocess.DEVNULL,
+                env=env,
+                cwd=record.cwd,
+                stdin=stdin_read if record.stdin else self._devnull(),
                 stdout=out_fd,
                 stderr=err_fd,
-                cwd=record.cwd,
-                env=env,
-                process_group=0,
-                close_fds=True,
             )
         except OSError as e:
             if proc.stdin_fd >= 0:
@@ -272,23 +308,36 @@ class Supervisor:
                 proc.stdin_fd = -1
             raise Unprocessable(f"failed to start process: {_os_error_text(e)}") from None
         finally:
-            os.close(out_fd)
-            os.close(err_fd)
             if stdin_read >= 0:
                 os.close(stdin_read)
         proc.child = child
         record.os_pid = child.pid
-        record.os_start_ticks = _start_ticks(child.pid)
+        record.os_start_ticks = 0
         record.status = RUNNING
         record.started_at = time.time()
         record.completed_at = None
         record.exit_code = 0
-        set_oom_score_adj(child.pid, 500)
+        # /proc/<pid> of a child that is still exec-ing can block: look a bit later.
+        asyncio.get_running_loop().call_later(STARTED_CHECK_DELAY, self._note_started, proc, child.pid)
         self._follow_output(proc)
         self._arm_kill_timer(proc, record.timeout)
 
+    def _note_started(self, proc: ManagedProcess, pid: int) -> None:
+        """Raise the child's OOM score and note its start time (to recognise it after
+        a daemon restart), unless that run is already over."""
+        if proc.child is None or proc.child.pid != pid:
+            return
+        set_oom_score_adj(pid, 500)
+        proc.record.os_start_ticks = _start_ticks(pid)
+        if proc.record.os_start_ticks:
+            self._save(proc.record)
+
+    def _devnull(self) -> int:
+        if self._devnull_fd < 0:
+            self._devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._devnull_fd
+
     def _follow_output(self, proc: ManagedProcess) -> None:
-        proc.log.open_for_tailing()
         if self._inotify is not None and not proc.watches:
             for stream in (STDOUT, STDERR):
                 wd = self._inotify.add(str(proc.log.paths[stream]), self._on_output(proc, stream))
@@ -327,7 +376,7 @@ class Supervisor:
             log.info("keepAlive timeout: killing process %s", proc.record.name)
             self._signal(proc, signal.SIGKILL)
             proc.record.status = KILLED
-            self.store.save(proc.record)
+            self._save(proc.record)
 
     # --- the life of a process ------------------------------------------------------
 
@@ -344,7 +393,7 @@ class Supervisor:
                 f"Attempting restart {record.restart_count + 1}/{limit}...]\n"
             )
             record.restart_count += 1
-            self.store.save(record)
+            self._save(record)
             proc.restarting = True
             try:
                 await asyncio.wait_for(proc.restart_cancelled.wait(), RESTART_DELAY)
@@ -358,7 +407,7 @@ class Supervisor:
             except Unprocessable as e:
                 proc.log.append_notice(f"\n[Failed to restart process: {e.message}]\n")
                 break
-            self.store.save(record)
+            self._save(record)
         self._finalize(proc)
 
     async def _run_ended(self, proc: ManagedProcess) -> int | None:
@@ -402,10 +451,9 @@ class Supervisor:
             proc.kill_timer.cancel()
             proc.kill_timer = None
         self._stop_following(proc)
-        proc.log.finish()
-        proc.log.enforce_cap(self._file_cap())
+        proc.log.finish(self._file_cap())
         self._release_keepalive(proc)
-        self.store.save(record)
+        self._save(record)
         proc.final.set()
 
     def _release_keepalive(self, proc: ManagedProcess) -> None:
@@ -434,7 +482,7 @@ class Supervisor:
         proc.record.keep_alive = False
         proc.restart_cancelled.set()
         self._release_keepalive(proc)
-        self.store.save(proc.record)
+        self._save(proc.record)
         return True
 
     def stop(self, identifier: str) -> None:
@@ -451,7 +499,7 @@ class Supervisor:
         proc.record.status = STOPPED
         proc.record.keep_alive = False
         self._release_keepalive(proc)
-        self.store.save(proc.record)
+        self._save(proc.record)
         if self.settings.stop_grace_seconds > 0:
             loop = asyncio.get_running_loop()
             if proc.escalation is not None:
@@ -478,7 +526,7 @@ class Supervisor:
         proc.record.status = KILLED
         proc.record.keep_alive = False
         self._release_keepalive(proc)
-        self.store.save(proc.record)
+        self._save(proc.record)
 
     def _stdin_target(self, identifier: str) -> ManagedProcess:
         proc = self.find(identifier)
@@ -609,21 +657,21 @@ class Supervisor:
     # --- after a daemon restart -------------------------------------------------------
 
     def _restore(self, record: ProcessRecord) -> None:
-        output = OutputLog(self.settings.logs_dir, record.key)
-        output.load()
+        output = OutputLog(self._logs_dir, record.key)
+        output.load(record.final)
         proc = ManagedProcess(record, output)
-        self._processes[record.key] = proc
+        self._register(proc)
         if record.final:
             output.mark_finished()
             proc.final.set()
             return
-        alive = record.os_pid > 0 and _start_ticks(record.os_pid) == record.os_start_ticks != 0
+        alive = _same_process(record, proc.cookie)
+        try:
+            output.open()
+        except OSError as e:
+            log.warning("logs of process %s unreadable: %s", record.name, e)
         if not alive:
             # It ended while we were away (or between runs): its exit status is lost.
-            try:
-                output.open_for_tailing()
-            except OSError:
-                pass
             self._end_run(proc, None)
             self._finalize(proc)
             return
@@ -667,6 +715,19 @@ def _start_ticks(pid: int) -> int:
     if fields[0] in (b"Z", b"X"):
         return 0
     return int(fields[19])
+
+
+def _same_process(record: ProcessRecord, cookie: str) -> bool:
+    """Is `record.os_pid` still the process we started (pids get reused)?"""
+    if record.os_pid <= 0:
+        return False
+    ticks = _start_ticks(record.os_pid)
+    if not ticks:
+        return False
+    if record.os_start_ticks:
+        return ticks == record.os_start_ticks
+    # Killed before the start time was noted: look for our cookie in its environment.
+    return tree.has_cookie(record.os_pid, cookie.encode() + b"\0")
 
 
 def _os_error_text(e: OSError) -> str:

@@ -52,7 +52,7 @@ def descendants(root: int, procs: dict[int, ProcInfo] | None = None) -> set[int]
     return found
 
 
-def _has_cookie(pid: int, needle: bytes) -> bool:
+def has_cookie(pid: int, needle: bytes) -> bool:
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             data = f.read()
@@ -74,7 +74,7 @@ def tree_members(root: int | None, cookie: str | None, procs: dict[int, ProcInfo
     if cookie:
         needle = cookie.encode() + b"\0"
         for pid in procs:
-            if pid not in members and _has_cookie(pid, needle):
+            if pid not in members and has_cookie(pid, needle):
                 members.add(pid)
     me = os.getpid()
     members.discard(me)

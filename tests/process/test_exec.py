@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from sandbox_api.app import build_app
-from tests.helpers import get, run, run_and_wait, wait_status
+from tests.helpers import get, run, run_and_wait, wait_for, wait_status
 
 RESPONSE_KEYS = [
     "pid", "name", "command", "status", "startedAt", "completedAt", "exitCode", "workingDir",
@@ -309,8 +309,12 @@ async def test_client_disconnect_never_kills_the_process(client):
 
 async def test_oom_score_of_children_is_raised(client):
     body = await run(client, "sleep 5", name="oom")
-    with open(f"/proc/{body['pid']}/oom_score_adj") as f:
-        assert int(f.read()) == 500
+
+    def score() -> int:
+        with open(f"/proc/{body['pid']}/oom_score_adj") as f:
+            return int(f.read())
+
+    await wait_for(lambda: score() == 500, timeout=2)
     await client.delete("/process/oom/kill")
 
 
