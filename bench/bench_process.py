@@ -24,7 +24,7 @@ from harness import Daemon, Report, mb, ms, percentile, summarize
 EXEC_COMMANDS = ["echo 'hello world'", "pwd", "seq 1 1000"]
 STREAM_BYTES = 256 * 1024 * 1024
 # 256 MiB in lines of 128 bytes: a realistic log shape (not one giant line).
-STREAM_COMMAND = f"head -c {STREAM_BYTES // 2} /dev/zero | od -An -v -tx1 -w42 | head -c {STREAM_BYTES}"
+STREAM_COMMAND = f"yes \"$(printf '%0127d' 0)\" | head -c {STREAM_BYTES}"
 
 
 SHELL = "/bin/sh"  # the daemon is started with SHELL=/bin/sh, as in most images
@@ -99,7 +99,8 @@ async def raw_pipe_seconds() -> float:
 
 async def stream_throughput(report: Report) -> None:
     baseline = min([await raw_pipe_seconds() for _ in range(2)])
-    with Daemon() as daemon:
+    # No cap on the log files here: the replay below must find all 256 MiB on disk.
+    with Daemon(env={"SANDBOX_MAX_LOG_FILE_BYTES": "0"}) as daemon:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
             rss_before = daemon.rss()
             # NDJSON exec stream: the output arrives as it is produced.

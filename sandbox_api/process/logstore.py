@@ -51,11 +51,12 @@ _FILE_MODE = 0o644
 
 @dataclass(frozen=True)
 class Chunk:
-    """Complete lines of one stream, each ending with "\\n"; `truncated` means older
-    output of this stream was dropped by the size cap just before these lines."""
+    """Complete lines of one stream, as written (bytes, each line ending with "\\n");
+    `truncated` means older output of this stream was dropped by the size cap just
+    before these lines."""
 
     stream: int
-    text: str
+    data: bytes
     truncated: bool = False
 
     @property
@@ -363,7 +364,7 @@ class LogReader:
                 chunk = self._read_range(stream, end, budget)
                 if chunk is None:
                     break
-                budget -= len(chunk.text)
+                budget -= len(chunk.data)
                 chunks.append(chunk)
             if budget <= 0:
                 break
@@ -386,7 +387,7 @@ class LogReader:
             start = start + newline + 1 if newline >= 0 else start + len(probe)
             self._consumed[stream] = start
             if start >= end:
-                return Chunk(stream, "", truncated=True)
+                return Chunk(stream, b"", truncated=True)
         want = min(end - start, max(budget, 4096))
         data = os.pread(fd, want, start)
         if not data:
@@ -404,10 +405,9 @@ class LogReader:
                     cut = _char_boundary(data)
             data = data[:cut]
         self._consumed[stream] = start + len(data)
-        text = data.decode("utf-8", "replace")
-        if not text.endswith("\n"):
-            text += "\n"
-        return Chunk(stream, text, truncated)
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        return Chunk(stream, data, truncated)
 
 
 def _size(path: Path) -> int:

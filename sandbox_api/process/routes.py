@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..errors import Invalid, Unprocessable
+from ..http import streams
 from ..http.responses import field, json_response, read_json_object, start_stream
 from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
 from .supervisor import ManagedProcess, ProcessSpec, Supervisor
@@ -117,14 +118,18 @@ def _ndjson(event_type: str, data: str = "") -> bytes:
     return (json.dumps(event, ensure_ascii=False) + "\n").encode()
 
 
+_TRUNCATED_LINE = TRUNCATION_MARKER.encode()
+
+
 def ndjson_events(chunks: list[Chunk]) -> bytes:
-    """Each chunk becomes one event: its lines joined by "\\n", without the last one."""
+    """Each chunk is one event: its lines joined by "\\n", without the last one."""
     out = []
     for chunk in chunks:
+        head = b'{"type":"' + chunk.stream_name.encode() + b'","data":"'
         if chunk.truncated:
-            out.append(_ndjson(chunk.stream_name, TRUNCATION_MARKER.rstrip("\n")))
-        if chunk.text:
-            out.append(_ndjson(chunk.stream_name, chunk.text[:-1]))
+            out += (head, streams.json_string(_TRUNCATED_LINE[:-1]), b'"}\n')
+        if len(chunk.data) > 1:  # a lone empty line has no data: skip it, as the SDKs would
+            out += (head, streams.json_string(chunk.data[:-1]), b'"}\n')
     return b"".join(out)
 
 
@@ -132,12 +137,11 @@ def prefixed_lines(chunks: list[Chunk]) -> bytes:
     """Each line as `stdout:<line>\\n` or `stderr:<line>\\n`."""
     out = []
     for chunk in chunks:
-        prefix = chunk.stream_name + ":"
+        prefix = chunk.stream_name.encode() + b":"
         if chunk.truncated:
-            out.append(prefix + TRUNCATION_MARKER)
-        if chunk.text:
-            out.append(prefix + chunk.text[:-1].replace("\n", "\n" + prefix) + "\n")
-    return "".join(out).encode()
+            out.append(prefix + _TRUNCATED_LINE)
+        out.append(streams.prefix_lines(chunk.data, prefix))
+    return b"".join(out)
 
 
 async def _exec_stream(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -83,8 +86,6 @@ async def test_sigterm_shuts_down_cleanly_and_leaves_processes_running(daemon_fa
     assert d.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started_at < 5
     assert pid_alive(int(started["pid"]))
-    import os
-
     os.kill(int(started["pid"]), signal.SIGKILL)
 
 
@@ -99,8 +100,6 @@ async def test_shutdown_ends_open_streams(daemon_factory):
             await resp.read()
     assert time.monotonic() - started < 5
     assert d.proc.wait(10) == 0
-    http_kill = None
-    del http_kill
 
 
 async def test_startup_command_runs_in_the_background(daemon_factory, tmp_path: Path):
@@ -113,9 +112,6 @@ async def test_startup_command_runs_in_the_background(daemon_factory, tmp_path: 
 
 
 async def test_version_flag_prints_and_exits():
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-m", "sandbox_api", "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     assert out.stdout.startswith("sandbox-api ")
@@ -123,10 +119,6 @@ async def test_version_flag_prints_and_exits():
 
 async def test_port_flag_variants(daemon_factory):
     d = daemon_factory()
-    d.args = []
-    import subprocess
-    import sys
-
     d.state_dir.mkdir(parents=True, exist_ok=True)
     d.proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox_api", "-port", str(d.port), "--host=127.0.0.1"],
@@ -140,3 +132,16 @@ def _answers(url: str) -> bool:
         return http(f"{url}/health", timeout=1)[0] == 200
     except OSError:
         return False
+
+
+async def test_a_process_started_just_before_a_kill_9_is_adopted(daemon_factory):
+    first = daemon_factory()
+    first.start()
+    _, started = http(f"{first.url}/process", "POST", {"command": "sleep 30", "name": "fresh"})
+    first.stop(signal.SIGKILL)  # at once: before the daemon noted the child's start time
+    second = daemon_factory(state_dir=first.state_dir)
+    second.start()
+    status, body = http(f"{second.url}/process/fresh")
+    assert body["status"] == "running" and body["pid"] == started["pid"]
+    assert http(f"{second.url}/process/fresh/kill", "DELETE")[0] == 200
+    await wait_for(lambda: not pid_alive(int(started["pid"])), timeout=5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -358,3 +359,16 @@ async def test_log_files_are_capped_oldest_bytes_first(settings):
         numbers = [int(line[7:]) for line in lines[1:]]
         assert numbers == list(range(numbers[0], 400001))
         assert len(numbers) > 10000
+
+
+async def test_children_get_default_signal_dispositions(client):
+    # Python ignores SIGPIPE; a child that inherited that would make `yes | head` spin forever.
+    started = time.monotonic()
+    body = await run_and_wait(client, "yes | head -n 2; grep -E 'SigIgn|SigBlk' /proc/self/status", timeout=10)
+    assert body["stdout"].startswith("y\ny\n")
+    status = dict(line.split(":\t") for line in body["stdout"].splitlines()[2:])
+    ignored = int(status["SigIgn"], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+    assert int(status["SigBlk"], 16) == 0
+    assert time.monotonic() - started < 5
