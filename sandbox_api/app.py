@@ -17,7 +17,7 @@ from .http.auth import make_auth_middleware
 from .http.cors import options_middleware
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
-from .linux.syscalls import set_oom_score_adj
+from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .process import routes as process_routes
 from .process.children import Child, Children
 from .process.supervisor import Supervisor
@@ -66,6 +66,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     set_oom_score_adj("self", -500)
     await app[SUPERVISOR].open()
     startup = _start_command(children, settings) if settings.startup_command else None
+    release_free_memory()  # what start-up allocated and freed: idle RSS matters in a sandbox
     try:
         yield
     finally:

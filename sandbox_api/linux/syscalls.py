@@ -62,6 +62,13 @@ def data_start(fd: int) -> int:
         return 0  # EINVAL: the filesystem cannot tell; treat it all as data
 
 
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc only; a no-op elsewhere)."""
+    trim = getattr(_libc, "malloc_trim", None) if _libc is not None else None
+    if trim is not None:
+        trim(0)
+
+
 def set_oom_score_adj(pid: int | str, value: int) -> bool:
     try:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:

@@ -375,8 +375,7 @@ class Supervisor:
         if proc.record.running:
             log.info("keepAlive timeout: killing process %s", proc.record.name)
             self._signal(proc, signal.SIGKILL)
-            proc.record.status = KILLED
-            self._save(proc.record)
+            self._ended_by_request(proc, KILLED)
 
     # --- the life of a process ------------------------------------------------------
 
@@ -478,17 +477,19 @@ class Supervisor:
         """Between two runs there is nothing to signal: just call the restart off."""
         if not proc.restarting:
             return False
-        proc.record.status = status
-        proc.record.keep_alive = False
         proc.restart_cancelled.set()
-        self._release_keepalive(proc)
-        self._save(proc.record)
+        self._ended_by_request(proc, status)
         return True
 
+    def _ended_by_request(self, proc: ManagedProcess, status: str) -> None:
+        """Stopped or killed through the API: that status stays, keepAlive is released."""
+        proc.record.status = status
+        proc.record.keep_alive = False
+        self._release_keepalive(proc)
+        self._save(proc.record)
+
     def stop(self, identifier: str) -> None:
-        proc = self.find(identifier)
-        if proc is None:
-            raise NotFound(f"process with Identifier {identifier} not found")
+        proc = self.get(identifier, f"process with Identifier {identifier} not found")
         if self._cancel_restart(proc, STOPPED):
             return
         if not proc.record.running:
@@ -496,10 +497,7 @@ class Supervisor:
         proc.log.append_notice("\n[Process is being gracefully terminated]\n")
         if not self._signal(proc, signal.SIGTERM):
             raise NotFound(f"failed to send SIGTERM to process with Identifier {identifier}: no such process")
-        proc.record.status = STOPPED
-        proc.record.keep_alive = False
-        self._release_keepalive(proc)
-        self._save(proc.record)
+        self._ended_by_request(proc, STOPPED)
         if self.settings.stop_grace_seconds > 0:
             loop = asyncio.get_running_loop()
             if proc.escalation is not None:
@@ -514,25 +512,17 @@ class Supervisor:
             log.info("process %s ignored SIGTERM: killed", proc.record.name)
 
     def kill(self, identifier: str) -> None:
-        proc = self.find(identifier)
-        if proc is None:
-            raise NotFound(f"process with Identifier {identifier} not found")
+        proc = self.get(identifier, f"process with Identifier {identifier} not found")
         if self._cancel_restart(proc, KILLED):
             return
         if proc.record.running:
             proc.log.append_notice("\n[Process is being forcefully killed]\n")
         if not self._signal(proc, signal.SIGKILL):
             raise NotFound(f"failed to kill process with Identifier {identifier}: no such process")
-        proc.record.status = KILLED
-        proc.record.keep_alive = False
-        self._release_keepalive(proc)
-        self._save(proc.record)
+        self._ended_by_request(proc, KILLED)
 
     def _stdin_target(self, identifier: str) -> ManagedProcess:
-        proc = self.find(identifier)
-        if proc is None:
-            raise NotFound(f"process with Identifier {identifier} not found")
-        return proc
+        return self.get(identifier, f"process with Identifier {identifier} not found")
 
     def stdin_ready(self, identifier: str) -> None:
         """Raise unless the process exists and has an open stdin pipe."""
