@@ -18,6 +18,11 @@ from .http.cors import options_middleware
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
 from .linux.syscalls import release_free_memory, set_oom_score_adj
+from .filesystem import routes as filesystem_routes
+from .filesystem.files import Files
+from .filesystem.uploads import Uploads
+from .http.appkeys import SETTINGS
+from .http.prefix_routes import PrefixRouter
 from .process import routes as process_routes
 from .process.children import Child, Children
 from .process.supervisor import Supervisor
@@ -27,7 +32,6 @@ from .system.health import Health
 log = logging.getLogger("sandbox_api")
 
 CHILDREN = web.AppKey("children", Children)
-SETTINGS = process_routes.SETTINGS
 SUPERVISOR = process_routes.SUPERVISOR
 HEALTH = system_routes.HEALTH
 
@@ -45,17 +49,22 @@ def build_app(settings: Settings) -> web.Application:
     middlewares.append(error_middleware)
     if settings.auth_token:
         middlewares.append(make_auth_middleware(settings.auth_token))
+    prefixes = PrefixRouter()
+    middlewares.append(prefixes.middleware())
     app = web.Application(middlewares=middlewares, client_max_size=CLIENT_MAX_SIZE)
     children = Children()
     app[SETTINGS] = settings
     app[CHILDREN] = children
     app[SUPERVISOR] = Supervisor(settings, children)
     app[HEALTH] = Health(upgrade_count=settings.upgrade_count)
+    app[filesystem_routes.FILES] = Files()
+    app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds)
     app.on_response_prepare.append(make_on_prepare(settings.enable_processing_time))
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_end_streams)
     system_routes.add_routes(app)
     process_routes.add_routes(app)
+    filesystem_routes.add_routes(app, prefixes)
     return app
 
 
@@ -65,11 +74,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     children.install()
     set_oom_score_adj("self", -500)
     await app[SUPERVISOR].open()
+    await app[filesystem_routes.UPLOADS].open()
     startup = _start_command(children, settings) if settings.startup_command else None
     release_free_memory()  # what start-up allocated and freed: idle RSS matters in a sandbox
     try:
         yield
     finally:
+        await app[filesystem_routes.UPLOADS].close()
         await app[SUPERVISOR].close()
         if startup is not None and startup.returncode is None:
             try:

@@ -29,6 +29,16 @@ PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 
 
+def _read_umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# Read once, at import (in the main thread): reading it means setting it.
+PROCESS_UMASK = _read_umask()
+
+
 def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
@@ -125,6 +135,9 @@ class Settings:
     max_inline_log_bytes: int = 64 * KIB
     max_log_file_bytes: int = 32 * MIB
     max_log_bytes_total: int = 96 * MIB
+    # Uploads: body limit for streamed uploads (0 = none), idle multipart sessions' TTL.
+    max_upload_bytes: int = 0
+    upload_ttl_seconds: float = 24 * 3600.0
     # Seconds a stopped process gets between SIGTERM and SIGKILL of its tree.
     stop_grace_seconds: float = 10.0
     # Streams: seconds between keepalives.
@@ -135,6 +148,10 @@ class Settings:
     @property
     def processes_dir(self) -> Path:
         return self.state_dir / "processes"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.state_dir / "uploads"
 
     @property
     def logs_dir(self) -> Path:
@@ -171,6 +188,8 @@ def from_environment(**overrides: object) -> Settings:
         max_log_file_bytes=_env_int("SANDBOX_MAX_LOG_FILE_BYTES", 32 * MIB),
         max_log_bytes_total=_log_budget(),
         stop_grace_seconds=_env_float("SANDBOX_STOP_GRACE_SECONDS", 10.0),
+        max_upload_bytes=_env_int("SANDBOX_MAX_UPLOAD_BYTES", 0),
+        upload_ttl_seconds=_env_float("SANDBOX_UPLOAD_TTL_SECONDS", 24 * 3600.0),
     )
     if state_dir:
         values["state_dir"] = Path(state_dir)

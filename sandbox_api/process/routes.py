@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import Settings
 from ..errors import Invalid, Unprocessable
 from ..http import streams
+from ..http.appkeys import SETTINGS
 from ..http.responses import field, json_response, read_json_object, start_stream
 from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
 from .supervisor import ManagedProcess, ProcessSpec, Supervisor
@@ -20,7 +20,6 @@ from .views import logs_view, process_view, summary_view
 audit = logging.getLogger("sandbox_api.audit")
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
-SETTINGS = web.AppKey("settings", Settings)
 
 WAIT_DEFAULT_SECONDS = 60
 WAIT_MAX_SECONDS = 3600

@@ -1,0 +1,446 @@
+"""HTTP adapter of the filesystem service: /filesystem*, /filesystem-multipart*, /filesystem-copy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from email.utils import formatdate, parsedate_to_datetime
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from ..errors import Invalid, PayloadTooLarge
+from ..http import paths
+from ..http.appkeys import SETTINGS
+from ..http.prefix_routes import TAIL, PrefixRouter
+from ..http.responses import field, json_response, read_json_object
+from .atomic import AtomicFile
+from .files import Download, Files, TreeOptions, api_error, parse_permissions
+from .pipeline import ThreadedWriter
+from .uploads import Uploads
+
+FILES = web.AppKey("files", Files)
+UPLOADS = web.AppKey("uploads", Uploads)
+
+CHUNK = 1024 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+CONTENT_TYPES = {
+    ".txt": "text/plain",
+    ".log": "text/plain",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".css": "text/css",
+    ".js": "application/javascript",
+    ".json": "application/json",
+    ".xml": "application/xml",
+    ".pdf": "application/pdf",
+    ".zip": "application/zip",
+    ".tar": "application/x-tar",
+    ".gz": "application/gzip",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".svg": "image/svg+xml",
+}
+
+
+def _resolve(request: web.Request, *, formatted: bool = True) -> paths.ResolvedPath:
+    return paths.from_tail(request[TAIL], request.rel_url.raw_path, request.app[SETTINGS].workdir, formatted=formatted)
+
+
+def _success(path: str, message: str) -> web.Response:
+    return json_response({"path": path, "message": message})
+
+
+def wants_download(request: web.Request) -> bool:
+    if request.query.get("download") == "true":
+        return True
+    accept = request.headers.get("Accept", "")
+    if not accept:
+        return False
+    if "application/octet-stream" in accept:
+        return True
+    return not any(kind in accept for kind in ("application/json", "*/*"))
+
+
+# --- GET /filesystem/{path} ------------------------------------------------------------
+
+
+async def get_path(request: web.Request) -> web.StreamResponse:
+    files = request.app[FILES]
+    p = _resolve(request)
+    if await files.is_directory(p):
+        return json_response(await files.list_directory(p))
+    if wants_download(request):
+        return await _download(request, await files.open_download(p))
+    return json_response(await files.read_text(p))
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """A single `bytes=a-b` range as (offset, count); None when unusable (serve it all)."""
+    if not header.startswith("bytes=") or "," in header:
+        return None
+    start_text, _, end_text = header[6:].strip().partition("-")
+    try:
+        if start_text == "":
+            length = int(end_text)
+            if length <= 0:
+                return None
+            start = max(0, size - length)
+            return start, size - start
+        start = int(start_text)
+        end = int(end_text) if end_text else size - 1
+    except ValueError:
+        return None
+    if start >= size:
+        return start, -1  # unsatisfiable
+    if start > end:
+        return None
+    end = min(end, size - 1)
+    return start, end - start + 1
+
+
+async def _download(request: web.Request, d: Download) -> web.StreamResponse:
+    """Stream the file with sendfile: memory stays flat whatever its size."""
+    try:
+        headers = {
+            "Content-Type": CONTENT_TYPES.get(os.path.splitext(d.name)[1], "application/octet-stream"),
+            "Content-Disposition": f'attachment; filename="{d.name}"',
+            "Accept-Ranges": "bytes",
+            "Last-Modified": formatdate(d.mtime, usegmt=True),
+        }
+        since = request.headers.get("If-Modified-Since")
+        if since and "Range" not in request.headers:
+            try:
+                if int(d.mtime) <= parsedate_to_datetime(since).timestamp():
+                    return web.Response(status=304, headers={k: v for k, v in headers.items() if k == "Last-Modified"})
+            except (TypeError, ValueError):
+                pass
+        offset, count, status = 0, d.size, 200
+        wanted = _parse_range(request.headers.get("Range", ""), d.size)
+        if wanted is not None:
+            offset, count = wanted
+            if count < 0:
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{d.size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {offset}-{offset + count - 1}/{d.size}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = count
+        await response.prepare(request)
+        if count:
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("connection lost")
+            with os.fdopen(os.dup(d.fd), "rb") as fobj:
+                await asyncio.get_running_loop().sendfile(transport, fobj, offset, count)
+        await response.write_eof()
+        return response
+    finally:
+        os.close(d.fd)
+
+
+# --- PUT /filesystem/{path} ------------------------------------------------------------
+
+
+async def put_path(request: web.Request) -> web.Response:
+    files = request.app[FILES]
+    p = _resolve(request)
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.startswith("multipart/form-data"):
+        await _write_form(request, p)
+        return _success(p.display, "Binary file uploaded successfully")
+    if content_type.startswith("application/octet-stream"):
+        mode = parse_permissions(request.query.get("permissions"), 0o644)
+        async with _FileUpload(request, p.absolute, mode) as upload:
+            await upload.feed(_chunks(request))
+            await upload.commit()
+        return _success(p.display, "Binary file uploaded successfully")
+    data = await read_json_object(request)
+    is_directory = field(data, "isDirectory", bool, False)
+    permissions = field(data, "permissions", str)
+    if is_directory:
+        await files.make_directory(p, parse_permissions(permissions, 0o755))
+        return _success(p.display, "Directory created successfully")
+    mode = parse_permissions(permissions, 0o644)
+    content = field(data, "content", str, "")
+    await files.write_bytes(p, _utf8(content), mode)
+    return _success(p.display, "File created/updated successfully")
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 of JSON text; lone surrogates (`"\\ud800"`) become U+FFFD, as Go decodes them."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+def _check_length(request: web.Request) -> None:
+    limit = request.app[SETTINGS].max_upload_bytes
+    if limit and request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body too large: the limit is {limit} bytes")
+
+
+async def _chunks(request: web.Request):  # noqa: ANN202 - async generator of bytes
+    async for chunk in request.content.iter_chunked(CHUNK):
+        yield chunk
+
+
+async def _part_chunks(part: BodyPartReader):  # noqa: ANN202
+    while chunk := await part.read_chunk(CHUNK):
+        yield chunk
+
+
+class _FileUpload:
+    """A streamed upload into `target`: nothing is visible until `commit`, and nothing
+    is left behind by `abort` (client gone, body too large, disk full...)."""
+
+    def __init__(self, request: web.Request, target: str, mode: int) -> None:
+        _check_length(request)
+        self.file = AtomicFile(target, mode)
+        self.writer = ThreadedWriter(self.file, request.app[SETTINGS].max_upload_bytes)
+
+    async def __aenter__(self) -> _FileUpload:
+        try:
+            await asyncio.to_thread(self.file.open)
+        except OSError as e:
+            raise api_error(e, "error writing file: ", op="open") from None
+        return self
+
+    async def feed(self, chunks: Any) -> None:
+        async for chunk in chunks:
+            await self.writer.write(chunk)
+        await self.writer.flush()
+
+    async def commit(self, mode: int | None = None) -> None:
+        if mode is not None:
+            self.file.mode = mode
+        await asyncio.to_thread(self.file.commit)
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        if self.file.fd >= 0 or kind is not None:
+            await self.writer.discard()
+            await asyncio.to_thread(self.file.abort)
+        if isinstance(error, OSError) and not isinstance(error, ConnectionError):
+            raise api_error(error, "error writing binary file: ") from None
+
+
+async def _write_form(request: web.Request, p: paths.ResolvedPath) -> None:
+    """multipart/form-data: the first `file` part with a filename is the content;
+    `permissions` is honoured before or after it (both SDKs' orders)."""
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as e:
+        raise Invalid(f"error reading multipart data: {e}") from None
+    mode: int | None = None
+    async with _FileUpload(request, p.absolute, 0o644) as upload:
+        written = False
+        while True:
+            try:
+                part = await reader.next()
+            except ValueError as e:
+                raise Invalid(f"error reading multipart part: {e}") from None
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "permissions" and not part.filename:
+                value = (await part.text()).strip()
+                if value:
+                    mode = parse_permissions(value, 0o644)
+            elif part.name == "file" and part.filename and not written:
+                await upload.feed(_part_chunks(part))
+                written = True
+            else:
+                await part.release()
+        if not written:
+            raise Invalid("missing 'file' field in multipart form")
+        await upload.commit(mode)
+
+
+# --- DELETE /filesystem/{path} -----------------------------------------------------------
+
+
+async def delete_path(request: web.Request) -> web.Response:
+    p = _resolve(request)
+    kind = await request.app[FILES].delete(p, request.query.get("recursive") == "true")
+    return _success(p.display, "Directory deleted successfully" if kind == "directory" else "File deleted successfully")
+
+
+# --- /filesystem/tree ------------------------------------------------------------------
+
+
+def _tree_root(request: web.Request) -> paths.ResolvedPath:
+    """Tree paths are always absolute: the rest of the URL, `//` collapsed."""
+    value = request[TAIL] or "/"
+    if not value.startswith("/"):
+        value = "/" + value
+    while "//" in value:
+        value = value.replace("//", "/")
+    return paths.ResolvedPath(display=value, absolute=os.path.normpath(value))
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"invalid {name}: {raw!r} is not an integer") from None
+    if value < 0:
+        raise Invalid(f"invalid {name}: must not be negative")
+    return value or default
+
+
+async def get_tree(request: web.Request) -> web.Response:
+    files = request.app[FILES]
+    root = _tree_root(request)
+    if request.query.get("recursive") != "true":
+        return json_response(await files.tree_listing(root))
+    options = TreeOptions(
+        content=request.query.get("content") == "true",
+        patterns=_csv(request.query.get("patterns")),
+        exclude_dirs=_csv(request.query.get("excludeDirs")),
+        exclude_hidden=request.query.get("excludeHidden") == "true",
+        max_files=_int_param(request, "maxFiles", TreeOptions.max_files),
+        max_bytes=_int_param(request, "maxBytes", TreeOptions.max_bytes),
+    )
+    return json_response(await files.read_tree(root, options))
+
+
+async def put_tree(request: web.Request) -> web.Response:
+    root = _tree_root(request)
+    data = await read_json_object(request)
+    entries = field(data, "files", dict, {})
+    for key, value in entries.items():
+        if not isinstance(value, str):
+            raise Invalid(f"invalid request body: files.{key} must be a string")
+    encoded = {key: _utf8(value) for key, value in entries.items()}
+    return json_response(await request.app[FILES].write_tree(root, encoded))
+
+
+async def delete_tree(request: web.Request) -> web.Response:
+    root = _tree_root(request)
+    await request.app[FILES].delete_tree(root, request.query.get("recursive") == "true")
+    return _success(root.display, "Directory deleted successfully")
+
+
+# --- /filesystem-copy ------------------------------------------------------------------
+
+
+async def copy(request: web.Request) -> web.Response:
+    data = await read_json_object(request)
+    source = field(data, "source", str, "")
+    destination = field(data, "destination", str, "")
+    if not source or not destination:
+        raise Invalid("invalid request body: source and destination are required")
+    workdir = request.app[SETTINGS].workdir
+    target = await request.app[FILES].copy(
+        paths.from_body(source, workdir), paths.from_body(destination, workdir), field(data, "noOverwrite", bool, False)
+    )
+    return json_response({"message": "Files copied", "source": source, "destination": target})
+
+
+# --- /filesystem-multipart -------------------------------------------------------------
+
+
+async def initiate_upload(request: web.Request) -> web.Response:
+    p = _resolve(request)
+    try:
+        data = await read_json_object(request, required=False)
+    except Invalid:
+        data = {}  # the original ignores a missing or broken body
+    permissions = data.get("permissions") if isinstance(data.get("permissions"), str) else None
+    mode = parse_permissions(permissions, 0o644, quoted=False)
+    return json_response(await request.app[UPLOADS].initiate(p.absolute, mode))
+
+
+async def upload_part(request: web.Request) -> web.Response:
+    uploads = request.app[UPLOADS]
+    upload_id = request.match_info["upload_id"]
+    raw = request.query.get("partNumber")
+    if raw is None or raw == "":
+        raise Invalid("partNumber is required")
+    try:
+        number = int(raw)
+    except ValueError:
+        raise Invalid(f'invalid partNumber: strconv.Atoi: parsing "{raw}": invalid syntax') from None
+    uploads.check_part_number(number)
+    _check_length(request)
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as e:
+        raise Invalid(f"error reading multipart data: {e}") from None
+    while (part := await reader.next()) is not None:
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            staged = await uploads.part_writer(upload_id, number)
+            writer = ThreadedWriter(staged, request.app[SETTINGS].max_upload_bytes)
+            try:
+                async for chunk in _part_chunks(part):
+                    await writer.write(chunk)
+                await writer.flush()
+                result = await asyncio.to_thread(staged.finish)
+            except OSError as e:
+                await writer.discard()
+                await asyncio.to_thread(staged.abort)
+                raise api_error(e, "failed to upload part: ") from None
+            except BaseException:
+                await writer.discard()
+                await asyncio.to_thread(staged.abort)
+                raise
+            return json_response({"partNumber": result.number, "etag": result.etag, "size": result.size})
+        await part.release()
+    raise Invalid("missing 'file' field in multipart form")
+
+
+async def complete_upload(request: web.Request) -> web.Response:
+    data = await read_json_object(request)
+    listed = []
+    for item in field(data, "parts", list, []):
+        if not isinstance(item, dict):
+            raise Invalid("invalid request body: parts must hold objects")
+        listed.append((field(item, "partNumber", int, 0), field(item, "etag", str, "")))
+    path = await request.app[UPLOADS].complete(request.match_info["upload_id"], listed)
+    return _success(path, "Multipart upload completed successfully")
+
+
+async def abort_upload(request: web.Request) -> web.Response:
+    await request.app[UPLOADS].abort(request.match_info["upload_id"])
+    return _success("", "Multipart upload aborted successfully")
+
+
+async def list_parts(request: web.Request) -> web.Response:
+    return json_response(await request.app[UPLOADS].list_parts(request.match_info["upload_id"]))
+
+
+async def list_uploads(request: web.Request) -> web.Response:
+    return json_response(await request.app[UPLOADS].list_sessions())
+
+
+async def head_ok(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+def add_routes(app: web.Application, prefixes: PrefixRouter) -> None:
+    for method, handler in (("GET", get_path), ("PUT", put_path), ("DELETE", delete_path)):
+        prefixes.add(method, "/filesystem", handler)
+    for method, handler in (("GET", get_tree), ("PUT", put_tree), ("DELETE", delete_tree)):
+        prefixes.add(method, "/filesystem/tree", handler)
+    prefixes.add("POST", "/filesystem-multipart/initiate", initiate_upload)
+    r = app.router
+    r.add_post("/filesystem-copy", copy)
+    r.add_get("/filesystem-multipart", list_uploads, allow_head=False)
+    r.add_route("HEAD", "/filesystem-multipart", head_ok)
+    r.add_put("/filesystem-multipart/{upload_id}/part", upload_part)
+    r.add_post("/filesystem-multipart/{upload_id}/complete", complete_upload)
+    r.add_delete("/filesystem-multipart/{upload_id}/abort", abort_upload)
+    r.add_get("/filesystem-multipart/{upload_id}/parts", list_parts, allow_head=False)
+    r.add_route("HEAD", "/filesystem-multipart/{upload_id}/parts", head_ok)

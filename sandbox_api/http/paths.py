@@ -1,0 +1,75 @@
+"""The one path resolver for every route with a path in its URL (filesystem, search, watch).
+
+Clients spell the same absolute file three ways: `/filesystem//tmp/x` (Python SDK),
+`/filesystem/%2Ftmp%2Fx` (TS SDK) and `/filesystem%2Ftmp/x` (the original's tests).
+aiohttp decodes the path, so the rule that tells them apart must look at the raw path:
+
+- the raw path contains `%2F` (uppercase) -> the decoded tail is used as is (absolute);
+- otherwise the tail loses one leading `/` (`/src/a` -> `src/a`, relative to WORKDIR;
+  `//tmp/x` -> `/tmp/x`), and a bare `/` means WORKDIR itself.
+
+Then, for most routes, "format": `~` -> $HOME, `//` -> `/`. Responses echo the path as
+the client gave it (the *display* path), except that `.` and `./` show as WORKDIR.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .. import config
+from ..errors import Invalid
+
+
+@dataclass(frozen=True)
+class ResolvedPath:
+    display: str  # what responses show
+    absolute: str  # what the filesystem sees (normalised, symlinks not resolved)
+
+    @property
+    def name(self) -> str:
+        """Basename of the display path (`/` for the root)."""
+        trimmed = self.display.rstrip("/")
+        return os.path.basename(trimmed) if trimmed else "/"
+
+
+def format_path(path: str) -> str:
+    """The original's FormatPath: "" -> ".", a leading `~` -> $HOME, `//` -> `/`."""
+    if not path:
+        path = "."
+    if path.startswith("~"):
+        home = config.home_directory()
+        if home is None:
+            raise Invalid("home directory not found")
+        path = home + path[1:]
+    while "//" in path:
+        path = path.replace("//", "/")
+    return path
+
+
+def absolute(path: str, workdir: str) -> str:
+    return os.path.normpath(path if path.startswith("/") else os.path.join(workdir, path))
+
+
+def from_tail(tail: str, raw_path: str, workdir: str, *, formatted: bool = True) -> ResolvedPath:
+    """Resolve the path part of a URL (`tail`: decoded, starting with `/`)."""
+    if "%2F" in raw_path:
+        value = tail
+    elif tail in ("", "/"):
+        value = "."
+    else:
+        value = tail[1:]
+    if formatted:
+        value = format_path(value)
+    return from_value(value, workdir)
+
+
+def from_value(value: str, workdir: str) -> ResolvedPath:
+    """A path given as text (a request body, an MCP argument): relative to WORKDIR."""
+    display = workdir if value in (".", "./", "") else value
+    return ResolvedPath(display=display, absolute=absolute(value or ".", workdir))
+
+
+def from_body(value: str, workdir: str) -> ResolvedPath:
+    """A path in a JSON body: formatted (`~`, `//`), then relative to WORKDIR."""
+    return from_value(format_path(value), workdir)

@@ -1,0 +1,63 @@
+"""Routes addressed by a path *prefix* followed by a file path (`/filesystem/...`).
+
+aiohttp matches routes on the still-encoded path, so `/filesystem%2Ftmp/x` (what the
+original's clients send) would never match `/filesystem/{tail}`. These routes are
+therefore matched here, on the decoded path, before aiohttp's router has its say.
+The handler finds the decoded rest of the path in `request[TAIL]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+TAIL = web.RequestKey("prefix_tail", str)
+
+
+@dataclass(frozen=True)
+class PrefixRoute:
+    method: str
+    prefix: str  # matched when the decoded path equals it or continues with "/"
+    handler: Handler
+
+
+class PrefixRouter:
+    def __init__(self) -> None:
+        self._routes: list[PrefixRoute] = []
+
+    def add(self, method: str, prefix: str, handler: Handler) -> None:
+        self._routes.append(PrefixRoute(method, prefix, handler))
+        # Longest prefix first: /filesystem/tree before /filesystem.
+        self._routes.sort(key=lambda r: len(r.prefix), reverse=True)
+
+    def match(self, method: str, path: str) -> tuple[Handler, str] | None:
+        prefix_known = False
+        for route in self._routes:
+            if path == route.prefix or path.startswith(route.prefix + "/"):
+                if route.method == method:
+                    return route.handler, path[len(route.prefix) :]
+                prefix_known = True
+        if prefix_known and method == "HEAD":
+            return _head_ok, ""
+        return None
+
+    def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        @web.middleware
+        async def prefix_route_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            found = self.match(request.method, request.path)
+            if found is None:
+                return await handler(request)
+            route_handler, tail = found
+            request[TAIL] = tail
+            return await route_handler(request)
+
+        return prefix_route_middleware
+
+
+async def _head_ok(request: web.Request) -> web.Response:
+    """HEAD twins answer 200 without looking at anything (as the original)."""
+    return web.Response(status=200)
