@@ -19,6 +19,7 @@ import secrets
 import stat
 
 from .. import config
+from .pipeline import write_all
 
 _PROC_FD = "/proc/self/fd"
 
@@ -71,10 +72,10 @@ class AtomicFile:
             self.fd = os.open(self._named_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        self.size += len(data)
+        self.write_all([data])
+
+    def write_all(self, pieces: list) -> None:
+        self.size += write_all(self.fd, pieces)
 
     def commit(self) -> None:
         if self._existing_mode is not None:

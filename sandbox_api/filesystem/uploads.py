@@ -28,6 +28,7 @@ from ..errors import Internal, Invalid, NotFound
 from .atomic import AtomicFile
 from .entries import rfc3339_nano
 from .files import api_error, copy_data
+from .pipeline import write_all
 
 log = logging.getLogger("sandbox_api.uploads")
 
@@ -234,12 +235,10 @@ class PartWriter:
     def open(self) -> None:
         self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
-    def write(self, data: bytes) -> None:
-        self.size += len(data)
-        self._md5.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+    def write_all(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._md5.update(piece)
+        self.size += write_all(self._fd, pieces)
 
     def finish(self) -> Part:
         etag = self._md5.hexdigest()
