@@ -25,10 +25,15 @@ dev: $(VENV)/.dev-installed
 run: install
 	$(BIN)/sandbox-api -p $(PORT)
 
+TEST_TOOLS  := inotifywait:inotify-tools fzf:fzf setpriv:util-linux
+BENCH_TOOLS := fzf:fzf inotifywait:inotify-tools
+
 test: dev
+	@scripts/ensure-tools.sh $(TEST_TOOLS)
 	$(BIN)/python -m pytest -n auto
 
 bench: dev
+	@scripts/ensure-tools.sh $(BENCH_TOOLS)
 	$(BIN)/python bench/run.py
 
 clean:

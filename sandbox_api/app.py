@@ -23,7 +23,12 @@ from .filesystem.files import Files
 from .filesystem.uploads import Uploads
 from .http.appkeys import SETTINGS
 from .http.prefix_routes import PrefixRouter
+from .network import routes as network_routes
+from .network.monitors import Monitors
 from .process import routes as process_routes
+from .search import routes as search_routes
+from .search.content import ContentSearch
+from .watch import routes as watch_routes
 from .process.children import Child, Children
 from .process.supervisor import Supervisor
 from .system import routes as system_routes
@@ -59,12 +64,17 @@ def build_app(settings: Settings) -> web.Application:
     app[HEALTH] = Health(upgrade_count=settings.upgrade_count)
     app[filesystem_routes.FILES] = Files()
     app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds)
+    app[network_routes.MONITORS] = Monitors()
+    app[search_routes.CONTENT_SEARCH] = ContentSearch(children, settings.search_timeout)
     app.on_response_prepare.append(make_on_prepare(settings.enable_processing_time))
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_end_streams)
     system_routes.add_routes(app)
     process_routes.add_routes(app)
     filesystem_routes.add_routes(app, prefixes)
+    search_routes.add_routes(prefixes)
+    watch_routes.add_routes(prefixes)
+    network_routes.add_routes(app)
     return app
 
 
@@ -80,6 +90,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[network_routes.MONITORS].close()
         await app[filesystem_routes.UPLOADS].close()
         await app[SUPERVISOR].close()
         if startup is not None and startup.returncode is None:

@@ -138,6 +138,8 @@ class Settings:
     # Uploads: body limit for streamed uploads (0 = none), idle multipart sessions' TTL.
     max_upload_bytes: int = 0
     upload_ttl_seconds: float = 24 * 3600.0
+    # Content search: a run is stopped after this many seconds.
+    search_timeout: float = 30.0
     # Seconds a stopped process gets between SIGTERM and SIGKILL of its tree.
     stop_grace_seconds: float = 10.0
     # Streams: seconds between keepalives.
@@ -190,6 +192,7 @@ def from_environment(**overrides: object) -> Settings:
         stop_grace_seconds=_env_float("SANDBOX_STOP_GRACE_SECONDS", 10.0),
         max_upload_bytes=_env_int("SANDBOX_MAX_UPLOAD_BYTES", 0),
         upload_ttl_seconds=_env_float("SANDBOX_UPLOAD_TTL_SECONDS", 24 * 3600.0),
+        search_timeout=_env_float("SANDBOX_SEARCH_TIMEOUT_SECONDS", 30.0),
     )
     if state_dir:
         values["state_dir"] = Path(state_dir)

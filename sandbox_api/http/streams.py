@@ -7,7 +7,10 @@ module's escaper are ten times slower. Invalid UTF-8 becomes U+FFFD.
 
 from __future__ import annotations
 
+import asyncio
 import json
+
+from aiohttp import web
 
 def valid_utf8(data: bytes) -> bytes:
     """`data`, with invalid UTF-8 sequences replaced by U+FFFD."""
@@ -48,3 +51,26 @@ def prefix_lines(data: bytes, prefix: bytes) -> bytes:
     if not data:
         return b""
     return prefix + valid_utf8(data)[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+
+def disconnected(request: web.Request, interval: float = 1.0) -> asyncio.Future[None]:
+    """A future resolved once the client's connection is gone (checked every `interval`).
+
+    aiohttp does not cancel a handler whose client left (and must not: a process must
+    never die with its requester), so long streams watch for it to release what they
+    hold. Cancel the future when the stream ends.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def check() -> None:
+        if future.done():
+            return
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            future.set_result(None)
+        else:
+            loop.call_later(interval, check)
+
+    loop.call_later(interval, check)
+    return future

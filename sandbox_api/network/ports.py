@@ -1,105 +1,125 @@
-"""Which sockets a process tree owns, read from /proc (no `ss` or `netstat` needed).
+"""Which sockets a process tree owns: the one detection module, shared by the ports
+endpoint, the port monitors and `waitForPorts`.
 
-The socket tables (/proc/net/{tcp,tcp6,udp,udp6}) are parsed once per poll, and only
-the sockets that could matter are mapped to pids through /proc/<pid>/fd, for the pids
-of the tree only. So a poll for a port nobody listens on costs one read of the tables.
+- Full listings (every state, with peers) come from psutil, which reads the socket
+  tables and maps each socket to its process; about 10 ms on this kind of machine,
+  fine for a request or a 500 ms monitor tick.
+- "Is anyone serving port N?", which `waitForPorts` asks ten times a second, asks the
+  kernel's sock_diag for listening sockets only (half a millisecond), and maps just
+  the candidate sockets to pids through /proc/<pid>/fd of the tree. Idle cost stays
+  negligible. Without netlink, psutil answers instead.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 from dataclasses import dataclass
+from typing import Any
 
-_TCP_STATES = {
-    "01": "ESTAB",
-    "02": "SYN-SENT",
-    "03": "SYN-RECV",
-    "04": "FIN-WAIT-1",
-    "05": "FIN-WAIT-2",
-    "06": "TIME-WAIT",
-    "07": "CLOSE",
-    "08": "CLOSE-WAIT",
-    "09": "LAST-ACK",
-    "0A": "LISTEN",
-    "0B": "CLOSING",
+import psutil
+
+from ..linux import sock_diag
+
+_SS_STATES = {
+    "ESTABLISHED": "ESTAB",
+    "SYN_SENT": "SYN-SENT",
+    "SYN_RECV": "SYN-RECV",
+    "FIN_WAIT1": "FIN-WAIT-1",
+    "FIN_WAIT2": "FIN-WAIT-2",
+    "TIME_WAIT": "TIME-WAIT",
+    "CLOSE": "CLOSE",
+    "CLOSE_WAIT": "CLOSE-WAIT",
+    "LAST_ACK": "LAST-ACK",
+    "LISTEN": "LISTEN",
+    "CLOSING": "CLOSING",
 }
-_TABLES = (("tcp", "tcp", 4), ("tcp6", "tcp", 6), ("udp", "udp", 4), ("udp6", "udp", 6))
+
+
+def routable(address: str) -> bool:
+    """Reachable from outside the sandbox: any address but loopback."""
+    try:
+        return not ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return True
 
 
 @dataclass(frozen=True)
-class Socket:
-    protocol: str  # "tcp" | "udp"
+class PortInfo:
+    pid: int
+    protocol: str
     local_addr: str
     local_port: int
     remote_addr: str
     remote_port: int
-    state: str  # ss spelling: LISTEN, ESTAB, UNCONN, ...
-    inode: int
+    state: str
+    process_name: str
 
-    @property
-    def serving(self) -> bool:
-        """A server socket: listening TCP, or unconnected UDP."""
-        return self.state in ("LISTEN", "UNCONN", "")
-
-    @property
-    def routable(self) -> bool:
-        """Reachable from outside the sandbox: any address but loopback."""
-        try:
-            return not ipaddress.ip_address(self.local_addr).is_loopback
-        except ValueError:
-            return True
-
-
-def _decode_address(hex_addr: str, family: int) -> str:
-    raw = bytes.fromhex(hex_addr)
-    if family == 4:
-        return socket.inet_ntop(socket.AF_INET, raw[::-1])
-    # IPv6: four 32-bit words, each in host (little-endian) order.
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    addr = ipaddress.IPv6Address(words)
-    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "protocol": self.protocol,
+            "localAddr": self.local_addr,
+            "localPort": self.local_port,
+            "remoteAddr": self.remote_addr,
+            "remotePort": self.remote_port,
+            "state": self.state,
+            "processName": self.process_name,
+        }
 
 
-def read_sockets(proc_root: str = "/proc/net") -> list[Socket]:
-    sockets: list[Socket] = []
-    for table, protocol, family in _TABLES:
-        try:
-            with open(f"{proc_root}/{table}") as f:
-                lines = f.read().splitlines()[1:]
-        except OSError:
+def tree_pids(root: int) -> set[int]:
+    """`root` and all its descendants (empty if `root` does not exist)."""
+    try:
+        process = psutil.Process(root)
+        return {root} | {child.pid for child in process.children(recursive=True)}
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return set()
+
+
+def process_name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except (psutil.Error, OSError):
+        return ""
+
+
+def _state(connection: Any) -> str:
+    if connection.type == 2:  # SOCK_DGRAM
+        return "ESTAB" if connection.raddr else "UNCONN"
+    return _SS_STATES.get(connection.status, connection.status)
+
+
+def all_connections() -> list[Any]:
+    """Every inet socket with its owning pid (one scan for all callers of a tick)."""
+    try:
+        return psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return []
+
+
+def ports_of(pids: set[int], connections: list[Any] | None = None) -> list[PortInfo]:
+    """Sockets owned by `pids`, one per local port (listeners first), sorted by port."""
+    connections = all_connections() if connections is None else connections
+    by_port: dict[int, PortInfo] = {}
+    names: dict[int, str] = {}
+    for c in connections:
+        if c.pid not in pids or not c.laddr:
             continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 10:
-                continue
-            local, remote, state_hex, inode = parts[1], parts[2], parts[3], parts[9]
-            try:
-                local_hex, local_port = local.split(":")
-                remote_hex, remote_port = remote.split(":")
-                if protocol == "udp":
-                    state = "UNCONN" if state_hex == "07" else "ESTAB" if state_hex == "01" else _TCP_STATES.get(state_hex, "")
-                else:
-                    state = _TCP_STATES.get(state_hex, "")
-                remote_port_n = int(remote_port, 16)
-                remote_addr = _decode_address(remote_hex, family)
-                if remote_port_n == 0 and state in ("LISTEN", "UNCONN"):
-                    remote_addr = ""
-                sockets.append(
-                    Socket(
-                        protocol=protocol,
-                        local_addr=_decode_address(local_hex, family),
-                        local_port=int(local_port, 16),
-                        remote_addr=remote_addr,
-                        remote_port=remote_port_n,
-                        state=state,
-                        inode=int(inode),
-                    )
-                )
-            except (ValueError, OSError):
-                continue
-    return sockets
+        info = PortInfo(
+            pid=c.pid,
+            protocol="udp" if c.type == 2 else "tcp",
+            local_addr=c.laddr.ip,
+            local_port=c.laddr.port,
+            remote_addr=c.raddr.ip if c.raddr else "",
+            remote_port=c.raddr.port if c.raddr else 0,
+            state=_state(c),
+            process_name=names.setdefault(c.pid, process_name(c.pid)),
+        )
+        known = by_port.get(info.local_port)
+        if known is None or (known.state not in ("LISTEN", "UNCONN") and info.state in ("LISTEN", "UNCONN")):
+            by_port[info.local_port] = info
+    return [by_port[port] for port in sorted(by_port)]
 
 
 def socket_owners(pids: set[int], inodes: set[int]) -> dict[int, int]:
@@ -128,17 +148,12 @@ def socket_owners(pids: set[int], inodes: set[int]) -> dict[int, int]:
 
 
 def serving_ports(pids: set[int], wanted: set[int]) -> set[int]:
-    """The ports of `wanted` served by some pid of `pids` on a routable address."""
-    candidates = [s for s in read_sockets() if s.local_port in wanted and s.serving and s.routable]
+    """The ports of `wanted` served on a routable address by some pid of `pids`."""
+    found = sock_diag.listeners()
+    if found is None:
+        return {p.local_port for p in ports_of(pids) if p.state in ("LISTEN", "UNCONN") and p.local_port in wanted and routable(p.local_addr)}
+    candidates = [s for s in found if s.port in wanted and routable(s.address)]
     if not candidates:
         return set()
     owners = socket_owners(pids, {s.inode for s in candidates})
-    return {s.local_port for s in candidates if s.inode in owners}
-
-
-def process_name(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
+    return {s.port for s in candidates if s.inode in owners}

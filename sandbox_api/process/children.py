@@ -57,6 +57,27 @@ class Child:
             self._exit.set_result(code)
 
 
+class Piped:
+    """A child with its stdout and stderr as asyncio streams."""
+
+    def __init__(self, child: Child, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, transports: list) -> None:
+        self.child = child
+        self.stdout = stdout
+        self.stderr = stderr
+        self._transports = transports
+
+    async def close(self) -> None:
+        """Kill it if still running, reap it, release the pipes."""
+        if self.child.returncode is None:
+            try:
+                os.kill(self.child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await self.child.wait()
+        for transport in self._transports:
+            transport.close()
+
+
 class Children:
     """Starts children and reaps every child of this process."""
 
@@ -100,6 +121,22 @@ class Children:
         child = Child(popen.pid, loop, popen)
         self._known[child.pid] = child
         return child
+
+    async def spawn_reading(self, argv: Sequence[str], *, cwd: str, limit: int = 64 * 1024 * 1024) -> Piped:
+        """Start a helper whose stdout and stderr we read as streams (e.g. `rg`)."""
+        loop = self._loop or asyncio.get_running_loop()
+        child = self.spawn(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True
+        )
+        assert child.popen is not None and child.popen.stdout is not None and child.popen.stderr is not None
+        streams = []
+        transports = []
+        for pipe in (child.popen.stdout, child.popen.stderr):
+            reader = asyncio.StreamReader(limit=limit, loop=loop)
+            transport, _ = await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r), pipe)
+            streams.append(reader)
+            transports.append(transport)
+        return Piped(child, streams[0], streams[1], transports)
 
     def spawn_fast(
         self,

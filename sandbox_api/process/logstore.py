@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -489,34 +489,27 @@ KEEPALIVE = None  # what `follow` yields when the output was quiet for a keepali
 async def follow(
     log: OutputLog,
     keepalive: float,
-    stop: asyncio.Future[None] | None = None,
+    stops: Iterable[asyncio.Future[None] | None] = (),
 ) -> AsyncIterator[list[Chunk] | None]:
     """Every line from the first, then new lines as they come, until the log finishes.
 
     Yields lists of chunks, or KEEPALIVE after `keepalive` seconds without output.
-    Ends when the log is finished and fully read, or when `stop` resolves.
+    Ends when the log is finished and fully read, or when one of `stops` resolves
+    (the client left, the daemon is shutting down).
     """
+    watched = {f for f in stops if f is not None}
     with log.reader() as reader:
         while True:
             chunks = reader.read()
             if chunks:
                 yield chunks
                 continue
-            if log.finished:
-                # The finish may have added lines after our last read.
-                chunks = reader.read()
-                if chunks:
-                    yield chunks
-                    continue
+            if log.finished or any(f.done() for f in watched):
                 return
             change = log.next_change()
-            waiters: set[asyncio.Future[None]] = {change}
-            if stop is not None:
-                if stop.done():
-                    return
-                waiters.add(stop)
-            done, _ = await asyncio.wait(waiters, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
-            if stop is not None and stop in done:
+            done, _ = await asyncio.wait({change, *watched}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+            if done - {change}:
+                change.cancel()
                 return
             if not done:
                 change.cancel()

@@ -149,6 +149,7 @@ async def _exec_stream(
     supervisor = request.app[SUPERVISOR]
     settings = request.app[SETTINGS]
     response = await start_stream(request, "application/x-ndjson")
+    gone = streams.disconnected(request)
     try:
         if ports:
             try:
@@ -161,7 +162,7 @@ async def _exec_stream(
             except Unprocessable as e:
                 await response.write(_ndjson("error", e.message))
                 return response
-        async for item in follow(proc.log, settings.exec_stream_keepalive, supervisor.closing):
+        async for item in follow(proc.log, settings.exec_stream_keepalive, (supervisor.closing, gone)):
             if item is KEEPALIVE:
                 await response.write(_ndjson("keepalive"))
             else:
@@ -171,6 +172,8 @@ async def _exec_stream(
             await response.write(_ndjson("result", result))
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the client went away; the process keeps running
+    finally:
+        gone.cancel()
     return response
 
 
@@ -199,11 +202,14 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
     proc = supervisor.get(identifier, f"process with Identifier {identifier} not found")
     _audit(request, "process_logs_stream", identifier=identifier)
     response = await start_stream(request, "text/plain; charset=utf-8")
+    gone = streams.disconnected(request)
     try:
-        async for item in follow(proc.log, settings.log_stream_keepalive, supervisor.closing):
+        async for item in follow(proc.log, settings.log_stream_keepalive, (supervisor.closing, gone)):
             await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
+    finally:
+        gone.cancel()
     return response
 
 
@@ -231,7 +237,7 @@ async def stop_process(request: web.Request) -> web.Response:
 async def kill_process(request: web.Request) -> web.Response:
     identifier = request.match_info["identifier"]
     _audit(request, "process_kill", identifier=identifier)
-    request.app[SUPERVISOR].kill(identifier)
+    await request.app[SUPERVISOR].kill(identifier)
     return json_response({"message": "Process killed successfully"})
 
 

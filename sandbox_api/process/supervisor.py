@@ -44,6 +44,7 @@ PORT_POLL_INTERVAL = 0.1
 POLL_INTERVAL = 0.05  # log tailing when inotify is unavailable
 ADOPTED_POLL_INTERVAL = 0.5
 STARTED_CHECK_DELAY = 0.05
+KILL_WAIT = 2.0
 CAP_SWEEP_INTERVAL = 5.0
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 _GO_INT = re.compile(r"^[+-]?\d+$")
@@ -511,15 +512,22 @@ class Supervisor:
         if tree.signal_tree(root, proc.cookie, signal.SIGKILL):
             log.info("process %s ignored SIGTERM: killed", proc.record.name)
 
-    def kill(self, identifier: str) -> None:
+    async def kill(self, identifier: str) -> None:
+        """SIGKILL the whole tree; returns once its members are gone (so that, for
+        instance, their ports are free), or after KILL_WAIT at most."""
         proc = self.get(identifier, f"process with Identifier {identifier} not found")
         if self._cancel_restart(proc, KILLED):
             return
         if proc.record.running:
             proc.log.append_notice("\n[Process is being forcefully killed]\n")
-        if not self._signal(proc, signal.SIGKILL):
+        reached = self._signal(proc, signal.SIGKILL)
+        if not reached:
             raise NotFound(f"failed to kill process with Identifier {identifier}: no such process")
         self._ended_by_request(proc, KILLED)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + KILL_WAIT
+        while any(_start_ticks(pid) for pid in reached) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     def _stdin_target(self, identifier: str) -> ManagedProcess:
         return self.get(identifier, f"process with Identifier {identifier} not found")
@@ -605,12 +613,7 @@ class Supervisor:
                 pass
 
     def _serving_ports(self, proc: ManagedProcess, wanted: set[int]) -> set[int]:
-        candidates = [s for s in port_scan.read_sockets() if s.local_port in wanted and s.serving and s.routable]
-        if not candidates:
-            return set()
-        members = tree.tree_members(proc.record.os_pid, proc.cookie)
-        owners = port_scan.socket_owners(members, {s.inode for s in candidates})
-        return {s.local_port for s in candidates if s.inode in owners}
+        return port_scan.serving_ports(tree.tree_members(proc.record.os_pid, proc.cookie), wanted)
 
     # --- output caps ----------------------------------------------------------------
 

@@ -105,8 +105,9 @@ async def test_kill_frees_the_port_for_the_next_run(client):
     command = f"python3 -c \"import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',{port}));s.listen();time.sleep(100)\""
     for _ in range(2):
         await run(client, f"true; {command}", name="port-user", waitForPorts=[port], timeout=10)
-        assert (await client.delete("/process/port-user/kill")).status == 200
-        await wait_status(client, "port-user", lambda s: s != "running")
+        assert (await client.delete("/process/port-user/kill")).status == 200  # returns once the tree is dead
+        body = await wait_status(client, "port-user", lambda s: s != "running")
+        assert body["status"] == "killed", body
 
 
 async def test_restart_on_failure_up_to_max_restarts(client):

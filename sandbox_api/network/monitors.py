@@ -1,0 +1,93 @@
+"""Port monitors: call a URL back whenever a process tree opens a new local port.
+
+One poller serves every monitored pid (one socket scan per tick, every 500 ms) and runs
+only while some pid is monitored. A callback is `POST <url>` with `{"pid", "port"}`;
+its failures are logged and never retried (as the original).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+
+from ..errors import Invalid, NotFound
+from . import ports
+
+log = logging.getLogger("sandbox_api.monitors")
+
+TICK = 0.5
+CALLBACK_TIMEOUT = 10.0
+
+
+class Monitors:
+    def __init__(self) -> None:
+        self._callbacks: dict[int, list[str]] = {}
+        self._seen: dict[int, set[int]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def add(self, pid: int, callback: str) -> None:
+        if not callback.startswith(("http://", "https://")):
+            raise Invalid(f"invalid callback URL {callback!r}: expected http:// or https://")
+        if not ports.tree_pids(pid):
+            raise NotFound(f"process {pid} not found")
+        self._callbacks.setdefault(pid, []).append(callback)
+        self._seen.setdefault(pid, set())
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+
+    def remove(self, pid: int) -> None:
+        self._callbacks.pop(pid, None)
+        self._seen.pop(pid, None)
+        if not self._callbacks and self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+
+    @property
+    def monitored(self) -> list[int]:
+        return sorted(self._callbacks)
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def _poll(self) -> None:
+        while self._callbacks:
+            try:
+                await self.tick()
+            except Exception:  # the poller must outlive a bad tick
+                log.exception("port monitor tick failed")
+            await asyncio.sleep(TICK)
+
+    async def tick(self) -> None:
+        pids = list(self._callbacks)
+        connections = await asyncio.to_thread(ports.all_connections)
+        for pid in pids:
+            tree = await asyncio.to_thread(ports.tree_pids, pid)
+            current = {p.local_port for p in ports.ports_of(tree, connections)}
+            new = current - self._seen.get(pid, set())
+            if pid in self._seen:
+                self._seen[pid] = current
+            for port in sorted(new):
+                for url in list(self._callbacks.get(pid, [])):
+                    task = asyncio.create_task(self._call(url, pid, port))
+                    self._pending.add(task)
+                    task.add_done_callback(self._pending.discard)
+
+    async def _call(self, url: str, pid: int, port: int) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT))
+        try:
+            async with self._session.post(url, json={"pid": pid, "port": port}) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            log.debug("port callback %s failed: %s", url, e)
