@@ -25,7 +25,7 @@ dev: $(VENV)/.dev-installed
 run: install
 	$(BIN)/sandbox-api -p $(PORT)
 
-TEST_TOOLS  := inotifywait:inotify-tools fzf:fzf setpriv:util-linux
+TEST_TOOLS  := inotifywait:inotify-tools fzf:fzf setpriv:util-linux chromium:chromium chromedriver:chromium-driver
 BENCH_TOOLS := fzf:fzf inotifywait:inotify-tools
 
 test: dev

@@ -3,12 +3,16 @@
 PUT /raw/<name>  streams the body to a file (plain blocking writes, no fsync)
 PUT /atomic/<name> the same into a temp file, then fsync and rename
 GET /file/<name> answers with aiohttp's FileResponse (sendfile)
+GET /pty         the barest websocket-to-pty bridge: text frames in, raw output out
 Run: python baseline_server.py PORT DIR
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pty
+import subprocess
 import sys
 
 from aiohttp import web
@@ -40,8 +44,38 @@ async def get_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(os.path.join(DIR, request.match_info["name"]))
 
 
+async def pty_bridge(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    master, slave = pty.openpty()
+    shell = subprocess.Popen(["/bin/sh"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    os.set_blocking(master, False)
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            data = b""
+        if data:
+            asyncio.ensure_future(ws.send_str(data.decode("utf-8", "replace")))
+        else:
+            loop.remove_reader(master)
+
+    loop.add_reader(master, readable)
+    async for message in ws:
+        os.write(master, message.data.encode())
+    loop.remove_reader(master)
+    shell.kill()
+    shell.wait()
+    os.close(master)
+    return ws
+
+
 app = web.Application(client_max_size=0)
 app.router.add_put("/raw/{name}", put_raw)
 app.router.add_put("/atomic/{name}", put_atomic)
 app.router.add_get("/file/{name}", get_file)
+app.router.add_get("/pty", pty_bridge)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)

@@ -7,16 +7,12 @@ the daemon, with a raw PUT that streams to a file and a FileResponse download.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import aiohttp
 
-from harness import Daemon, Report, free_port, mb, ms, pin, rss_of, summarize
+from harness import BaselineServer, Daemon, Report, mb, ms, summarize
 
 SIZE = 256 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -29,30 +25,6 @@ async def body(total: int):  # noqa: ANN201 - async generator
         n = min(CHUNK, total - sent)
         yield _BLOCK[:n]
         sent += n
-
-
-class Baseline:
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("baseline_server.py")), str(self.port), str(directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        pin(self.proc.pid, 0)
-
-    async def wait(self) -> None:
-        async with aiohttp.ClientSession() as s:
-            for _ in range(200):
-                try:
-                    async with s.get(f"{self.url}/nothing"):
-                        return
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
 
 
 async def timed(coro) -> float:
@@ -103,7 +75,7 @@ async def download(session, url: str, headers=None) -> int:
 
 async def transfers(report: Report) -> None:
     with Daemon() as daemon:
-        baseline = Baseline(daemon.workdir)
+        baseline = BaselineServer(daemon.workdir)
         await baseline.wait()
         target = daemon.workdir / "big.bin"
         timeout = aiohttp.ClientTimeout(total=None)

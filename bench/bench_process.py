@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from harness import Daemon, Report, mb, ms, percentile, summarize
+from harness import Daemon, Report, mb, ms, summarize
 
 EXEC_COMMANDS = ["echo 'hello world'", "pwd", "seq 1 1000"]
 STREAM_BYTES = 256 * 1024 * 1024

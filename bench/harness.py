@@ -97,6 +97,37 @@ class Daemon:
         return status_field(self.proc.pid, "VmHWM")
 
 
+class BaselineServer:
+    """baseline_server.py: the minimal aiohttp server the daemon is compared with, pinned like it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("baseline_server.py")), str(self.port), str(directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        if os.environ.get("BENCH_PIN", "1") == "1":
+            pin(self.proc.pid, 0)
+
+    async def wait(self) -> None:
+        import asyncio
+
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s:
+            for _ in range(200):
+                try:
+                    async with s.get(f"{self.url}/nothing"):
+                        return
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
 def status_field(pid: int, name: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -23,6 +23,8 @@ from .filesystem.files import Files
 from .filesystem.uploads import Uploads
 from .http.appkeys import SETTINGS
 from .http.prefix_routes import PrefixRouter
+from .mcp import transport as mcp_transport
+from .mcp.tools import Tools
 from .network import routes as network_routes
 from .network.monitors import Monitors
 from .process import routes as process_routes
@@ -32,6 +34,8 @@ from .watch import routes as watch_routes
 from .process.children import Child, Children
 from .process.supervisor import Supervisor
 from .system import routes as system_routes
+from .terminal import routes as terminal_routes
+from .terminal.sessions import Terminals
 from .system.health import Health
 
 log = logging.getLogger("sandbox_api")
@@ -66,6 +70,9 @@ def build_app(settings: Settings) -> web.Application:
     app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds)
     app[network_routes.MONITORS] = Monitors()
     app[search_routes.CONTENT_SEARCH] = ContentSearch(children, settings.search_timeout)
+    app[mcp_transport.MCP] = mcp_transport.McpEndpoint(
+        lambda: Tools(settings, app[SUPERVISOR], app[filesystem_routes.FILES], app[search_routes.CONTENT_SEARCH])
+    )
     app.on_response_prepare.append(make_on_prepare(settings.enable_processing_time))
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_end_streams)
@@ -75,6 +82,10 @@ def build_app(settings: Settings) -> web.Application:
     search_routes.add_routes(prefixes)
     watch_routes.add_routes(prefixes)
     network_routes.add_routes(app)
+    mcp_transport.add_routes(app)
+    if not settings.disable_terminal:
+        app[terminal_routes.TERMINALS] = Terminals(settings, children)
+        terminal_routes.add_routes(app)
     return app
 
 
@@ -85,11 +96,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     set_oom_score_adj("self", -500)
     await app[SUPERVISOR].open()
     await app[filesystem_routes.UPLOADS].open()
+    if terminal_routes.TERMINALS in app:
+        app[terminal_routes.TERMINALS].start()
     startup = _start_command(children, settings) if settings.startup_command else None
     release_free_memory()  # what start-up allocated and freed: idle RSS matters in a sandbox
     try:
         yield
     finally:
+        if terminal_routes.TERMINALS in app:
+            await app[terminal_routes.TERMINALS].close()
+        await app[mcp_transport.MCP].close()
         await app[network_routes.MONITORS].close()
         await app[filesystem_routes.UPLOADS].close()
         await app[SUPERVISOR].close()

@@ -118,6 +118,22 @@ class Files:
         except OSError as e:
             raise api_error(e, error_prefix, op="open" if e.errno == errno.EISDIR else None) from None
 
+    async def edit(self, p: ResolvedPath, old: str, new: str, replace_all: bool) -> int:
+        """Replace `old` by `new` (exactly one occurrence unless `replace_all`); the count."""
+        if not old:
+            raise Invalid("oldString must not be empty")
+        if old == new:
+            raise Invalid("oldString and newString are identical")
+        text = (await self.read_text(p))["content"]
+        count = text.count(old)
+        if count == 0:
+            raise Invalid(f"oldString not found in {p.display}")
+        if count > 1 and not replace_all:
+            raise Invalid(f"oldString found {count} times in {p.display}: add context to make it unique, or set replaceAll")
+        updated = text.replace(old, new) if replace_all else text.replace(old, new, 1)
+        await self.write_bytes(p, updated.encode("utf-8"), 0o644)  # an existing file keeps its mode
+        return count if replace_all else 1
+
     # --- deleting ------------------------------------------------------------------
 
     async def delete(self, p: ResolvedPath, recursive: bool) -> str:

@@ -44,7 +44,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     query = request.query_string
     if query:
         target += "?" + redact_query(query)
-    size = response.body_length if response.prepared else len(getattr(response, "body", b"") or b"")
+    size = response.body_length if response.prepared else (response.content_length or 0)
     level = logging.ERROR if response.status >= 400 else logging.INFO
     log.log(
         level,

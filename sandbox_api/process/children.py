@@ -138,6 +138,13 @@ class Children:
             transports.append(transport)
         return Piped(child, streams[0], streams[1], transports)
 
+    def spawn_terminal(self, argv: Sequence[str], *, env: Mapping[bytes, bytes], cwd: str, tty: str) -> Child:
+        """Start `argv` as the leader of a new session whose controlling terminal is the
+        pty `tty` (opened in the child after setsid, which makes it the controlling tty)."""
+        flags = os.O_RDWR
+        actions = [(os.POSIX_SPAWN_OPEN, 0, tty, flags, 0), (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)]
+        return self._posix_spawn(argv, env=env, cwd=cwd, actions=actions, setsid=True)
+
     def spawn_fast(
         self,
         argv: Sequence[str],
@@ -154,18 +161,23 @@ class Children:
         duration of the call and back (all paths the daemon uses are absolute, so no
         other code can notice). `argv[0]` must be a path. Raises OSError.
         """
-        loop = self._loop or asyncio.get_running_loop()
         actions = [
             (os.POSIX_SPAWN_DUP2, stdin, 0),
             (os.POSIX_SPAWN_DUP2, stdout, 1),
             (os.POSIX_SPAWN_DUP2, stderr, 2),
         ]
+        return self._posix_spawn(argv, env=env, cwd=cwd, actions=actions, setpgroup=0)
+
+    def _posix_spawn(
+        self, argv: Sequence[str], *, env: Mapping[bytes, bytes], cwd: str, actions: list, **attributes: Any
+    ) -> Child:
+        loop = self._loop or asyncio.get_running_loop()
         if self._home_fd < 0:
             self._home_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         os.chdir(cwd)
         try:
             pid = os.posix_spawn(
-                argv[0], list(argv), env, file_actions=actions, setpgroup=0, setsigdef=_RESET_SIGNALS, setsigmask=()
+                argv[0], list(argv), env, file_actions=actions, setsigdef=_RESET_SIGNALS, setsigmask=(), **attributes
             )
         finally:
             os.fchdir(self._home_fd)

@@ -20,6 +20,7 @@ class ProcInfo:
     ppid: int
     pgrp: int
     state: str
+    session: int
 
 
 def snapshot() -> dict[int, ProcInfo]:
@@ -31,7 +32,7 @@ def snapshot() -> dict[int, ProcInfo]:
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            procs[int(name)] = ProcInfo(int(name), int(fields[1]), int(fields[2]), fields[0].decode())
+            procs[int(name)] = ProcInfo(int(name), int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[3]))
         except (OSError, IndexError, ValueError):
             continue
     return procs
@@ -80,6 +81,13 @@ def tree_members(root: int | None, cookie: str | None, procs: dict[int, ProcInfo
     members.discard(me)
     members.discard(1)
     return {pid for pid in members if pid in procs and procs[pid].state not in ("Z", "X")}
+
+
+def kill_session(session: int) -> set[int]:
+    """SIGKILL every live process of a session (a terminal's shell and all it started)."""
+    members = {p.pid for p in snapshot().values() if p.session == session and p.state not in ("Z", "X")}
+    members.discard(os.getpid())
+    return _send(members, signal.SIGKILL)
 
 
 def _send(pids: set[int], sig: int) -> set[int]:

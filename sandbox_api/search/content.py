@@ -43,6 +43,9 @@ def find_rg() -> str | None:
     return shutil.which("rg")
 
 
+RAW_JSON_LIMIT = 1000  # matches, for the MCP grep tool
+
+
 def rg_argv(
     rg: str,
     query: str,
@@ -126,6 +129,49 @@ class ContentSearch:
         if timed_out:
             response["timedOut"] = True
         return response
+
+
+    async def raw_json(self, root: str, query: str, *, case_sensitive: bool, include: str = "", exclude: str = "") -> list[str]:
+        """rg's own JSON lines for a regex search (the MCP grep tool returns them as is)."""
+        if self.rg is None:
+            raise NotSupported("content search needs ripgrep (rg), which was not found; install the ripgrep wheel")
+        argv = [self.rg, "--json", "--no-config"]
+        if not case_sensitive:
+            argv.append("--ignore-case")
+        if include:
+            argv += ["--glob", include]
+        if exclude:
+            argv += ["--glob", f"!{exclude}"]
+        argv += ["--regexp", query, "--", "."]
+        piped = await self.children.spawn_reading(argv, cwd=root)
+        try:
+            lines = await _raw_lines(piped.stdout, RAW_JSON_LIMIT, self.timeout)
+        finally:
+            await piped.close()
+        if piped.child.returncode == 2 and not lines:
+            message = (await piped.stderr.read()).decode("utf-8", "replace").strip()
+            raise Invalid(f"grep failed: {message}")
+        return lines
+
+
+async def _raw_lines(stream: asyncio.StreamReader, limit: int, timeout: float) -> list[str]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    lines: list[str] = []
+    matches = 0
+    while matches < limit:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            raw = await asyncio.wait_for(stream.readline(), remaining)
+        except asyncio.TimeoutError:
+            break
+        if not raw:
+            break
+        lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        matches += raw.startswith(b'{"type":"match"')
+    return lines
 
 
 _LINE = re.compile(rb"(\d+)([:-])(?:(\d+):)?")

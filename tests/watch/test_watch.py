@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
