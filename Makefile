@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 
-.PHONY: run test bench install dev clean
+.PHONY: run test bench install dev clean binary rootfs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +25,30 @@ dev: $(VENV)/.dev-installed
 run: install
 	$(BIN)/sandbox-api -p $(PORT)
 
-TEST_TOOLS  := inotifywait:inotify-tools fzf:fzf setpriv:util-linux chromium:chromium chromedriver:chromium-driver
+# One static executable (PyInstaller + staticx); rebuilt when a source changes.
+BINARY_SOURCES := $(shell find sandbox_api packaging -type f -not -name '*.pyc') pyproject.toml scripts/build-binary.sh
+dist/sandbox-api: $(BINARY_SOURCES)
+	scripts/build-binary.sh
+
+binary: dist/sandbox-api
+
+# A Debian minbase root filesystem for the binary's portability tests.
+ROOTFS := build/rootfs/debian-minbase
+$(ROOTFS)/.complete: scripts/make-rootfs.sh
+	scripts/make-rootfs.sh $(ROOTFS)
+
+rootfs: $(ROOTFS)/.complete
+
+TEST_TOOLS  := inotifywait:inotify-tools fzf:fzf setpriv:util-linux chromium:chromium chromedriver:chromium-driver \
+               busybox:busybox-static debootstrap:debootstrap unshare:util-linux
 BENCH_TOOLS := fzf:fzf inotifywait:inotify-tools
 
 test: dev
 	@scripts/ensure-tools.sh $(TEST_TOOLS)
+	@$(MAKE) --no-print-directory binary rootfs
 	$(BIN)/python -m pytest -n auto
 
-bench: dev
+bench: dev binary
 	@scripts/ensure-tools.sh $(BENCH_TOOLS)
 	$(BIN)/python bench/run.py
 

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import config, logsetup
+from . import bundle, client, config, logsetup
 
 log = logging.getLogger("sandbox_api")
 
@@ -29,11 +29,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in client.COMMANDS:
+        sys.exit(client.main(argv))
     args = parse_args(argv)
     if args.version:
         print(f"sandbox-api {config.version()}")
         return
     logsetup.setup()
+    tls_roots = bundle.use_image_tls_roots()
+    if tls_roots:
+        log.info("TLS roots: %s", tls_roots)
+    bundle.start_background_cleanup()
     config.load_dotenv(".env")
     envfile = os.environ.get("BL_ENV_VAR_PATH", "")
     if envfile:

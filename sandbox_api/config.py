@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, bundle
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -239,7 +239,7 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[bytes, bytes]
             env[b"LD_LIBRARY_PATH"] = original
         else:
             env.pop(b"LD_LIBRARY_PATH", None)
-    for key in [k for k in env if k.startswith(_PACKER_PREFIXES_B)]:
+    for key in [k for k in env if k.startswith(_PACKER_PREFIXES_B) or k in bundle.ADDED_VARIABLES]:
         del env[key]
     env.pop(b"SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
     if extra:
