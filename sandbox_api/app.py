@@ -36,6 +36,8 @@ from .process.supervisor import Supervisor
 from .system import routes as system_routes
 from .terminal import routes as terminal_routes
 from .terminal.sessions import Terminals
+from .system import upgrade
+from .system.environment import EnvironmentReloader
 from .system.health import Health
 
 log = logging.getLogger("sandbox_api")
@@ -43,6 +45,7 @@ log = logging.getLogger("sandbox_api")
 CHILDREN = web.AppKey("children", Children)
 SUPERVISOR = process_routes.SUPERVISOR
 HEALTH = system_routes.HEALTH
+SHUTDOWN = web.AppKey("shutdown", asyncio.Event)  # set to stop serve() (signals, upgrades)
 
 MAX_HEADER_BYTES = 1024 * 1024
 KEEPALIVE_IDLE_SECONDS = 120.0
@@ -65,7 +68,10 @@ def build_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[CHILDREN] = children
     app[SUPERVISOR] = Supervisor(settings, children)
-    app[HEALTH] = Health(upgrade_count=settings.upgrade_count)
+    app[HEALTH] = Health(upgrade_count=settings.upgrade_count, last_upgrade=upgrade.status_from_previous_life())
+    app[SHUTDOWN] = asyncio.Event()
+    app[system_routes.UPGRADER] = upgrade.Upgrader(app[HEALTH], children, app[SHUTDOWN].set)
+    app[system_routes.ENVIRONMENT] = EnvironmentReloader(settings.metadata_path)
     app[filesystem_routes.FILES] = Files()
     app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds)
     app[network_routes.MONITORS] = Monitors()
@@ -106,6 +112,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         if terminal_routes.TERMINALS in app:
             await app[terminal_routes.TERMINALS].close()
         await app[mcp_transport.MCP].close()
+        await app[system_routes.UPGRADER].close()
         await app[network_routes.MONITORS].close()
         await app[filesystem_routes.UPLOADS].close()
         await app[SUPERVISOR].close()
@@ -138,8 +145,9 @@ def _start_command(children: Children, settings: Settings) -> Child:
     return child
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then shut down cleanly (managed processes stay)."""
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> upgrade.ExecRequest | None:
+    """Run until SIGTERM or SIGINT (or a validated upgrade), then shut down cleanly
+    (managed processes stay). Returns what to exec next after an upgrade."""
     app = build_app(settings)
     runner = web.AppRunner(
         app,
@@ -151,7 +159,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         shutdown_timeout=settings.shutdown_timeout,
     )
     await runner.setup()
-    stop = asyncio.Event()
+    stop = app[SHUTDOWN]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -167,3 +175,4 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    return app[system_routes.UPGRADER].exec_request

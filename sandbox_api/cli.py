@@ -58,10 +58,18 @@ def main(argv: list[str] | None = None) -> None:
     from .app import serve  # after logging is set up
 
     try:
-        asyncio.run(serve(settings))
+        successor = asyncio.run(serve(settings))
     except OSError as e:
         log.error("cannot serve on %s:%d: %s", settings.host, settings.port, e)
         sys.exit(1)
+    if successor is not None:
+        # An upgrade: become the new binary (same pid; supervised processes stay our children).
+        log.info("exec %s", successor.path)
+        try:
+            os.execve(successor.path, successor.argv, successor.env)
+        except OSError as e:  # validated moments ago, so very unlikely; a supervisor restarts us
+            log.error("upgrade: cannot exec %s: %s", successor.path, e)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

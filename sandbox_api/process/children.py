@@ -122,11 +122,13 @@ class Children:
         self._known[child.pid] = child
         return child
 
-    async def spawn_reading(self, argv: Sequence[str], *, cwd: str, limit: int = 64 * 1024 * 1024) -> Piped:
+    async def spawn_reading(
+        self, argv: Sequence[str], *, cwd: str, limit: int = 64 * 1024 * 1024, env: Mapping[bytes, bytes] | None = None
+    ) -> Piped:
         """Start a helper whose stdout and stderr we read as streams (e.g. `rg`)."""
         loop = self._loop or asyncio.get_running_loop()
         child = self.spawn(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True
         )
         assert child.popen is not None and child.popen.stdout is not None and child.popen.stderr is not None
         streams = []
@@ -185,6 +187,18 @@ class Children:
         self._known[pid] = child
         return child
 
+    def adopt(self, pid: int) -> Child | None:
+        """Track `pid` if it is our child though we did not start it in this life of the
+        daemon (an upgrade re-execs in place: same pid, same children)."""
+        if pid in self._known:
+            return self._known[pid]
+        if parent_of(pid) != os.getpid():
+            return None
+        child = Child(pid, self._loop or asyncio.get_running_loop())
+        self._known[pid] = child
+        self.reap()  # it may have ended already
+        return child
+
     @property
     def running(self) -> int:
         return len(self._known)
@@ -238,6 +252,28 @@ def _direct_children() -> set[int]:
         except (OSError, ValueError):
             continue
     return pids
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """Fields of /proc/<pid>/stat after the command name (state is [0]); [] if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def parent_of(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else 0
+
+
+def zombie_exit_code(pid: int) -> int | None:
+    """The exit code of a zombie that is not ours to reap (/proc exposes its wait status)."""
+    fields = _stat_fields(pid)
+    if len(fields) < 50 or fields[0] != b"Z":
+        return None
+    return os.waitstatus_to_exitcode(int(fields[49]))
 
 
 def _is_zombie(pid: int) -> bool:

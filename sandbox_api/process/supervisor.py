@@ -30,7 +30,7 @@ from ..linux.inotify import Inotify
 from ..linux.syscalls import set_oom_score_adj
 from ..network import ports as port_scan
 from . import tree
-from .children import Child, Children
+from .children import Child, Children, zombie_exit_code
 from .keepalive import ScaleFile
 from .logstore import STDERR, STDOUT, OutputLog
 from .records import COMPLETED, FAILED, KILLED, RUNNING, STOPPED, ProcessRecord, RecordStore
@@ -678,7 +678,14 @@ class Supervisor:
         proc.task = asyncio.create_task(self._supervise(proc))
 
     async def _wait_adopted(self, pid: int, ticks: int) -> int | None:
-        """Wait for a process that is not our child (we cannot learn its exit code)."""
+        """Wait for a process started by an earlier daemon: its exit code when we can learn it.
+
+        After an in-place re-exec it is still our child; otherwise its exit code can be
+        read while it is a zombie of another parent; else it is unknowable.
+        """
+        child = self.children.adopt(pid)
+        if child is not None:
+            return await child.wait()
         loop = asyncio.get_running_loop()
         try:
             pidfd = os.pidfd_open(pid)
@@ -692,7 +699,7 @@ class Supervisor:
             finally:
                 loop.remove_reader(pidfd)
                 os.close(pidfd)
-            return None
+            return zombie_exit_code(pid)
         while _start_ticks(pid) == ticks:
             await asyncio.sleep(ADOPTED_POLL_INTERVAL)
         return None
