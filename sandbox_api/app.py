@@ -11,34 +11,41 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import config
+from .codegen import routes as codegen_routes
+from .codegen import service as codegen
+from .codegen.service import Codegen
 from .config import Settings
+from .drives import routes as drives_routes
+from .drives.service import Drives
+from .filesystem import routes as filesystem_routes
+from .filesystem.files import Files
+from .filesystem.uploads import Uploads
 from .http.access_log import access_log_middleware
+from .http.appkeys import SETTINGS
 from .http.auth import make_auth_middleware
 from .http.cors import options_middleware
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
-from .linux.syscalls import release_free_memory, set_oom_score_adj
-from .filesystem import routes as filesystem_routes
-from .filesystem.files import Files
-from .filesystem.uploads import Uploads
-from .http.appkeys import SETTINGS
 from .http.prefix_routes import PrefixRouter
+from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
 from .mcp.tools import Tools
+from .network import proxy as port_proxy
 from .network import routes as network_routes
 from .network.monitors import Monitors
+from .network.tunnel import Tunnel
 from .process import routes as process_routes
-from .search import routes as search_routes
-from .search.content import ContentSearch
-from .watch import routes as watch_routes
 from .process.children import Child, Children
 from .process.supervisor import Supervisor
+from .search import routes as search_routes
+from .search.content import ContentSearch
 from .system import routes as system_routes
-from .terminal import routes as terminal_routes
-from .terminal.sessions import Terminals
 from .system import upgrade
 from .system.environment import EnvironmentReloader
 from .system.health import Health
+from .terminal import routes as terminal_routes
+from .terminal.sessions import Terminals
+from .watch import routes as watch_routes
 
 log = logging.getLogger("sandbox_api")
 
@@ -72,12 +79,17 @@ def build_app(settings: Settings) -> web.Application:
     app[SHUTDOWN] = asyncio.Event()
     app[system_routes.UPGRADER] = upgrade.Upgrader(app[HEALTH], children, app[SHUTDOWN].set)
     app[system_routes.ENVIRONMENT] = EnvironmentReloader(settings.metadata_path)
-    app[filesystem_routes.FILES] = Files()
-    app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds)
+    app[filesystem_routes.FILES] = Files(settings.identity)
+    app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds, settings.identity)
     app[network_routes.MONITORS] = Monitors()
-    app[search_routes.CONTENT_SEARCH] = ContentSearch(children, settings.search_timeout)
+    app[network_routes.TUNNEL] = Tunnel(children)
+    app[drives_routes.DRIVES] = Drives(settings, children)
+    app[search_routes.CONTENT_SEARCH] = ContentSearch(children, settings.search_timeout, settings.identity)
+    app[codegen_routes.CODEGEN] = Codegen(app[filesystem_routes.FILES])
+    codegen_enabled = codegen.enabled()  # the MCP registration of its two tools is decided now
     app[mcp_transport.MCP] = mcp_transport.McpEndpoint(
-        lambda: Tools(settings, app[SUPERVISOR], app[filesystem_routes.FILES], app[search_routes.CONTENT_SEARCH])
+        lambda: Tools(settings, app[SUPERVISOR], app[filesystem_routes.FILES], app[search_routes.CONTENT_SEARCH],
+                      app[codegen_routes.CODEGEN], codegen_enabled)
     )
     app.on_response_prepare.append(make_on_prepare(settings.enable_processing_time))
     app.cleanup_ctx.append(_services)
@@ -86,8 +98,11 @@ def build_app(settings: Settings) -> web.Application:
     process_routes.add_routes(app)
     filesystem_routes.add_routes(app, prefixes)
     search_routes.add_routes(prefixes)
+    codegen_routes.add_routes(prefixes)
     watch_routes.add_routes(prefixes)
     network_routes.add_routes(app)
+    drives_routes.add_routes(app, prefixes)
+    port_proxy.add_routes(app)
     mcp_transport.add_routes(app)
     if not settings.disable_terminal:
         app[terminal_routes.TERMINALS] = Terminals(settings, children)
@@ -133,7 +148,9 @@ async def _end_streams(app: web.Application) -> None:
 def _start_command(children: Children, settings: Settings) -> Child:
     """The -c command: run in the background, its output in ours, not a managed process."""
     argv = [settings.shell_path, *settings.shell_args, settings.startup_command]
-    child = children.spawn(argv, cwd="/", env=config.child_environment(), stdin=subprocess.DEVNULL)
+    identity = settings.identity
+    env = config.child_environment(identity.environment() if identity else None)
+    child = children.spawn(argv, cwd="/", env=env, stdin=subprocess.DEVNULL, identity=identity)
     set_oom_score_adj(child.pid, 500)
     log.info("started startup command (pid %d): %s", child.pid, settings.startup_command)
 

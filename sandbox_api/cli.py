@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import bundle, client, config, logsetup
+from . import bundle, client, config, identity, logsetup
 
 log = logging.getLogger("sandbox_api")
 
@@ -22,6 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-c", "--command", "-command", default=None, help="a command to start in the background at start-up")
     p.add_argument("--token", "-token", default=None, help="require this bearer token on every route but /health (env SANDBOX_API_TOKEN)")
     p.add_argument("--state-dir", default=None, help="where process records and logs live (env SANDBOX_STATE_DIR)")
+    p.add_argument("--user", "-user", default=None,
+                   help="run processes and write files as this user: name, uid, name:group or uid:gid (env BL_SANDBOX_USER)")
     p.add_argument("--disable-telemetry", "-disable-telemetry", action="store_true", help="accepted for compatibility")
     p.add_argument("--version", "-version", action="store_true", help="print the version and exit")
     args, _positional = p.parse_known_args(argv)
@@ -48,13 +50,21 @@ def main(argv: list[str] | None = None) -> None:
             config.load_envfile(envfile)
         except ValueError as e:
             log.error("envfile: %s", e)
-    settings = config.from_environment(
-        port=args.port,
-        host=args.host,
-        startup_command=args.command,
-        auth_token=args.token,
-        state_dir=Path(args.state_dir) if args.state_dir else None,
-    )
+    try:
+        settings = config.from_environment(
+            port=args.port,
+            host=args.host,
+            startup_command=args.command,
+            auth_token=args.token,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+            identity=identity.resolve(args.user) if args.user else None,
+        )
+    except identity.IdentityError as e:
+        log.error("workload user: %s", e)
+        sys.exit(1)
+    if settings.identity is not None:
+        who = settings.identity
+        log.info("workload user: %s (uid %d, gid %d, groups %s)", who.name, who.uid, who.gid, list(who.groups))
     from .app import serve  # after logging is set up
 
     try:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, bundle
+from .identity import Identity
+from .identity import resolve as resolve_identity
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -146,6 +148,10 @@ class Settings:
     log_stream_keepalive: float = 30.0
     exec_stream_keepalive: float = 5.0
     shutdown_timeout: float = 10.0
+    # The FUSE helper that mounts Blaxel drives (absent outside Blaxel's images).
+    blfs_path: str = "/usr/local/bin/blfs"
+    # The workload user processes run as and files are written as (None: the daemon's own).
+    identity: Identity | None = None
 
     @property
     def processes_dir(self) -> Path:
@@ -193,6 +199,7 @@ def from_environment(**overrides: object) -> Settings:
         max_upload_bytes=_env_int("SANDBOX_MAX_UPLOAD_BYTES", 0),
         upload_ttl_seconds=_env_float("SANDBOX_UPLOAD_TTL_SECONDS", 24 * 3600.0),
         search_timeout=_env_float("SANDBOX_SEARCH_TIMEOUT_SECONDS", 30.0),
+        blfs_path=_env("SANDBOX_BLFS_PATH").strip() or "/usr/local/bin/blfs",
     )
     if state_dir:
         values["state_dir"] = Path(state_dir)
@@ -201,6 +208,8 @@ def from_environment(**overrides: object) -> Settings:
     for key, value in overrides.items():
         if value is not None:
             values[key] = value
+    if "identity" not in values and _env("BL_SANDBOX_USER").strip() and _env_bool("BL_SANDBOX_USER_ENABLED"):
+        values["identity"] = resolve_identity(_env("BL_SANDBOX_USER"))  # IdentityError: a fatal start-up error
     # Absolute: the daemon briefly changes directory to spawn (process/children.py).
     for key in ("state_dir", "log_dir"):
         if isinstance(values.get(key), Path):
@@ -242,6 +251,7 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[bytes, bytes]
     for key in [k for k in env if k.startswith(_PACKER_PREFIXES_B) or k in bundle.ADDED_VARIABLES]:
         del env[key]
     env.pop(b"SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
+    env.pop(b"BL_NETWORKING_CONFIG", None)  # holds the tunnel's private key
     if extra:
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
     return env

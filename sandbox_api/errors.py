@@ -58,5 +58,17 @@ class NotSupported(ApiError):
     status = 501
 
 
+class BadGateway(ApiError):
+    """A server this one forwards to could not be reached or answered badly (502)."""
+
+    status = 502
+
+
+class GatewayTimeout(ApiError):
+    """A server this one forwards to did not answer in time (504)."""
+
+    status = 504
+
+
 class InsufficientStorage(ApiError):
     status = 507

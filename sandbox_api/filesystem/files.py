@@ -7,18 +7,27 @@ thread. Errors are raised as `sandbox_api.errors` types with the original's mess
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import errno
 import fnmatch
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import ApiError, Conflict, InsufficientStorage, Internal, Invalid, NotFound, Unprocessable
+from ..errors import (
+    ApiError,
+    Conflict,
+    InsufficientStorage,
+    Internal,
+    Invalid,
+    NotFound,
+    Unprocessable,
+)
 from ..http.paths import ResolvedPath
+from ..identity import Identity, run_as
 from .atomic import AtomicFile, make_parents_of
 from .entries import file_entry, sort_key
 
@@ -79,13 +88,26 @@ class Download:
     name: str
 
 
+T = TypeVar("T")
+
+
 class Files:
+    """Filesystem operations on user paths, in worker threads acting as the workload
+    user when one is configured (see identity.py)."""
+
+    def __init__(self, identity: Identity | None = None) -> None:
+        self.identity = identity
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker thread, with the workload user's file permissions."""
+        return await run_as(self.identity, fn, *args)
+
     # --- reading -------------------------------------------------------------------
 
     async def is_directory(self, p: ResolvedPath) -> bool:
         """stat (following links); 404 when missing, 500 on other errors."""
         try:
-            st = await asyncio.to_thread(os.stat, p.absolute)
+            st = await self.run(os.stat, p.absolute)
         except FileNotFoundError:
             raise NotFound(f"stat {p.absolute}: no such file or directory") from None
         except OSError as e:
@@ -94,27 +116,27 @@ class Files:
 
     async def list_directory(self, p: ResolvedPath) -> dict[str, Any]:
         try:
-            return await asyncio.to_thread(_list_directory, p)
+            return await self.run(_list_directory, p)
         except OSError as e:
             raise api_error(e, "error listing directory: ") from None
 
     async def read_text(self, p: ResolvedPath) -> dict[str, Any]:
-        return await asyncio.to_thread(_read_text, p)
+        return await self.run(_read_text, p)
 
     async def open_download(self, p: ResolvedPath) -> Download:
-        return await asyncio.to_thread(_open_download, p)
+        return await self.run(_open_download, p)
 
     # --- writing -------------------------------------------------------------------
 
     async def make_directory(self, p: ResolvedPath, mode: int) -> None:
         try:
-            await asyncio.to_thread(_make_directory, p.absolute, mode)
+            await self.run(_make_directory, p.absolute, mode)
         except OSError as e:
             raise api_error(e, "error creating directory: ", op="mkdir") from None
 
     async def write_bytes(self, p: ResolvedPath, data: bytes, mode: int, error_prefix: str = "error writing file: ") -> None:
         try:
-            await asyncio.to_thread(_write_atomic, p.absolute, data, mode)
+            await self.run(_write_atomic, p.absolute, data, mode)
         except OSError as e:
             raise api_error(e, error_prefix, op="open" if e.errno == errno.EISDIR else None) from None
 
@@ -138,20 +160,20 @@ class Files:
 
     async def delete(self, p: ResolvedPath, recursive: bool) -> str:
         """Delete; returns "directory" or "file". A symlink (dangling too) is unlinked."""
-        return await asyncio.to_thread(_delete, p.absolute, recursive)
+        return await self.run(_delete, p.absolute, recursive)
 
     # --- trees ---------------------------------------------------------------------
 
     async def write_tree(self, root: ResolvedPath, files: dict[str, bytes]) -> dict[str, Any]:
-        await asyncio.to_thread(_write_tree, root.absolute, files)
+        await self.run(_write_tree, root.absolute, files)
         try:
-            return await asyncio.to_thread(_list_directory, root)
+            return await self.run(_list_directory, root)
         except OSError as e:
             raise api_error(e, "error getting updated file system tree: ") from None
 
     async def tree_listing(self, root: ResolvedPath) -> dict[str, Any]:
         try:
-            st = await asyncio.to_thread(os.stat, root.absolute)
+            st = await self.run(os.stat, root.absolute)
         except FileNotFoundError:
             raise Invalid("path is not a directory") from None
         except OSError as e:
@@ -159,21 +181,21 @@ class Files:
         if not stat.S_ISDIR(st.st_mode):
             raise Invalid("path is not a directory")
         try:
-            return await asyncio.to_thread(_list_directory, root)
+            return await self.run(_list_directory, root)
         except OSError as e:
             raise api_error(e, "error getting file system tree: ") from None
 
     async def read_tree(self, root: ResolvedPath, options: TreeOptions) -> dict[str, Any]:
-        return await asyncio.to_thread(_read_tree, root, options)
+        return await self.run(_read_tree, root, options)
 
     async def delete_tree(self, root: ResolvedPath, recursive: bool) -> None:
-        await asyncio.to_thread(_delete_tree, root.absolute, recursive)
+        await self.run(_delete_tree, root.absolute, recursive)
 
     # --- copy ----------------------------------------------------------------------
 
     async def copy(self, source: ResolvedPath, destination: ResolvedPath, no_overwrite: bool) -> str:
         """`cp -r` semantics; returns the final target. 409 when it exists and no_overwrite."""
-        return await asyncio.to_thread(_copy, source.absolute, destination.absolute, no_overwrite)
+        return await self.run(_copy, source.absolute, destination.absolute, no_overwrite)
 
 
 @dataclass(frozen=True)

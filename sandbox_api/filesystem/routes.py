@@ -201,11 +201,12 @@ class _FileUpload:
     def __init__(self, request: web.Request, target: str, mode: int) -> None:
         _check_length(request)
         self.file = AtomicFile(target, mode)
+        self.files = request.app[FILES]
         self.writer = ThreadedWriter(self.file, request.app[SETTINGS].max_upload_bytes)
 
     async def __aenter__(self) -> _FileUpload:
         try:
-            await asyncio.to_thread(self.file.open)
+            await self.files.run(self.file.open)  # created as the workload user
         except OSError as e:
             raise api_error(e, "error writing file: ", op="open") from None
         return self
@@ -218,12 +219,12 @@ class _FileUpload:
     async def commit(self, mode: int | None = None) -> None:
         if mode is not None:
             self.file.mode = mode
-        await asyncio.to_thread(self.file.commit)
+        await self.files.run(self.file.commit)
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         if self.file.fd >= 0 or kind is not None:
             await self.writer.discard()
-            await asyncio.to_thread(self.file.abort)
+            await self.files.run(self.file.abort)
         if isinstance(error, OSError) and not isinstance(error, ConnectionError):
             raise api_error(error, "error writing binary file: ") from None
 

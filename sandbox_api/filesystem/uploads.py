@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Internal, Invalid, NotFound
+from ..identity import Identity, call_as
 from .atomic import AtomicFile
 from .entries import rfc3339_nano
 from .files import api_error, copy_data
@@ -48,9 +49,10 @@ class Part:
 
 
 class Uploads:
-    def __init__(self, directory: Path, ttl_seconds: float) -> None:
+    def __init__(self, directory: Path, ttl_seconds: float, identity: Identity | None = None) -> None:
         self.directory = directory
         self.ttl = ttl_seconds
+        self.identity = identity  # owns the final file; the staged parts stay the daemon's
         self._sweeper: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -175,11 +177,11 @@ class Uploads:
         def assemble() -> None:
             out = AtomicFile(destination, int(session["permissions"]))
             try:
-                out.open()
+                call_as(self.identity, out.open)
                 for number, _ in ordered:
                     with open(directory / f"part-{number}.{parts[number].etag}", "rb") as src:
                         copy_data(src.fileno(), out.fd)
-                out.commit()
+                call_as(self.identity, out.commit)
             except BaseException:
                 out.abort()
                 raise

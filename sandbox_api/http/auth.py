@@ -2,7 +2,8 @@
 
 Blaxel's gateway authenticates in front of the daemon; a self-hosted daemon can ask
 for a token itself. The SDK sends `X-Blaxel-Authorization: Bearer <key>`; plain
-`Authorization` works too. `/health` and OPTIONS stay open.
+`Authorization` works too. `/health` and the OPTIONS answered by the CORS middleware
+stay open; an OPTIONS forwarded by the port proxy needs the token like any proxied request.
 """
 
 from __future__ import annotations

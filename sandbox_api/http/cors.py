@@ -1,8 +1,9 @@
-"""CORS: any origin may call the API; OPTIONS on any path is answered 204 at once."""
+"""CORS: any origin may call the API; OPTIONS on any path is answered 204 at once,
+except on routes that take every method (the port proxy), which handle it themselves."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -13,9 +14,16 @@ CORS_HEADERS = {
 
 @web.middleware
 async def options_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    if request.method == "OPTIONS":
+    if request.method == "OPTIONS" and not _route_takes_any_method(request):
         return web.Response(status=204)
     return await handler(request)
+
+
+def _route_takes_any_method(request: web.Request) -> bool:
+    # A preflight to /port/{n}/... is addressed to the app behind the proxy: it owns its
+    # CORS policy (and may serve OPTIONS itself), so answering for it would misstate it.
+    info = request.match_info
+    return info.http_exception is None and info.route.method == hdrs.METH_ANY
 
 
 def add_cors_headers(response: web.StreamResponse) -> None:

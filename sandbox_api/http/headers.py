@@ -15,10 +15,15 @@ NO_CACHE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 STARTED_AT = web.RequestKey("started_at", float)
+# Set when the response is relayed from another server (the port proxy): its headers
+# are that server's, so none of ours (CORS, no-cache, timing) are added.
+RELAYED = web.RequestKey("relayed", bool)
 
 
 def make_on_prepare(processing_time: bool):  # noqa: ANN201 - aiohttp signal callback
     async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        if request.get(RELAYED):
+            return
         add_cors_headers(response)
         if request.method == "OPTIONS":
             return

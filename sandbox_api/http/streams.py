@@ -12,6 +12,7 @@ import json
 
 from aiohttp import web
 
+
 def valid_utf8(data: bytes) -> bytes:
     """`data`, with invalid UTF-8 sequences replaced by U+FFFD."""
     if data.isascii():

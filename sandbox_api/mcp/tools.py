@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..codegen.service import Codegen
 from ..config import Settings
 from ..errors import ApiError, Invalid
 from ..filesystem.files import Files, parse_permissions
@@ -108,11 +109,14 @@ MESSAGE = obj({"path": s("Path"), "message": s("What was done")}, ("path", "mess
 class Tools:
     """Builds the tool list against the daemon's services."""
 
-    def __init__(self, settings: Settings, supervisor: Supervisor, files: Files, content: ContentSearch) -> None:
+    def __init__(self, settings: Settings, supervisor: Supervisor, files: Files, content: ContentSearch,
+                 codegen: Codegen, codegen_enabled: bool) -> None:
         self.settings = settings
         self.supervisor = supervisor
         self.files = files
         self.content = content
+        self.codegen = codegen
+        self.codegen_enabled = codegen_enabled  # decided at start-up, as the original registers them
 
     def _path(self, value: str) -> paths.ResolvedPath:
         # MCP paths go straight to the filesystem: relative to WORKDIR, no `~`, no %2F rule.
@@ -233,6 +237,33 @@ class Tools:
                     ("relativeWorkspacePath",))}}, ("editPlan", "editRegions")),
                 obj({"success": s("", "boolean"), "message": s("")}, ("success", "message")),
                 self.codegen_parallel_apply,
+            ),
+        ] + (self._provider_tools() if self.codegen_enabled else [])
+
+    def _provider_tools(self) -> list[Tool]:
+        """The two tools that need a Relace or Morph key."""
+        return [
+            Tool(
+                "codegenEditFile",
+                "Edit a file by giving only the changed code, with `// ... existing code ...` marking what stays; "
+                "a model merges it into the file (Relace or Morph fast apply).",
+                obj({"targetFile": s("File to edit (created if missing)"), "instructions": s("What the edit does, in one sentence"),
+                     "codeEdit": s("The changed code, with markers for unchanged parts")}, ("targetFile", "instructions", "codeEdit")),
+                obj({"success": s("", "boolean"), "message": s(""), "filePath": s(""), "changesApplied": s("", "boolean")},
+                    ("success", "message", "filePath", "changesApplied")),
+                self.codegen_edit_file,
+            ),
+            Tool(
+                "codegenRerank",
+                "Find the files of a directory most relevant to a query, ranked by a model (Relace or Morph).",
+                obj({"path": s("Directory to search"), "query": s("What to look for"),
+                     "scoreThreshold": s("Minimum score, 0-1 (default 0.5)", "number"),
+                     "tokenLimit": s("Token budget of the returned files (default 30000)", "integer"),
+                     "filePattern": s("Regular expression the path or name must match")}, ("path", "query")),
+                obj({"success": s("", "boolean"), "message": s(""), "files": {"type": "array", "items": obj(
+                    {"path": s(""), "content": s(""), "score": s("", "number")}, ("path", "content", "score"))}},
+                    ("success", "message", "files")),
+                self.codegen_rerank,
             ),
         ]
 
@@ -382,6 +413,14 @@ class Tools:
     async def codegen_list_dir(self, relativeWorkspacePath: str) -> dict[str, Any]:  # noqa: N803
         target = self._inside_workdir(relativeWorkspacePath)
         return {"success": True, "directory": await self.files.list_directory(paths.from_value(target, self.settings.workdir))}
+
+    async def codegen_edit_file(self, targetFile: str, instructions: str, codeEdit: str) -> dict[str, Any]:  # noqa: N803
+        result = await self.codegen.fastapply(self._path(targetFile), codeEdit, None)
+        return {"success": True, "message": result["message"], "filePath": result["path"], "changesApplied": True}
+
+    async def codegen_rerank(self, path: str, query: str, scoreThreshold: float = 0, tokenLimit: int = 0,  # noqa: N803
+                             filePattern: str | None = None) -> dict[str, Any]:
+        return await self.codegen.rerank(self._path(path), query, scoreThreshold, tokenLimit, filePattern)
 
     async def codegen_parallel_apply(self, editPlan: str, editRegions: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         return {"success": False, "message": "Parallel apply functionality not yet implemented"}

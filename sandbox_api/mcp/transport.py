@@ -180,8 +180,14 @@ def _single_exchange(server: Any, lifespan_state: dict[str, Any]) -> Callable[[w
     from mcp.shared.exceptions import NoBackChannelError
     from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
     from mcp.shared.transport_context import TransportContext
-    from mcp_types import DEFAULT_NEGOTIATED_VERSION, ErrorData, JSONRPCError, JSONRPCRequest, JSONRPCResponse
-    from mcp_types import jsonrpc_message_adapter
+    from mcp_types import (
+        DEFAULT_NEGOTIATED_VERSION,
+        ErrorData,
+        JSONRPCError,
+        JSONRPCRequest,
+        JSONRPCResponse,
+        jsonrpc_message_adapter,
+    )
     from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
     # What the stateless transport gives a request: no way back to the client.

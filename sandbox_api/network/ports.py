@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-
 from ..linux import sock_diag
 
 _SS_STATES = {

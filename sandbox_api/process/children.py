@@ -12,13 +12,17 @@ robbed of its exit status).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
 import subprocess
+import termios
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..identity import Identity
 from ..linux.syscalls import set_child_subreaper
 
 log = logging.getLogger("sandbox_api.children")
@@ -78,6 +82,19 @@ class Piped:
             transport.close()
 
 
+@dataclass(frozen=True)
+class Completed:
+    """A helper program that ran to its end."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    def output(self) -> str:
+        """Its messages, for an error reply: stderr, else stdout, trimmed."""
+        return (self.stderr or self.stdout).decode("utf-8", "replace").strip()
+
+
 class Children:
     """Starts children and reaps every child of this process."""
 
@@ -111,24 +128,29 @@ class Children:
             os.close(self._home_fd)
             self._home_fd = -1
 
-    def spawn(self, argv: Sequence[str], **popen_kwargs: Any) -> Child:
-        """Start a child (same arguments as subprocess.Popen) and track it.
+    def spawn(self, argv: Sequence[str], *, identity: Identity | None = None, **popen_kwargs: Any) -> Child:
+        """Start a child (same arguments as subprocess.Popen) and track it; as the
+        workload user when `identity` is given.
 
         Raises OSError (e.g. FileNotFoundError) when it cannot be started.
         """
         loop = self._loop or asyncio.get_running_loop()
+        if identity is not None:
+            popen_kwargs.update(user=identity.uid, group=identity.gid, extra_groups=list(identity.groups))
         popen = subprocess.Popen(list(argv), **popen_kwargs)  # noqa: S603 - argv is built by us
         child = Child(popen.pid, loop, popen)
         self._known[child.pid] = child
         return child
 
     async def spawn_reading(
-        self, argv: Sequence[str], *, cwd: str, limit: int = 64 * 1024 * 1024, env: Mapping[bytes, bytes] | None = None
+        self, argv: Sequence[str], *, cwd: str, limit: int = 64 * 1024 * 1024, env: Mapping[bytes, bytes] | None = None,
+        identity: Identity | None = None,
     ) -> Piped:
         """Start a helper whose stdout and stderr we read as streams (e.g. `rg`)."""
         loop = self._loop or asyncio.get_running_loop()
         child = self.spawn(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True
+            argv, cwd=cwd, env=env, identity=identity,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
         )
         assert child.popen is not None and child.popen.stdout is not None and child.popen.stderr is not None
         streams = []
@@ -140,12 +162,63 @@ class Children:
             transports.append(transport)
         return Piped(child, streams[0], streams[1], transports)
 
-    def spawn_terminal(self, argv: Sequence[str], *, env: Mapping[bytes, bytes], cwd: str, tty: str) -> Child:
+    async def run(
+        self, argv: Sequence[str], *, timeout: float, cwd: str = "/", env: Mapping[bytes, bytes] | None = None
+    ) -> Completed:
+        """Run a short helper program (`ip`, `fusermount`...) to its end, with its output.
+
+        Raises OSError when it cannot start, TimeoutError (after killing it) when it
+        runs longer than `timeout` seconds.
+        """
+        piped = await self.spawn_reading(argv, cwd=cwd, env=env)
+        try:
+            async with asyncio.timeout(timeout):
+                stdout, stderr = await asyncio.gather(piped.stdout.read(), piped.stderr.read())
+                code = await piped.child.wait()
+        finally:
+            await piped.close()
+        return Completed(code, stdout, stderr)
+
+    def spawn_terminal(
+        self, argv: Sequence[str], *, env: Mapping[bytes, bytes], cwd: str, tty: str, identity: Identity | None = None
+    ) -> Child:
         """Start `argv` as the leader of a new session whose controlling terminal is the
         pty `tty` (opened in the child after setsid, which makes it the controlling tty)."""
+        if identity is not None:
+            return self._spawn_terminal_as(argv, env=env, cwd=cwd, tty=tty, identity=identity)
         flags = os.O_RDWR
         actions = [(os.POSIX_SPAWN_OPEN, 0, tty, flags, 0), (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)]
         return self._posix_spawn(argv, env=env, cwd=cwd, actions=actions, setsid=True)
+
+    def _spawn_terminal_as(
+        self, argv: Sequence[str], *, env: Mapping[bytes, bytes], cwd: str, tty: str, identity: Identity
+    ) -> Child:
+        # posix_spawn cannot change credentials, so Popen; it offers no way to take a
+        # controlling terminal either, hence the one ioctl in preexec_fn.
+        os.chown(tty, identity.uid, identity.gid)
+        fd = os.open(tty, os.O_RDWR | os.O_NOCTTY)
+        try:
+            return self.spawn(
+                argv, env=env, cwd=cwd, identity=identity, stdin=fd, stdout=fd, stderr=fd,
+                start_new_session=True, preexec_fn=_take_controlling_tty,
+            )
+        finally:
+            os.close(fd)
+
+    def spawn_as(
+        self,
+        identity: Identity,
+        argv: Sequence[str],
+        *,
+        env: Mapping[bytes, bytes],
+        cwd: str,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+    ) -> Child:
+        """spawn_fast's twin for the workload user (Popen: posix_spawn cannot set ids)."""
+        return self.spawn(argv, env=env, cwd=cwd, identity=identity, stdin=stdin, stdout=stdout, stderr=stderr,
+                          process_group=0, close_fds=True)
 
     def spawn_fast(
         self,
@@ -252,6 +325,10 @@ def _direct_children() -> set[int]:
         except (OSError, ValueError):
             continue
     return pids
+
+
+def _take_controlling_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _stat_fields(pid: int) -> list[bytes]:

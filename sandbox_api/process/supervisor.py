@@ -21,6 +21,7 @@ import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from .. import config
@@ -33,7 +34,15 @@ from . import tree
 from .children import Child, Children, zombie_exit_code
 from .keepalive import ScaleFile
 from .logstore import STDERR, STDOUT, OutputLog
-from .records import COMPLETED, FAILED, KILLED, RUNNING, STOPPED, ProcessRecord, RecordStore
+from .records import (
+    COMPLETED,
+    FAILED,
+    KILLED,
+    RUNNING,
+    STOPPED,
+    ProcessRecord,
+    RecordStore,
+)
 from .slots import SlotPool
 
 log = logging.getLogger("sandbox_api.process")
@@ -288,14 +297,17 @@ class Supervisor:
                 f"because '{shown_dir}' is not a directory"
             )
         argv = [self.settings.shell_path, *self.settings.shell_args, record.command]
-        env = config.child_environment({**record.env, config.PROCESS_COOKIE: record.key})
+        identity = self.settings.identity
+        env = config.child_environment({**record.env, **(identity.environment() if identity else {}),
+                                        config.PROCESS_COOKIE: record.key})
         out_fd, err_fd = proc.log.child_fds()
         stdin_read = -1
         try:
             if record.stdin:
                 stdin_read, proc.stdin_fd = os.pipe2(os.O_CLOEXEC)
                 os.set_blocking(proc.stdin_fd, False)
-            child = self.children.spawn_fast(
+            spawn = self.children.spawn_fast if identity is None else partial(self.children.spawn_as, identity)
+            child = spawn(
                 argv,
                 env=env,
                 cwd=record.cwd,

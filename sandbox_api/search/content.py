@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Internal, Invalid, NotSupported, Unprocessable
+from ..identity import Identity
 from ..process.children import Children
 
 log = logging.getLogger("sandbox_api.search")
@@ -82,9 +83,10 @@ class _Pending:
 
 
 class ContentSearch:
-    def __init__(self, children: Children, timeout: float = 30.0) -> None:
+    def __init__(self, children: Children, timeout: float = 30.0, identity: Identity | None = None) -> None:
         self.children = children
         self.timeout = timeout
+        self.identity = identity  # rg reads files as the workload user
         self.rg = find_rg()
         if self.rg is None:
             log.warning("ripgrep (rg) not found: content search is unavailable")
@@ -110,7 +112,7 @@ class ContentSearch:
         if not os.access(root, os.R_OK | os.X_OK):
             raise Unprocessable(f"open {root}: permission denied")
         argv = rg_argv(self.rg, query, case_sensitive=case_sensitive, regex=regex, context=context, file_pattern=file_pattern, exclude_dirs=exclude_dirs)
-        piped = await self.children.spawn_reading(argv, cwd=root)
+        piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity)
         matches: list[dict[str, Any]] = []
         try:
             try:
@@ -143,7 +145,7 @@ class ContentSearch:
         if exclude:
             argv += ["--glob", f"!{exclude}"]
         argv += ["--regexp", query, "--", "."]
-        piped = await self.children.spawn_reading(argv, cwd=root)
+        piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity)
         try:
             lines = await _raw_lines(piped.stdout, RAW_JSON_LIMIT, self.timeout)
         finally:

@@ -24,7 +24,6 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-
 from .walk import walk
 
 SCORE_MATCH = 16

@@ -190,9 +190,10 @@ class Terminals:
         master, slave = os.openpty()
         try:
             set_size(master, cols, rows)
-            env = config.child_environment()
+            identity = self.settings.identity
+            env = config.child_environment(identity.environment() if identity else None)
             env.setdefault(b"TERM", b"xterm-256color")
-            child = self.children.spawn_terminal([program], env=env, cwd=cwd, tty=os.ttyname(slave))
+            child = self.children.spawn_terminal([program], env=env, cwd=cwd, tty=os.ttyname(slave), identity=identity)
         except BaseException:
             os.close(master)
             raise

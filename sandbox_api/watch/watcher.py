@@ -67,7 +67,9 @@ class Watch:
             raise Invalid("path is not a directory")
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise Unprocessable(f"open {self.root}: permission denied")
-        from watchfiles._rust_notify import RustNotify  # a heavy import: only when first needed
+        from watchfiles._rust_notify import (
+            RustNotify,  # a heavy import: only when first needed
+        )
 
         try:
             self._notify = await asyncio.to_thread(RustNotify, [self.root], False, False, 300, self.recursive, True)

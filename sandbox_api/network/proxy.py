@@ -1,0 +1,261 @@
+"""`/port/{n}/...`: a reverse proxy to `http://127.0.0.1:{n}/...`.
+
+In Blaxel's cloud an edge proxy answers these paths; the SDK's `sandbox.fetch(port, path)`
+and its code interpreter (`/port/8888/execute`) rely on it, so a local daemon serves them
+too. Bodies stream both ways chunk by chunk and are never buffered whole; upstream bodies
+are relayed undecoded, so Content-Encoding passes through intact. A websocket upgrade is
+relayed message by message. HTTP through and through, so service and handler live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, hdrs, web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from ..errors import ApiError, BadGateway, GatewayTimeout, Invalid
+from ..http.headers import RELAYED
+
+UPSTREAM_HOST = "127.0.0.1"
+CONNECT_TIMEOUT_SECONDS = 10.0
+# Node closes idle keep-alive connections after 5 s: we drop ours first, so a request
+# (a POST cannot be retried) never lands on a connection the upstream is closing.
+UPSTREAM_KEEPALIVE_SECONDS = 4.0
+UPSTREAM_MAX_HEADER_BYTES = 1024 * 1024  # as much as we accept from clients
+WEBSOCKET_CLOSE_GRACE_SECONDS = 5.0
+CLIENT_CHECK_SECONDS = 15.0
+
+# RFC 9110 7.6.1: these describe one connection, not the message, so they stop here in
+# both directions (as do the Proxy-* family and whatever Connection itself names).
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"})
+# Request headers that are ours rather than the upstream's: Host is rewritten, Expect was
+# answered by our server, and the SDK's credential is for this API, not for the user's app.
+NOT_FORWARDED = frozenset({"host", "expect", "x-blaxel-authorization"})
+# aiohttp's client writes its own handshake; the offered subprotocols are passed on apart.
+WEBSOCKET_HANDSHAKE = frozenset(
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
+)
+# Close codes a peer may not put on the wire (RFC 6455 7.4.1): reserved or local-only.
+UNSENDABLE_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
+
+
+class PortProxy:
+    """Forwards requests to loopback ports over one client session shared by the app."""
+
+    def __init__(
+        self, connect_timeout: float = CONNECT_TIMEOUT_SECONDS, client_check_seconds: float = CLIENT_CHECK_SECONDS
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.client_check_seconds = client_check_seconds
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        # Created on first use: most sandboxes never proxy, and idle memory matters.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                # Each proxied request already holds a client connection: no second cap.
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS),
+                # Only connecting is timed: streams and long polls may run for hours.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # cookies are the clients', not ours to keep
+                # Forward what the client sent, and only that.
+                skip_auto_headers=(hdrs.USER_AGENT, hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.CONTENT_TYPE),
+                max_line_size=UPSTREAM_MAX_HEADER_BYTES,
+                max_field_size=UPSTREAM_MAX_HEADER_BYTES,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+PORT_PROXY = web.AppKey("port_proxy", PortProxy)
+
+
+def parse_port(text: str) -> int:
+    if text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535:
+        return int(text)
+    raise Invalid(f"invalid port {text!r}: must be an integer from 1 to 65535")
+
+
+def upstream_url(port: int, request: web.Request) -> URL:
+    """The upstream URL: what follows `/port/{n}`, still encoded (`%2F` stays `%2F`)."""
+    # Split off two segments rather than a literal prefix: `/%70ort/80` matches the route too.
+    segments = request.rel_url.raw_path.split("/", 3)  # "", "port", "{n}", rest
+    return URL.build(
+        scheme="http",
+        host=UPSTREAM_HOST,
+        port=port,
+        path="/" + (segments[3] if len(segments) > 3 else ""),
+        query_string=request.rel_url.raw_query_string,
+        encoded=True,
+    )
+
+
+def _connection_scoped(headers: CIMultiDictProxy[str]) -> set[str]:
+    named = {token.strip().lower() for value in headers.getall(hdrs.CONNECTION, []) for token in value.split(",")}
+    return HOP_BY_HOP | named
+
+
+def _end_to_end(headers: CIMultiDictProxy[str], drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
+    scoped = _connection_scoped(headers) | drop
+    return CIMultiDict(
+        (name, value)
+        for name, value in headers.items()
+        if name.lower() not in scoped and not name.lower().startswith("proxy-")
+    )
+
+
+def request_headers(request: web.Request, *, websocket: bool = False) -> CIMultiDict[str]:
+    """The client's end-to-end headers plus X-Forwarded-*; Host becomes the upstream's."""
+    headers = _end_to_end(request.headers, NOT_FORWARDED | (WEBSOCKET_HANDSHAKE if websocket else frozenset()))
+    chain = [*request.headers.getall("X-Forwarded-For", []), request.remote or ""]
+    headers["X-Forwarded-For"] = ", ".join(hop for hop in chain if hop)
+    # A proxy in front of us (Blaxel's gateway) knows the original scheme and host better.
+    headers.setdefault("X-Forwarded-Proto", request.scheme)
+    if hdrs.HOST in request.headers:
+        headers.setdefault("X-Forwarded-Host", request.headers[hdrs.HOST])
+    return headers
+
+
+def _gateway_error(port: int, proxy: PortProxy, error: Exception) -> ApiError:
+    if isinstance(error, asyncio.TimeoutError):  # aiohttp's ConnectionTimeoutError is one
+        return GatewayTimeout(f"port {port} did not accept a connection within {proxy.connect_timeout:g}s")
+    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(error.os_error, ConnectionRefusedError):
+        return BadGateway(f"nothing is listening on port {port}")
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return BadGateway(f"port {port} closed the connection without answering")
+    if isinstance(error, aiohttp.WSServerHandshakeError):
+        return BadGateway(f"port {port} declined the websocket upgrade (HTTP {error.status})")
+    if isinstance(error, aiohttp.ClientResponseError):
+        return BadGateway(f"port {port} sent an invalid response: {error.message}")
+    return BadGateway(f"port {port} could not be reached: {error}")
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    port = parse_port(request.match_info["port"])
+    proxy = request.app[PORT_PROXY]
+    target = upstream_url(port, request)
+    if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+        return await _relay_websocket(request, proxy, port, target)
+    return await _relay_http(request, proxy, port, target)
+
+
+async def _relay_http(request: web.Request, proxy: PortProxy, port: int, target: URL) -> web.StreamResponse:
+    try:
+        upstream = await proxy.session().request(
+            request.method,
+            target,
+            headers=request_headers(request),
+            data=request.content if request.body_exists else None,  # streamed, never read whole
+            allow_redirects=False,
+        )
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        raise _gateway_error(port, proxy, e) from None
+    async with upstream:
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=_end_to_end(upstream.headers)
+        )
+        request[RELAYED] = True
+        await response.prepare(request)
+        try:
+            while chunk := await _next_chunk(request, upstream, proxy.client_check_seconds):
+                await response.write(chunk)
+        except (aiohttp.ClientError, ConnectionResetError):
+            # One side broke off mid-body. Our headers are out, so the one honest signal
+            # left is an aborted connection, not a clean end taken for the whole body.
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()  # here rather than after us: the access log sees the size
+        return response
+
+
+async def _next_chunk(request: web.Request, upstream: aiohttp.ClientResponse, check_seconds: float) -> bytes:
+    """The next piece of the upstream body as soon as it arrives; b"" at its end.
+
+    aiohttp does not cancel a handler whose client left, so a quiet upstream (an event
+    stream between events) is raced against a look at the client now and then.
+    """
+    while True:
+        try:
+            return await asyncio.wait_for(upstream.content.readany(), check_seconds)
+        except asyncio.TimeoutError:
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("the client left") from None
+
+
+async def _relay_websocket(request: web.Request, proxy: PortProxy, port: int, target: URL) -> web.StreamResponse:
+    offered = [p.strip() for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",") if p.strip()]
+    try:
+        # Upstream first: if nothing is there, the client gets a plain 502, not a dead socket.
+        upstream = await proxy.session().ws_connect(
+            target, protocols=offered, headers=request_headers(request, websocket=True), max_msg_size=0
+        )
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        raise _gateway_error(port, proxy, e) from None
+    client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else [], max_msg_size=0)
+    pumps: list[asyncio.Task[None]] = []
+    try:
+        request[RELAYED] = True
+        await client.prepare(request)
+        pumps = [asyncio.create_task(_pump(client, upstream)), asyncio.create_task(_pump(upstream, client))]
+        _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        # One side is closing: the pump still running may be passing its close code on.
+        await asyncio.wait(pending, timeout=WEBSOCKET_CLOSE_GRACE_SECONDS)
+        return client
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        # However the relay ended (a close, a lost connection, our shutdown cancelling
+        # this handler), each side hears the other's close code, or "going away".
+        to_upstream, to_client = _repeatable(client.close_code), _repeatable(upstream.close_code)
+        await upstream.close(code=to_upstream)
+        if client.prepared:
+            await client.close(code=to_client)
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    """Copy messages from `source` to `sink` until `source` closes; then close `sink` alike."""
+    while True:
+        # Pings are answered by aiohttp itself (autoping); anything else but data ends it.
+        message = await source.receive()
+        if message.type is WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif message.type is WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        else:
+            break
+    reason = message.extra if message.type is WSMsgType.CLOSE and isinstance(message.extra, str) else ""
+    await sink.close(code=_repeatable(source.close_code), message=reason.encode())
+
+
+def _repeatable(code: int | None) -> int:
+    """`code` if a peer may send it on; otherwise "going away" (we are, on its behalf)."""
+    if code is None or code in UNSENDABLE_CLOSE_CODES or not 1000 <= code <= 4999:
+        return WSCloseCode.GOING_AWAY
+    return code
+
+
+async def _close_session(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[PORT_PROXY].close()
+
+
+def add_routes(app: web.Application) -> None:
+    app[PORT_PROXY] = PortProxy()
+    app.cleanup_ctx.append(_close_session)
+    # Every method, OPTIONS included: see http/cors.py.
+    app.router.add_route("*", "/port/{port}", forward)
+    app.router.add_route("*", "/port/{port}/{tail:.*}", forward)
