@@ -48,7 +48,11 @@ test: dev
 	@$(MAKE) --no-print-directory binary rootfs
 	$(BIN)/python -m pytest -n auto
 
-bench: dev binary
+$(VENV)/.bench-installed: pyproject.toml | $(VENV)/.dev-installed
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: dev binary $(VENV)/.bench-installed
 	@scripts/ensure-tools.sh $(BENCH_TOOLS)
 	$(BIN)/python bench/run.py
 

@@ -4,6 +4,7 @@ PUT /raw/<name>  streams the body to a file (plain blocking writes, no fsync)
 PUT /atomic/<name> the same into a temp file, then fsync and rename
 GET /file/<name> answers with aiohttp's FileResponse (sendfile)
 GET /pty         the barest websocket-to-pty bridge: text frames in, raw output out
+GET /hello       aiohttp's hello world, as JSON like /health
 Run: python baseline_server.py PORT DIR
 """
 
@@ -73,9 +74,14 @@ async def pty_bridge(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def hello(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
 app = web.Application(client_max_size=0)
 app.router.add_put("/raw/{name}", put_raw)
 app.router.add_put("/atomic/{name}", put_atomic)
 app.router.add_get("/file/{name}", get_file)
 app.router.add_get("/pty", pty_bridge)
+app.router.add_get("/hello", hello)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)

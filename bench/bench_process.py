@@ -20,7 +20,8 @@ import aiohttp
 
 from harness import Daemon, Report, mb, ms, summarize
 
-EXEC_COMMANDS = ["echo 'hello world'", "pwd", "seq 1 1000"]
+# The original's own benchmark cases (sandbox-api/src/api/api_benchmark_test.go).
+EXEC_COMMANDS = ["echo 'hello world'", "pwd", "seq 1 10", "seq 1 100", "seq 1 1000"]
 STREAM_BYTES = 256 * 1024 * 1024
 # 256 MiB in lines of 128 bytes: a realistic log shape (not one giant line).
 STREAM_COMMAND = f"yes \"$(printf '%0127d' 0)\" | head -c {STREAM_BYTES}"
@@ -53,6 +54,14 @@ class DirectSpawner:
         self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
         return float(self.proc.stdout.readline())
+
+    def batch(self, concurrency: int, total: int, command: str) -> tuple[float, list[float]]:
+        """Seconds for `total` spawns `concurrency` at a time, and their latencies."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"BATCH {concurrency} {total} {command}\n")
+        self.proc.stdin.flush()
+        seconds, *latencies = map(float, self.proc.stdout.readline().split())
+        return seconds, latencies
 
     def close(self) -> None:
         assert self.proc.stdin is not None

@@ -152,9 +152,16 @@ def percentile(values: list[float], p: float) -> float:
 
 @dataclass
 class Report:
-    """Collects rows: (benchmark, case, figure, baseline, ratio, target)."""
+    """Collects rows (benchmark, case, figure, baseline, ratio, target) and curves."""
 
     rows: list[dict] = field(default_factory=list)
+    curves: list[dict] = field(default_factory=list)
+
+    def curve(self, name: str, title: str, xlabel: str, ylabel: str, x: list[float], series: dict[str, list[float]],
+              log_x: bool = False) -> None:
+        """A plot for results.md (bench/<name>.png): one line per series."""
+        self.curves.append({"name": name, "title": title, "xlabel": xlabel, "ylabel": ylabel, "x": x,
+                            "series": series, "log_x": log_x})
 
     def add(self, bench: str, case: str, value: str, baseline: str = "", ratio: float | None = None, target: str = "", note: str = "") -> None:
         row = {"bench": bench, "case": case, "value": value, "baseline": baseline, "ratio": ratio, "target": target, "note": note}
@@ -162,13 +169,65 @@ class Report:
         ratio_text = f"{ratio:.2f}x" if ratio is not None else ""
         print(f"{bench:<10} {case:<44} {value:<28} {baseline:<28} {ratio_text:<8} {target} {note}", flush=True)
 
-    def save(self, path: Path = RESULTS) -> None:
+    def save(self, path: Path = RESULTS, command: str = "make bench") -> None:
         data = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": machine(),
+            "command": command,
             "rows": self.rows,
+            "curves": self.curves,
         }
         path.write_text(json.dumps(data, indent=2))
+        plots = [c["name"] for c in self.curves if draw(c, path.parent / f"{c['name']}.png")]
+        (path.parent / "results.md").write_text(markdown(data, plots))
+
+
+def markdown(data: dict, plots: list[str]) -> str:
+    """results.md: the figures as a table, with where and how they were measured."""
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- date: {data['date']}",
+        f"- machine: {data['machine']}",
+        f"- command: `{data['command']}`",
+        "- daemon pinned to CPU 0, driver to CPU 1; every ratio is against a baseline measured in the same run"
+        " (these machines are noisy: compare ratios, not absolute figures).",
+        "",
+        "| bench | case | figure | baseline | ratio | target | note |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in data["rows"]:
+        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else ""
+        cells = [row["bench"], row["case"].strip(), row["value"], row["baseline"], ratio, row["target"], row["note"]]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    for name in plots:
+        lines += ["", f"![{name}]({name}.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def draw(curve: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, ys in curve["series"].items():
+        ax.plot(curve["x"], ys, marker="o", label=label)
+    if curve["log_x"]:
+        ax.set_xscale("log", base=2)
+    ax.set_title(curve["title"])
+    ax.set_xlabel(curve["xlabel"])
+    ax.set_ylabel(curve["ylabel"])
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def machine() -> str:

@@ -37,8 +37,8 @@ async def main(names: list[str]) -> None:
         module = importlib.import_module(name)
         await module.main(report)
         print(f"# {name}: {time.monotonic() - started:.0f} s", flush=True)
-    report.save()
-    print(f"saved {HERE / 'results.json'}")
+    report.save(command=" ".join(["python bench/run.py", *names]) if names else "make bench")
+    print(f"saved {HERE / 'results.json'} and {HERE / 'results.md'}")
 
 
 if __name__ == "__main__":

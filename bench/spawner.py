@@ -11,15 +11,38 @@ import sys
 import time
 
 
+async def spawn(shell: str, command: str) -> float:
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        shell, "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    await proc.communicate()
+    return time.perf_counter() - t0
+
+
+async def batch(shell: str, concurrency: int, total: int, command: str) -> str:
+    """`total` spawns, `concurrency` at a time: "<seconds> <latency>..." on one line."""
+    latencies: list[float] = []
+    queue = iter(range(total))
+
+    async def worker() -> None:
+        for _ in queue:
+            latencies.append(await spawn(shell, command))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return " ".join(map(str, [time.perf_counter() - t0, *latencies]))
+
+
 async def main(shell: str) -> None:
+    # A line is a command to time once, or "BATCH <concurrency> <total> <command>".
     for line in sys.stdin:
         command = line.rstrip("\n")
-        t0 = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            shell, "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        await proc.communicate()
-        sys.stdout.write(f"{time.perf_counter() - t0}\n")
+        if command.startswith("BATCH "):
+            _, concurrency, total, command = command.split(" ", 3)
+            sys.stdout.write(await batch(shell, int(concurrency), int(total), command) + "\n")
+        else:
+            sys.stdout.write(f"{await spawn(shell, command)}\n")
         sys.stdout.flush()
 
 

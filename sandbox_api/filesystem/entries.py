@@ -49,6 +49,7 @@ def go_mode(st_mode: int) -> int:
     return mode
 
 
+@lru_cache(maxsize=1024)
 def permissions(st_mode: int) -> str:
     """The original's `permissions`: Go's FileMode in octal, no leading zero ("644")."""
     return format(go_mode(st_mode), "o")
@@ -57,9 +58,15 @@ def permissions(st_mode: int) -> str:
 def rfc3339_nano(ns: int) -> str:
     """Go's time.Time JSON: RFC 3339 with nanoseconds, trailing zeros dropped, UTC as Z."""
     seconds, nanos = divmod(ns, 1_000_000_000)
+    fraction = f".{nanos:09d}".rstrip("0") if nanos else ""
+    base, zone = _rfc3339_seconds(seconds)
+    return base + fraction + zone
+
+
+@lru_cache(maxsize=4096)  # files of one listing mostly share a few seconds
+def _rfc3339_seconds(seconds: int) -> tuple[str, str]:
     local = time.localtime(seconds)
     base = time.strftime("%Y-%m-%dT%H:%M:%S", local)
-    fraction = f".{nanos:09d}".rstrip("0") if nanos else ""
     offset = local.tm_gmtoff or 0
     if offset == 0:
         zone = "Z"
@@ -67,7 +74,7 @@ def rfc3339_nano(ns: int) -> str:
         sign = "+" if offset > 0 else "-"
         hours, minutes = divmod(abs(offset) // 60, 60)
         zone = f"{sign}{hours:02d}:{minutes:02d}"
-    return base + fraction + zone
+    return base, zone
 
 
 @lru_cache(maxsize=256)

@@ -216,8 +216,11 @@ def _list_directory(p: ResolvedPath) -> dict[str, Any]:
     subdirectories: list[dict[str, str]] = []
     with os.scandir(p.absolute) as it:
         entries = sorted(it, key=lambda e: sort_key(e.name))
+    # normpath(join(display, name)) once for the directory: names hold no "/".
+    base = os.path.normpath(p.display)
+    prefix = "" if base == "." else base.rstrip("/") + "/"
     for entry in entries:
-        path = os.path.normpath(os.path.join(p.display, entry.name))
+        path = prefix + entry.name
         try:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:

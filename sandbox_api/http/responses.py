@@ -8,12 +8,27 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import Invalid
+from ..linux.syscalls import release_free_memory
 
 JSON_TYPE = "application/json"
+RELEASE_AFTER_BYTES = 1 << 20
+
+
+class JsonResponse(web.Response):
+    """Forgets its body once sent: aiohttp holds a keep-alive connection's last response
+    until that connection's next request, and an answer carrying 8 MiB of logs would
+    stay in memory for as long."""
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        size = len(self.body) if isinstance(self.body, (bytes, bytearray)) else 0
+        await super().write_eof(data)
+        self.body = None
+        if size >= RELEASE_AFTER_BYTES:
+            release_free_memory()  # give the freed megabytes back to the system now
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
+    return JsonResponse(
         body=json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(),
         status=status,
         content_type=JSON_TYPE,

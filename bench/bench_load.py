@@ -1,0 +1,375 @@
+"""The rest of the suite of ../shared/spec/peers-performance-demand.md §2.4:
+
+- B1 GET /health: req/s with 64 connections, p50 with one, against aiohttp's hello world;
+- B3 exec under concurrency 1-32: execs/s and p50 against asyncio spawning at the same
+  concurrency (plot: exec_concurrency.png);
+- B4 big output (`seq 1 1000000`, 6.9 MB) by wait, /logs and the NDJSON stream: bytes
+  exact, time against the raw pipe, RSS growth;
+- B5 stream throughput against line size (plot: stream_line_size.png), and a trickle
+  (a line every 10 ms): time from the child's write to the client;
+- B10 listing a directory of 10,000 entries, against os.scandir + lstat in Python;
+- B14 waitForPorts: start to ready, against polling connect() on the same server;
+- B15 footprint: idle CPU, RSS, fds and zombies, then after 100 processes and ~1 GB of
+  logs;
+- B17 a stream soak (BENCH_SOAK_SECONDS, default 300): never cut, every line in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench_process import SHELL, DirectSpawner
+from harness import BaselineServer, Daemon, Report, free_port, mb, ms, percentile, summarize
+
+CONCURRENCY = [1, 2, 4, 8, 16, 32]
+LINE_SIZES = [16, 128, 1024, 16384]
+STREAM_TOTAL = 64 * 1024 * 1024
+
+
+async def load(url: str, connections: int, seconds: float) -> tuple[float, list[float]]:
+    """Requests/s over `seconds` with `connections` concurrent keep-alive clients."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                async with session.get(url) as response:
+                    await response.read()
+                latencies.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(connections)))
+        return len(latencies) / (time.perf_counter() - t0), latencies
+
+
+async def health_throughput(report: Report) -> None:
+    with Daemon() as daemon:
+        baseline = BaselineServer(daemon.workdir)
+        try:
+            await baseline.wait()
+            for url in (f"{daemon.url}/health", f"{baseline.url}/hello"):
+                await load(url, 8, 1.0)  # warm-up
+            ours, _ = await load(f"{daemon.url}/health", 64, 5.0)
+            theirs, _ = await load(f"{baseline.url}/hello", 64, 5.0)
+            _, one = await load(f"{daemon.url}/health", 1, 3.0)
+            _, one_base = await load(f"{baseline.url}/hello", 1, 3.0)
+        finally:
+            baseline.close()
+    report.add("http", "GET /health, 64 connections", f"{ours:.0f} req/s", f"aiohttp hello {theirs:.0f} req/s",
+               ours / theirs, ">= 0.8x", "one driver core: the client limits both")
+    o50, b50 = statistics.median(one), statistics.median(one_base)
+    report.add("http", "GET /health p50, 1 connection", ms(o50), f"aiohttp hello {ms(b50)}", o50 / b50, "<= 1.5x")
+
+
+async def exec_concurrency(report: Report) -> None:
+    spawner = DirectSpawner()
+    command = "echo 'hello world'"
+    rates: dict[str, list[float]] = {"sandbox-api POST /process": [], "asyncio spawn (baseline)": []}
+    p50s: dict[str, list[float]] = {"sandbox-api POST /process": [], "asyncio spawn (baseline)": []}
+    with Daemon(env={"SHELL": SHELL}) as daemon:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            body = {"command": command, "waitForCompletion": True}
+
+            async def one() -> float:
+                t0 = time.perf_counter()
+                async with session.post(f"{daemon.url}/process", json=body) as response:
+                    result = await response.json()
+                assert result["status"] == "completed", result
+                return time.perf_counter() - t0
+
+            for concurrency in CONCURRENCY:
+                total = max(200, concurrency * 25)
+                latencies: list[float] = []
+                queue = iter(range(total))
+
+                async def worker() -> None:
+                    for _ in queue:
+                        latencies.append(await one())
+
+                t0 = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                seconds = time.perf_counter() - t0
+                base_seconds, base_latencies = spawner.batch(concurrency, total, command)
+                ours, theirs = total / seconds, total / base_seconds
+                rates["sandbox-api POST /process"].append(ours)
+                rates["asyncio spawn (baseline)"].append(theirs)
+                p50s["sandbox-api POST /process"].append(statistics.median(latencies) * 1000)
+                p50s["asyncio spawn (baseline)"].append(statistics.median(base_latencies) * 1000)
+                report.add("exec", f"echo, {concurrency} concurrent: execs/s", f"{ours:.0f}/s", f"asyncio {theirs:.0f}/s",
+                           ours / theirs, ">= 0.7x" if concurrency == 8 else "",
+                           f"p50 {ms(statistics.median(latencies))}, p99 {ms(percentile(latencies, 99))}")
+    spawner.close()
+    report.curve("exec_concurrency", "exec of `echo` against concurrency", "concurrent clients", "p50 latency (ms)",
+                 CONCURRENCY, p50s, log_x=True)
+    report.curve("exec_rate", "execs per second against concurrency", "concurrent clients", "execs/s",
+                 CONCURRENCY, rates, log_x=True)
+
+
+def raw_pipe(command: str) -> tuple[float, bytes]:
+    t0 = time.perf_counter()
+    out = subprocess.run([SHELL, "-c", command], capture_output=True, check=True).stdout
+    return time.perf_counter() - t0, out
+
+
+async def ndjson_lines(response: aiohttp.ClientResponse):  # noqa: ANN201 - async generator
+    pending = b""
+    async for chunk in response.content.iter_chunked(1 << 20):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line:
+                yield line
+    if pending.strip():
+        yield pending
+
+
+async def big_output(report: Report) -> None:
+    command = "seq 1 1000000"
+    base_seconds, expected = min(raw_pipe(command) for _ in range(3))
+    with Daemon(env={"SHELL": SHELL, "SANDBOX_MAX_IN_MEMORY_LOG_BYTES": str(16 << 20),
+                     "SANDBOX_MAX_LOGS_RESPONSE_BYTES": str(16 << 20)}) as daemon:
+        async with aiohttp.ClientSession() as session:
+            before = daemon.rss()
+            t0 = time.perf_counter()
+            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "big", "waitForCompletion": True}) as r:
+                result = await r.json()
+            waited = time.perf_counter() - t0
+            assert result["stdout"].encode() == expected, "wait: bytes differ"
+            t0 = time.perf_counter()
+            async with session.get(f"{daemon.url}/process/big/logs") as r:
+                logs = await r.json()
+            logs_seconds = time.perf_counter() - t0
+            assert logs["stdout"].encode() == expected, "/logs: bytes differ"
+            t0 = time.perf_counter()
+            received = []
+            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "big2"},
+                                    headers={"Accept": "text/event-stream"}) as r:
+                async for line in ndjson_lines(r):  # the final result line holds the output too
+                    event = json.loads(line)
+                    if event.get("type") == "stdout":
+                        received.append(event["data"] + "\n")
+            streamed = time.perf_counter() - t0
+            assert "".join(received).encode() == expected, "NDJSON: bytes differ"
+            growth = daemon.rss() - before
+    for case, seconds in (("waitForCompletion", waited), ("GET /logs", logs_seconds), ("NDJSON stream", streamed)):
+        report.add("bigout", f"seq 1 1000000 (6.9 MB) via {case}", ms(seconds), f"raw pipe {ms(base_seconds)}",
+                   seconds / base_seconds, "bytes identical", "bytes identical")
+    report.add("bigout", "RSS growth over the three", mb(growth), "", None, "<= 32 MiB")
+
+
+async def line_size_curve(report: Report) -> None:
+    ours, theirs = [], []
+    with Daemon(env={"SHELL": SHELL, "SANDBOX_MAX_LOG_FILE_BYTES": "0"}) as daemon:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            for size in LINE_SIZES:
+                command = f"yes \"$(head -c {size - 1} /dev/zero | tr '\\0' x)\" | head -c {STREAM_TOTAL}"
+                base_seconds, out = raw_pipe(command)
+                assert len(out) == STREAM_TOTAL
+                t0 = time.perf_counter()
+                received = 0
+                async with session.post(f"{daemon.url}/process", json={"command": command},
+                                        headers={"Accept": "text/event-stream"}) as r:
+                    async for chunk in r.content.iter_chunked(1 << 20):
+                        received += len(chunk)
+                seconds = time.perf_counter() - t0
+                ours.append(STREAM_TOTAL / seconds / 1e6)
+                theirs.append(STREAM_TOTAL / base_seconds / 1e6)
+                report.add("stream", f"64 MiB of {size}-byte lines, NDJSON", f"{ours[-1]:.0f} MB/s",
+                           f"raw pipe {theirs[-1]:.0f} MB/s", base_seconds / seconds, ">= 0.25x")
+    report.curve("stream_line_size", "NDJSON exec stream throughput against line size", "line size (bytes)",
+                 "MB/s of output", LINE_SIZES, {"sandbox-api NDJSON": ours, "raw pipe (baseline)": theirs}, log_x=True)
+
+
+async def trickle(report: Report) -> None:
+    """A line every 10 ms carrying the child's clock: how late does the client see it?"""
+    command = "i=0; while [ $i -lt 300 ]; do date +%s.%N; i=$((i+1)); sleep 0.01; done"
+    delays: dict[str, list[float]] = {"NDJSON exec stream": [], "/logs/stream": []}
+    with Daemon(env={"SHELL": "/bin/bash"}) as daemon:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "t1"},
+                                    headers={"Accept": "text/event-stream"}) as r:
+                async for line in r.content:
+                    event = json.loads(line)
+                    if event.get("type") == "stdout":
+                        now = time.time()
+                        delays["NDJSON exec stream"] += [now - float(v) for v in event["data"].split("\n") if v]
+            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "t2"}) as r:
+                await r.read()
+            async with session.get(f"{daemon.url}/process/t2/logs/stream") as r:
+                async for line in r.content:
+                    text = line.decode().strip()
+                    if text.startswith("stdout:"):
+                        delays["/logs/stream"].append(time.time() - float(text.split(":", 1)[1]))
+    for name, values in delays.items():
+        values = values[20:]  # the first lines include the stream's set-up
+        if not values:
+            continue
+        d50, d99 = summarize(values)
+        report.add("stream", f"trickle, write to client: {name}", f"p50 {ms(d50)}", "", None, "p50 < 5 ms, p99 < 50 ms",
+                   f"p99 {ms(d99)}")
+
+
+async def large_listing(report: Report) -> None:
+    with Daemon() as daemon:
+        directory = daemon.workdir / "many"
+        directory.mkdir()
+        for i in range(10000):
+            (directory / f"file-{i:05}.txt").write_bytes(b"x")
+
+        def scandir() -> float:
+            t0 = time.perf_counter()
+            entries = [(e.name, e.stat(follow_symlinks=False)) for e in os.scandir(directory)]
+            assert len(entries) == 10000
+            return time.perf_counter() - t0
+
+        async with aiohttp.ClientSession() as session:
+            ours = []
+            for _ in range(7):
+                t0 = time.perf_counter()
+                async with session.get(f"{daemon.url}/filesystem/{directory}") as r:
+                    listing = await r.json()
+                ours.append(time.perf_counter() - t0)
+                assert len(listing["files"]) == 10000
+            small = []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                async with session.get(f"{daemon.url}/filesystem/tmp") as r:
+                    await r.read()
+                small.append(time.perf_counter() - t0)
+        theirs = [scandir() for _ in range(7)]
+    o, t = statistics.median(ours), statistics.median(theirs)
+    report.add("fs", "list a directory of 10,000 files", ms(o), f"os.scandir+lstat {ms(t)}", o / t, "<= 2x")
+    report.add("fs", "GET /filesystem/tmp (the original's case) p50", ms(statistics.median(small)), "", None)
+
+
+async def port_detection(report: Report) -> None:
+    ours, theirs = [], []
+    with Daemon() as daemon:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(7):
+                port = free_port()
+                # Bound to all addresses: a loopback-only server is not "ready" (README).
+                command = f"exec {sys.executable} -m http.server {port}"
+                t0 = time.perf_counter()
+                async with session.post(f"{daemon.url}/process", json={"command": command, "waitForPorts": [port]}) as r:
+                    result = await r.json()
+                ours.append(time.perf_counter() - t0)
+                async with session.delete(f"{daemon.url}/process/{result['pid']}/kill") as r:
+                    await r.read()
+                port = free_port()
+                t0 = time.perf_counter()
+                server = subprocess.Popen([sys.executable, "-m", "http.server", str(port)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                        break
+                    except OSError:
+                        await asyncio.sleep(0.001)
+                theirs.append(time.perf_counter() - t0)
+                server.kill()
+                server.wait()
+    o, t = statistics.median(ours), statistics.median(theirs)
+    report.add("ports", "waitForPorts: start to ready (http.server)", ms(o), f"connect() polling {ms(t)}", o / t,
+               "p50 <= 300 ms", f"our overhead {ms(o - t)}")
+
+
+def proc_stat_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def zombies_of(pid: int) -> int:
+    count = 0
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+async def footprint(report: Report) -> None:
+    with Daemon(env={"SHELL": SHELL}) as daemon:
+        pid = daemon.proc.pid
+        await asyncio.sleep(2)
+        cpu0, t0 = proc_stat_cpu(pid), time.monotonic()
+        await asyncio.sleep(20)
+        idle_cpu = (proc_stat_cpu(pid) - cpu0) / (time.monotonic() - t0) * 100
+        fds0 = len(os.listdir(f"/proc/{pid}/fd"))
+        report.add("footprint", "idle 20 s: CPU", f"{idle_cpu:.2f} %", "", None, "< 1 %")
+        report.add("footprint", "idle: RSS, fds", f"{mb(daemon.rss())}, {fds0} fds", "", None, "RSS < 60 MB")
+        async with aiohttp.ClientSession() as session:
+            # 100 processes, ~1 GB of logs between them (10 MiB each).
+            async def one(i: int) -> None:
+                body = {"command": "head -c 10485760 /dev/zero | tr '\\0' a | fold -w 1023", "name": f"p{i}",
+                        "waitForCompletion": True}
+                async with session.post(f"{daemon.url}/process", json=body) as r:
+                    assert (await r.json())["status"] == "completed"
+
+            for batch in range(10):
+                await asyncio.gather(*(one(batch * 10 + i) for i in range(10)))
+        await asyncio.sleep(3)
+        fds1 = len(os.listdir(f"/proc/{pid}/fd"))
+        report.add("footprint", "after 100 processes and 1 GiB of logs: RSS", mb(daemon.rss()),
+                   f"peak {mb(daemon.peak_rss())}", None, "")
+        report.add("footprint", "after: fds, zombies", f"{fds1} fds (idle {fds0}), {zombies_of(pid)} zombies", "", None,
+                   "fds back to idle, 0 zombies")
+
+
+async def soak(report: Report) -> None:
+    seconds = int(os.environ.get("BENCH_SOAK_SECONDS", "300"))
+    lines = seconds * 10
+    command = f"i=0; while [ $i -lt {lines} ]; do echo soak-$i; i=$((i+1)); sleep 0.1; done"
+    with Daemon(env={"SHELL": SHELL}) as daemon:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "soak"}) as r:
+                await r.read()
+            seen, keepalives, gaps = [], 0, 0
+            t0 = time.monotonic()
+            async with session.get(f"{daemon.url}/process/soak/logs/stream") as r:
+                async for line in r.content:
+                    text = line.decode().strip()
+                    if text.startswith("stdout:soak-"):
+                        seen.append(int(text.split("-", 1)[1]))
+                    elif "keepalive" in text:
+                        keepalives += 1
+            elapsed = time.monotonic() - t0
+            gaps = sum(1 for a, b in zip(seen, seen[1:]) if b != a + 1)
+    intact = seen == list(range(lines))
+    report.add("soak", f"/logs/stream held {seconds} s", f"{elapsed:.0f} s, {len(seen)}/{lines} lines",
+               "", None, "never cut, every line", "intact" if intact else f"BROKEN: {gaps} gaps")
+
+
+PARTS = os.environ.get("BENCH_LOAD_PARTS", "")  # e.g. "big_output,soak" to run only those
+
+
+async def main(report: Report) -> None:
+    if PARTS:
+        for name in PARTS.split(","):
+            await globals()[name](report)
+        return
+    await health_throughput(report)
+    await exec_concurrency(report)
+    await big_output(report)
+    await line_size_curve(report)
+    await trickle(report)
+    await large_listing(report)
+    await port_detection(report)
+    await footprint(report)
+    await soak(report)
