@@ -26,7 +26,7 @@ from .http.auth import make_auth_middleware
 from .http.cors import options_middleware
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
-from .http.prefix_routes import PrefixRouter
+from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
 from .mcp.tools import Tools
@@ -73,6 +73,7 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=CLIENT_MAX_SIZE)
     children = Children()
     app[SETTINGS] = settings
+    app[PREFIX_ROUTER] = prefixes
     app[CHILDREN] = children
     app[SUPERVISOR] = Supervisor(settings, children)
     app[HEALTH] = Health(upgrade_count=settings.upgrade_count, last_upgrade=upgrade.status_from_previous_life())

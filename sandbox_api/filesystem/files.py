@@ -328,7 +328,8 @@ def _write_tree(root: str, files: dict[str, bytes]) -> None:
         except OSError as e:
             raise api_error(e, "error creating root directory: ", op="mkdir") from None
     for relative, content in files.items():
-        target = os.path.normpath(os.path.join(root, relative))
+        # Go's filepath.Join: a leading `/` in the key is joined under the root too.
+        target = os.path.normpath(f"{root}/{relative}")
         try:
             make_parents_of(target)
         except OSError as e:

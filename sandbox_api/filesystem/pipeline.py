@@ -66,7 +66,7 @@ class ThreadedWriter:
 def write_all(fd: int, pieces: list[bytes]) -> int:
     """Write every piece to `fd` (writev, resuming after short writes); the byte count."""
     total = sum(len(p) for p in pieces)
-    views = [memoryview(p) for p in pieces]
+    views = [memoryview(p) for p in pieces if len(p)]  # writev of an empty piece writes 0: it would never go
     while views:
         written = os.writev(fd, views[:1024])
         while written:

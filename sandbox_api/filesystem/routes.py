@@ -14,7 +14,7 @@ from ..errors import Invalid, PayloadTooLarge
 from ..http import paths
 from ..http.appkeys import SETTINGS
 from ..http.prefix_routes import TAIL, PrefixRouter
-from ..http.responses import field, json_response, read_json_object
+from ..http.responses import error_body, field, json_response, read_json_object
 from .atomic import AtomicFile
 from .files import Download, Files, TreeOptions, api_error, parse_permissions
 from .pipeline import ThreadedWriter
@@ -123,8 +123,10 @@ async def _download(request: web.Request, d: Download) -> web.StreamResponse:
         wanted = _parse_range(request.headers.get("Range", ""), d.size)
         if wanted is not None:
             offset, count = wanted
-            if count < 0:
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{d.size}"})
+            if count < 0:  # an error like any other: JSON (Go's text is "invalid range: failed to overlap")
+                response = json_response(error_body("invalid range: failed to overlap"), status=416)
+                response.headers["Content-Range"] = f"bytes */{d.size}"
+                return response
             status = 206
             headers["Content-Range"] = f"bytes {offset}-{offset + count - 1}/{d.size}"
         response = web.StreamResponse(status=status, headers=headers)
@@ -249,7 +251,10 @@ async def _write_form(request: web.Request, p: paths.ResolvedPath) -> None:
             if not isinstance(part, BodyPartReader):
                 continue
             if part.name == "permissions" and not part.filename:
-                value = (await part.text()).strip()
+                try:
+                    value = (await part.text()).strip()
+                except (ValueError, LookupError, RuntimeError) as e:  # undecodable, unknown charset or encoding
+                    raise Invalid(f"error reading multipart part: {e}") from None
                 if value:
                     mode = parse_permissions(value, 0o644)
             elif part.name == "file" and part.filename and not written:
@@ -276,7 +281,7 @@ async def delete_path(request: web.Request) -> web.Response:
 
 def _tree_root(request: web.Request) -> paths.ResolvedPath:
     """Tree paths are always absolute: the rest of the URL, `//` collapsed."""
-    value = request[TAIL] or "/"
+    value = paths.checked(request[TAIL]) or "/"
     if not value.startswith("/"):
         value = "/" + value
     while "//" in value:
@@ -324,6 +329,7 @@ async def put_tree(request: web.Request) -> web.Response:
     for key, value in entries.items():
         if not isinstance(value, str):
             raise Invalid(f"invalid request body: files.{key} must be a string")
+        paths.checked(key)
     encoded = {key: _utf8(value) for key, value in entries.items()}
     return json_response(await request.app[FILES].write_tree(root, encoded))
 
@@ -380,7 +386,13 @@ async def upload_part(request: web.Request) -> web.Response:
         reader = await request.multipart()
     except (ValueError, AssertionError) as e:
         raise Invalid(f"error reading multipart data: {e}") from None
-    while (part := await reader.next()) is not None:
+    while True:
+        try:
+            part = await reader.next()
+        except ValueError as e:
+            raise Invalid(f"error reading multipart part: {e}") from None
+        if part is None:
+            break
         if isinstance(part, BodyPartReader) and part.name == "file":
             staged = await uploads.part_writer(upload_id, number)
             writer = ThreadedWriter(staged, request.app[SETTINGS].max_upload_bytes)

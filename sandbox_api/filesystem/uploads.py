@@ -58,6 +58,7 @@ class Uploads:
     async def open(self) -> None:
         await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(self.expire)
+        await asyncio.to_thread(self.remove_staged_leftovers)
         if self.ttl > 0:
             self._sweeper = asyncio.create_task(self._sweep())
 
@@ -210,6 +211,20 @@ class Uploads:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
         return removed
+
+    def remove_staged_leftovers(self) -> None:
+        """Parts being written when an earlier daemon was killed: no upload is in
+        flight before we serve, so every staged temp file is debris (maybe large)."""
+        for entry in os.scandir(self.directory):
+            try:
+                staged = [e.path for e in os.scandir(entry.path) if e.name.startswith("part-") and e.name.endswith(".tmp")]
+            except OSError:
+                continue
+            for path in staged:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     async def _sweep(self) -> None:
         while True:

@@ -4,6 +4,7 @@
 - an unknown route, or a known route with the wrong method -> plain-text
   `404 page not found` (the SDKs use it to detect an older daemon);
 - aiohttp's own HTTP errors on known routes (body too large, ...) -> JSON;
+- a malformed body met while reading it (multipart headers...) -> 400 JSON;
 - anything unexpected -> 500 JSON, with the traceback in the log.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import ApiError
 from .responses import error_body, json_response
@@ -44,6 +46,10 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
         else:
             message = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
         return json_response(error_body(message), status=e.status)
+    except HttpProcessingError as e:
+        # A malformed body found while a handler reads it (a multipart part's headers...).
+        status = e.code if 400 <= e.code < 500 else 400
+        return json_response(error_body(f"invalid request body: {e.message}"), status=status)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as e:

@@ -64,8 +64,16 @@ def from_tail(tail: str, raw_path: str, workdir: str, *, formatted: bool = True)
     return from_value(value, workdir)
 
 
+def checked(value: str) -> str:
+    """A path no OS call can take (a NUL byte in it) is refused here, as bad input."""
+    if "\0" in value:
+        raise Invalid("invalid path: it contains a NUL byte")
+    return value
+
+
 def from_value(value: str, workdir: str) -> ResolvedPath:
     """A path given as text (a request body, an MCP argument): relative to WORKDIR."""
+    checked(value)
     display = workdir if value in (".", "./", "") else value
     return ResolvedPath(display=display, absolute=absolute(value or ".", workdir))
 

@@ -34,6 +34,10 @@ class PrefixRouter:
         # Longest prefix first: /filesystem/tree before /filesystem.
         self._routes.sort(key=lambda r: len(r.prefix), reverse=True)
 
+    def routes(self) -> tuple[PrefixRoute, ...]:
+        """Every registered route, longest prefix first (for the OpenAPI route check)."""
+        return tuple(self._routes)
+
     def match(self, method: str, path: str) -> tuple[Handler, str] | None:
         prefix_known = False
         for route in self._routes:
@@ -56,6 +60,9 @@ class PrefixRouter:
             return await route_handler(request)
 
         return prefix_route_middleware
+
+
+PREFIX_ROUTER = web.AppKey("prefix_router", PrefixRouter)
 
 
 async def _head_ok(request: web.Request) -> web.Response:

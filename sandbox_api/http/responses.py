@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -53,7 +54,25 @@ async def read_json_object(request: web.Request, *, required: bool = True) -> di
         raise Invalid(f"invalid request body: {e}") from None
     if not isinstance(data, dict):
         raise Invalid(f"invalid request body: expected a JSON object, got {type(data).__name__}")
+    if _SURROGATE_ESCAPE.search(raw):
+        data = _without_lone_surrogates(data)
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Go's JSON decoding: an escaped lone surrogate (`"\\ud800"`) is U+FFFD. Python keeps
+    it, and no OS call (paths, argv, environment) can encode it."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    return value
 
 
 def field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:

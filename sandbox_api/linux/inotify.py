@@ -1,8 +1,8 @@
 """A minimal inotify instance on the event loop, used to follow growing log files.
 
-watchfiles (used for the watch API) batches and debounces events, which suits a
-directory watch but not a log tail that must wake within a millisecond and see every
-write in order; this needs only a file-modified wake-up, a few lines of ctypes.
+A log tail must wake within a millisecond and see every write in order; it needs only
+a file-modified wake-up, a few lines of ctypes. (The watch API has its own shared
+instance, with batching: watch/watcher.py.)
 When inotify is unavailable, `Inotify.open()` returns None and callers poll instead.
 """
 
@@ -70,29 +70,40 @@ class Inotify:
             c.inotify_rm_watch(self._fd, wd)
 
     def pump(self) -> None:
-        """Read every queued event and run the handlers, in the order the writes happened."""
-        while True:
-            try:
-                data = os.read(self._fd, 64 * 1024)
-            except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                    return
-                raise
-            if not data:
+        """Read the queued events and run each watch's handler once, in the order of
+        its first event.
+
+        A handler looks at its file as it is now, so one call covers every event of
+        the batch: a flood of output costs one call per file, not one per write. One
+        read per call (up to 4,096 events): if more are queued, the event loop calls
+        again after the other work that is ready, so that busy processes never hold
+        the loop (and with it every request and stream) for long.
+        """
+        try:
+            data = os.read(self._fd, 64 * 1024)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 return
-            offset = 0
-            while offset < len(data):
-                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                offset += _EVENT.size + length
-                if mask & IN_Q_OVERFLOW:
-                    self._on_overflow()
-                    continue
-                if mask & IN_IGNORED:
-                    self._handlers.pop(wd, None)
-                    continue
-                handler = self._handlers.get(wd)
-                if handler is not None:
-                    handler()
+            raise
+        fired: dict[int, None] = {}  # ordered: first event first
+        overflow = False
+        offset = 0
+        while offset < len(data):
+            wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+            offset += _EVENT.size + length
+            if mask & IN_Q_OVERFLOW:
+                overflow = True
+            elif mask & IN_IGNORED:
+                self._handlers.pop(wd, None)
+                fired.pop(wd, None)
+            else:
+                fired[wd] = None
+        for wd in fired:
+            handler = self._handlers.get(wd)
+            if handler is not None:
+                handler()
+        if overflow:
+            self._on_overflow()
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -232,6 +232,12 @@ class Supervisor:
             raise Invalid("keepAlive is not available for this sandbox: it is not included in your current plan")
         if spec.timeout is not None and spec.timeout < 0:
             raise Invalid("timeout must be zero (no limit) or a positive number of seconds")
+        if "\0" in spec.command or "\0" in spec.working_dir:
+            raise Invalid("command and workingDir must not contain a NUL byte")
+        for key, value in spec.env.items():
+            if not key or "=" in key or "\0" in key or "\0" in value:
+                raise Invalid(f"invalid environment variable {key!r}: a name is not empty and holds no '=', "
+                              "and neither holds a NUL byte")
         working_dir = self.normalize_working_dir(spec.working_dir)
         name = spec.name or "proc-" + "".join(_NAME_ALPHABET[b % 36] for b in os.urandom(8))
         if spec.unique_name:

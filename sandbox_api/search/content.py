@@ -107,6 +107,8 @@ class ContentSearch:
             raise NotSupported("content search needs ripgrep (rg), which was not found; install the ripgrep wheel")
         if not query:
             raise Invalid("query parameter is required")
+        if any("\0" in text for text in (query, file_pattern or "", *exclude_dirs)):
+            raise Invalid("query, filePattern and excludeDirs must not contain a NUL byte")
         if not os.path.isdir(root):
             raise Invalid(f"specified directory does not exist: {root}")
         if not os.access(root, os.R_OK | os.X_OK):
@@ -123,6 +125,8 @@ class ContentSearch:
                 message = (await piped.stderr.read()).decode("utf-8", "replace").strip()
                 if "regex" in message:
                     raise Invalid(f"invalid regular expression: {message}")
+                if "error parsing glob" in message:  # filePattern, or a name in excludeDirs
+                    raise Invalid(f"invalid glob: {message}")
                 if message:
                     raise Internal(f"content search failed: {message}")
         except OSError as e:

@@ -7,6 +7,7 @@ import json
 from aiohttp import web
 
 from ..http.responses import json_response
+from . import docs
 from .environment import EnvironmentReloader
 from .health import Health
 from .upgrade import DEFAULT_BASE_URL, Upgrader
@@ -69,3 +70,4 @@ def add_routes(app: web.Application) -> None:
     r.add_route("HEAD", "/health", head_ok)
     r.add_post("/upgrade", upgrade)
     r.add_post("/environment/reload", reload_environment)
+    docs.add_routes(app)

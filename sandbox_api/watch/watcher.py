@@ -1,31 +1,42 @@
-"""Watching a directory for changes, with watchfiles (the Rust `notify` crate).
+"""Watching a directory for changes: one inotify instance shared by every watch.
 
-Each watch owns a `RustNotify` (armed, i.e. its inotify watches in place, when the
-constructor returns) and a thread of its own that waits on it: the shared executor
-would cap the number of simultaneous watches at its size. The thread hands batches to
-the event loop, which turns them into events:
+Every watch of the daemon (on one event loop) shares a single inotify file descriptor,
+read on the event loop. An idle watch costs nothing (no thread, no timer), and the
+number of watches is not capped by the kernel's inotify instances per user (128 by
+default). The inotify watches of a directory watched by several clients are shared
+too (the kernel gives one watch descriptor per directory and instance): each is
+removed once no client needs it.
 
-- added -> CREATE, modified -> WRITE, deleted -> REMOVE (a rename is a REMOVE and a
-  CREATE; a mode change is a WRITE);
+Events are batched per watch (a batch is cut `STEP_MS` after the last change, at
+most `DEBOUNCE_MS` after the first one), then turned into the API's events:
+
+- created or moved in -> CREATE, modified or attributes changed -> WRITE, deleted or
+  moved out -> REMOVE (a rename is a REMOVE and a CREATE; a mode change is a WRITE);
 - a path changed twice in one batch is resolved by what exists now (delete + create
   of the same name: REMOVE then CREATE);
-- in a recursive watch, a new directory is listed at once and a CREATE is sent for
-  everything already inside it: entries made before its inotify watch existed are
-  never missed (duplicates are possible and harmless).
+- in a recursive watch, a new directory is watched as soon as its event is read,
+  then listed, and a CREATE is sent for everything already inside it: entries made
+  before its inotify watch existed are never missed (duplicates are possible and
+  harmless). Symbolic links to directories are not followed.
 
-Latency: `notify` forwards a change within `STEP_MS` of the last one in a burst.
+Arming (a recursive watch adds one inotify watch per directory) runs in a worker
+thread; `start` returns once every directory is watched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
 import logging
 import os
+import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import Internal, Invalid, NotFound, Unprocessable
+from ..linux.syscalls import libc
 
 log = logging.getLogger("sandbox_api.watch")
 
@@ -33,6 +44,27 @@ DEBOUNCE_MS = 50  # a batch is cut after this long, however busy the tree
 STEP_MS = 5  # ... or after this long without a new change
 _ADDED, _MODIFIED, _DELETED = 1, 2, 3
 _OPS = {_ADDED: "CREATE", _MODIFIED: "WRITE", _DELETED: "REMOVE"}
+
+_IN_MODIFY = 0x2
+_IN_ATTRIB = 0x4
+_IN_MOVED_FROM = 0x40
+_IN_MOVED_TO = 0x80
+_IN_CREATE = 0x100
+_IN_DELETE = 0x200
+_IN_DELETE_SELF = 0x400
+_IN_Q_OVERFLOW = 0x4000
+_IN_IGNORED = 0x8000
+_IN_ONLYDIR = 0x01000000
+_IN_DONT_FOLLOW = 0x02000000
+_IN_EXCL_UNLINK = 0x04000000
+_IN_ISDIR = 0x40000000
+_MASK = (
+    _IN_MODIFY | _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF
+    | _IN_ONLYDIR | _IN_EXCL_UNLINK
+)
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+_EVENT = struct.Struct("iIII")
 
 
 @dataclass(frozen=True)
@@ -45,15 +77,141 @@ class Event:
         return {"op": self.op, "name": name, "path": parent, "error": None}
 
 
+class _Hub:
+    """The inotify instance of one event loop, and which watch wants which descriptor.
+
+    Descriptors are added from worker threads (arming) and from the loop, and read on
+    the loop: the maps are guarded by a lock held only around single calls.
+    """
+
+    _by_loop: dict[asyncio.AbstractEventLoop, _Hub] = {}
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.fd = fd
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.users: dict[int, dict[Watch, str]] = {}  # wd -> {watch: the directory's path for it}
+        self.watches = 0
+        loop.add_reader(fd, self.pump)
+
+    @classmethod
+    def acquire(cls, loop: asyncio.AbstractEventLoop) -> _Hub:
+        hub = cls._by_loop.get(loop)
+        if hub is None:
+            c = libc()
+            if c is None:
+                raise OSError(errno.ENOSYS, "inotify is not available")
+            fd = c.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+            if fd < 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+            hub = cls._by_loop[loop] = cls(fd, loop)
+        hub.watches += 1
+        return hub
+
+    def release(self) -> None:
+        """One watch fewer; the last one closes the instance."""
+        self.watches -= 1
+        if self.watches == 0 and self._by_loop.get(self.loop) is self:
+            del self._by_loop[self.loop]
+            self.loop.remove_reader(self.fd)
+            with self.lock:
+                fd, self.fd = self.fd, -1
+                self.users.clear()
+            os.close(fd)
+
+    def add(self, watch: Watch, path: str, follow: bool = False) -> None:
+        """Watch directory `path` for `watch` (OSError if the kernel refuses)."""
+        mask = _MASK if follow else _MASK | _IN_DONT_FOLLOW
+        c = libc()
+        assert c is not None
+        with self.lock:
+            if watch.closed or self.fd < 0:
+                return
+            wd = c.inotify_add_watch(self.fd, os.fsencode(path), ctypes.c_uint32(mask))
+            if wd < 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), path)
+            self.users.setdefault(wd, {})[watch] = path
+            watch.wds.add(wd)
+
+    def forget(self, watch: Watch) -> None:
+        """Remove every descriptor of `watch` that no other watch uses."""
+        c = libc()
+        assert c is not None
+        with self.lock:
+            for wd in watch.wds:
+                users = self.users.get(wd)
+                if users is None:
+                    continue
+                users.pop(watch, None)
+                if not users:
+                    del self.users[wd]
+                    if self.fd >= 0:
+                        c.inotify_rm_watch(self.fd, wd)
+            watch.wds.clear()
+
+    def forget_below(self, watch: Watch, top: str) -> None:
+        """Stop watching `top` and what is below it for `watch` (it was moved away)."""
+        c = libc()
+        assert c is not None
+        prefix = top + "/"
+        with self.lock:
+            for wd in list(watch.wds):
+                users = self.users.get(wd)
+                path = users.get(watch) if users else None
+                if path is None or (path != top and not path.startswith(prefix)):
+                    continue
+                del users[watch]
+                watch.wds.discard(wd)
+                if not users:
+                    del self.users[wd]
+                    if self.fd >= 0:
+                        c.inotify_rm_watch(self.fd, wd)
+
+    def pump(self) -> None:
+        """Read every queued event and hand each to the watches of its directory."""
+        while self.fd >= 0:
+            try:
+                data = os.read(self.fd, 256 * 1024)
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                    return
+                raise
+            if not data:
+                return
+            offset = 0
+            while offset < len(data):
+                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
+                offset += _EVENT.size + length
+                if mask & _IN_Q_OVERFLOW:
+                    log.warning("inotify queue overflow: some changes were not reported")
+                    continue
+                with self.lock:
+                    users = self.users.get(wd)
+                    targets = list(users.items()) if users else []
+                    if mask & _IN_IGNORED and users is not None:  # the directory is gone
+                        del self.users[wd]
+                        for watch, _ in targets:
+                            watch.wds.discard(wd)
+                for watch, directory in targets:
+                    watch.raw(mask, directory, os.fsdecode(name))
+
+
 class Watch:
     def __init__(self, root: str, recursive: bool, ignore: Iterable[str] = ()) -> None:
         self.root = root
         self.recursive = recursive
         self.ignore = tuple(i for i in ignore if i)
-        self._notify = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._queue: asyncio.Queue[list[tuple[int, str]] | BaseException] = asyncio.Queue()
+        self.closed = False
+        self.wds: set[int] = set()  # guarded by the hub's lock
+        self._hub: _Hub | None = None
+        self._queue: asyncio.Queue[list[tuple[int, str]]] = asyncio.Queue()
+        self._pending: list[tuple[int, str]] = []
+        self._first = 0.0
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Check the root and arm the watch: no change after this returns can be missed."""
@@ -67,43 +225,85 @@ class Watch:
             raise Invalid("path is not a directory")
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise Unprocessable(f"open {self.root}: permission denied")
-        from watchfiles._rust_notify import (
-            RustNotify,  # a heavy import: only when first needed
-        )
-
         try:
-            self._notify = await asyncio.to_thread(RustNotify, [self.root], False, False, 300, self.recursive, True)
-        except (OSError, RuntimeError) as e:
-            raise Internal(f"cannot watch {self.root}: {e}") from None
-        loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._wait_loop, args=(loop,), name="watch", daemon=True)
-        self._thread.start()
+            self._hub = _Hub.acquire(asyncio.get_running_loop())
+            await asyncio.to_thread(self._arm)
+        except OSError as e:
+            self.close()
+            raise Internal(f"cannot watch {self.root}: {e.strerror or e}") from None
+        except BaseException:
+            self.close()
+            raise
 
-    def _wait_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        notify = self._notify
-        assert notify is not None
-        try:
-            while not self._stop.is_set():
-                result = notify.watch(DEBOUNCE_MS, STEP_MS, 0, self._stop)
-                if isinstance(result, set):
-                    loop.call_soon_threadsafe(self._queue.put_nowait, list(result))
-                elif result == "stop":
-                    break
-        except BaseException as e:  # hand any failure to the stream, which ends
-            if not self._stop.is_set():
+    def _arm(self) -> None:
+        """In a worker thread: the root, then (recursive) every directory below it."""
+        hub = self._hub
+        assert hub is not None
+        hub.add(self, self.root, follow=True)
+        if self.recursive:
+            self._add_below(self.root)
+
+    def _add_below(self, top: str) -> None:
+        """Watch the directories below `top` (best effort: some may be unreadable or gone)."""
+        hub = self._hub
+        for dirpath, dirnames, _ in os.walk(top):
+            if self.closed or hub is None:
+                return
+            for name in dirnames:
                 try:
-                    loop.call_soon_threadsafe(self._queue.put_nowait, e)
-                except RuntimeError:
+                    hub.add(self, os.path.join(dirpath, name))
+                except OSError as e:
+                    if e.errno == errno.ENOSPC:
+                        log.warning("inotify watch limit reached: %s is not watched", e.filename)
+                        return
+
+    def raw(self, mask: int, directory: str, name: str) -> None:
+        """One inotify event for this watch (on the event loop)."""
+        if self.closed:
+            return
+        path = os.path.join(directory, name) if name else directory
+        if mask & _IN_DELETE_SELF:
+            if name or directory != self.root:
+                return  # a subdirectory: its parent reports it
+            change = _DELETED
+        elif mask & (_IN_CREATE | _IN_MOVED_TO):
+            change = _ADDED
+            if self.recursive and mask & _IN_ISDIR and self._hub is not None:
+                try:
+                    self._hub.add(self, path)  # at once: what it holds is listed in _events
+                except OSError:
                     pass
-        finally:
-            notify.close()
+        elif mask & (_IN_DELETE | _IN_MOVED_FROM):
+            change = _DELETED
+            if mask & _IN_MOVED_FROM and mask & _IN_ISDIR and self.recursive and self._hub is not None:
+                self._hub.forget_below(self, path)  # moved within the tree: it comes back as new
+        elif mask & (_IN_MODIFY | _IN_ATTRIB):
+            change = _MODIFIED
+        else:
+            return
+        self._pending.append((change, path))
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        if self._timer is None:
+            self._first = self._last
+            self._timer = loop.call_later(STEP_MS / 1000, self._tick)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        quiet_at = self._last + STEP_MS / 1000
+        cut_at = self._first + DEBOUNCE_MS / 1000
+        if now < quiet_at and now < cut_at:
+            self._timer = loop.call_at(min(quiet_at, cut_at), self._tick)
+            return
+        self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            self._queue.put_nowait(batch)
 
     async def next_events(self) -> list[Event]:
         """The next batch of events (may be empty when all were ignored)."""
-        batch = await self._queue.get()
-        if isinstance(batch, BaseException):
-            raise Internal(f"watch of {self.root} failed: {batch}")
-        return await self._events(batch)
+        return await self._events(await self._queue.get())
 
     async def _events(self, batch: list[tuple[int, str]]) -> list[Event]:
         by_path: dict[str, set[int]] = {}
@@ -125,18 +325,37 @@ class Watch:
             if self.recursive and _ADDED in changes and exists and os.path.isdir(path) and not os.path.islink(path):
                 new_dirs.append(path)
         if new_dirs:
-            events += await asyncio.to_thread(_existing_entries, new_dirs)
+            events += await asyncio.to_thread(self._existing_entries, new_dirs)
         return [e for e in events if not any(pattern in e.path for pattern in self.ignore)]
 
+    def _existing_entries(self, directories: list[str]) -> list[Event]:
+        """A CREATE for everything inside new directories (and theirs, recursively);
+        their subdirectories are watched before being listed."""
+        events = []
+        hub = self._hub
+        for directory in directories:
+            for dirpath, dirnames, filenames in os.walk(directory):
+                if self.closed or hub is None:
+                    return events
+                for name in sorted(dirnames):
+                    path = os.path.join(dirpath, name)
+                    try:
+                        hub.add(self, path)
+                    except OSError:
+                        pass
+                    events.append(Event("CREATE", path))
+                for name in sorted(filenames):
+                    events.append(Event("CREATE", os.path.join(dirpath, name)))
+        return events
+
     def close(self) -> None:
-        self._stop.set()
-
-
-def _existing_entries(directories: list[str]) -> list[Event]:
-    """A CREATE for everything inside new directories (and theirs, recursively)."""
-    events = []
-    for directory in directories:
-        for dirpath, dirnames, filenames in os.walk(directory):
-            for name in sorted(dirnames) + sorted(filenames):
-                events.append(Event("CREATE", os.path.join(dirpath, name)))
-    return events
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._hub is not None:
+            self._hub.forget(self)
+            self._hub.release()
+            self._hub = None

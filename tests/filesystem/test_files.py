@@ -412,3 +412,44 @@ async def test_permission_denied_is_reported(daemon_factory, area):
             assert "permission denied" in (await r.json())["error"]
         async with session.delete(f"{d.url}/filesystem/{locked}") as r:
             assert r.status == 200  # the parent is ours: removing an empty dir is allowed
+
+
+async def test_empty_content_is_written_at_once(client, area):
+    # writev of an empty piece writes nothing: it once spun forever on one.
+    for body in ({}, {"content": ""}):
+        target = area / f"empty-{len(body)}.txt"
+        await asyncio.wait_for(put_json(client, target, body), 5)
+        assert target.read_bytes() == b""
+    raw = area / "raw-empty.bin"
+    resp = await asyncio.wait_for(client.put(url(raw), data=b"", headers={"Content-Type": "application/octet-stream"}), 5)
+    assert resp.status == 200 and raw.read_bytes() == b""
+    data = aiohttp.FormData()
+    data.add_field("file", b"", filename="empty")
+    resp = await asyncio.wait_for(client.put(url(area / "form-empty"), data=data), 5)
+    assert resp.status == 200 and (area / "form-empty").read_bytes() == b""
+
+
+async def test_unsatisfiable_range_is_a_json_416(client, area):
+    target = area / "small.bin"
+    target.write_bytes(b"12345")
+    resp = await client.get(url(target), headers={"Accept": "application/octet-stream", "Range": "bytes=10-"})
+    assert resp.status == 416
+    assert resp.headers["Content-Range"] == "bytes */5"
+    assert await resp.json() == {"error": "invalid range: failed to overlap"}
+
+
+async def test_a_nul_byte_in_a_path_is_400(client, area):
+    for method, path in (("GET", "/filesystem/a%00b"), ("PUT", "/filesystem/a%00b"), ("DELETE", "/filesystem/a%00b"),
+                         ("GET", "/filesystem/tree/a%00b"), ("DELETE", "/filesystem/tree/a%00b"),
+                         ("GET", "/filesystem-find/a%00b"), ("GET", "/filesystem-search/a%00b")):
+        resp = await client.request(method, path, json={"content": "x"} if method == "PUT" else None)
+        assert resp.status == 400, (method, path)
+        assert (await resp.json())["error"] == "invalid path: it contains a NUL byte"
+
+
+async def test_malformed_multipart_part_headers_are_400(client, area):
+    body = b'--XX\r\nContent-Disposition: form-data; name="\xc3\xa9\x01"\r\n\r\nv\r\n--XX--\r\n'
+    resp = await client.put(url(area / "form.bin"), data=body, headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    assert resp.status == 400
+    assert (await resp.json())["error"].startswith("invalid request body: ")
+    assert not (area / "form.bin").exists()

@@ -150,3 +150,23 @@ async def test_copy_into_itself_is_refused(client, tmp_path: Path):
     (tmp_path / "loop").mkdir()
     resp = await client.post("/filesystem-copy", json={"source": str(tmp_path / "loop"), "destination": str(tmp_path / "loop" / "in")})
     assert resp.status == 400
+
+
+async def test_put_tree_keys_stay_under_the_root_as_in_go(client, tmp_path):
+    # Go joins `/x/y.txt` under the root (filepath.Join); os.path.join would have left it.
+    root = tmp_path / "joined"
+    resp = await client.put(f"/filesystem/tree/{root}", json={"files": {"/x/y.txt": "y", "a\0": "nul"}})
+    assert resp.status == 400  # the NUL key: nothing is written
+    resp = await client.put(f"/filesystem/tree/{root}", json={"files": {"/x/y.txt": "y"}})
+    assert resp.status == 200, await resp.text()
+    assert (root / "x" / "y.txt").read_text() == "y"
+
+
+async def test_lone_surrogates_in_json_become_replacement_characters(client, tmp_path):
+    # Go decodes "\ud800" as U+FFFD; kept as is, no OS call could encode it (a 500).
+    source = tmp_path / "src-\ufffd.txt"
+    source.write_text("s")
+    body = '{"source": "%s", "destination": "%s"}' % (tmp_path / "src-\\ud800.txt", tmp_path / "dst.txt")
+    resp = await client.post("/filesystem-copy", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status == 200, await resp.text()
+    assert (tmp_path / "dst.txt").read_text() == "s"

@@ -216,3 +216,11 @@ async def test_full_disk_is_507_and_keeps_the_old_file(client, small_disk):
     etag = (await put_part(client, upload_id, 1, os.urandom(2 << 20)))["etag"]
     await complete(client, upload_id, [{"partNumber": 1, "etag": etag}], status=507)
     assert os.listdir(small_disk) == ["f.bin"]
+
+
+async def test_a_malformed_part_is_400(client, tmp_path):
+    upload_id = await initiate(client, tmp_path / "m.bin")
+    for body in (b"--YY\r\n\r\nnot the boundary\r\n", b'--XX\r\nContent-Disposition: form-data; name="\xc3\xa9\x01"\r\n\r\nv\r\n--XX--\r\n'):
+        resp = await client.put(f"/filesystem-multipart/{upload_id}/part?partNumber=1", data=body,
+                                headers={"Content-Type": "multipart/form-data; boundary=XX"})
+        assert resp.status == 400, await resp.text()

@@ -327,3 +327,26 @@ async def test_many_quick_processes_all_complete_with_their_output(client):
 
 def test_log_files_are_named_by_key_not_by_name(settings):
     assert not os.path.exists(settings.logs_dir)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"command": "echo a\0b"},
+        {"command": "echo", "workingDir": "/tm\0p"},
+        {"command": "echo", "env": {"A=B": "x"}},
+        {"command": "echo", "env": {"": "x"}},
+        {"command": "echo", "env": {"A": "x\0y"}},
+    ],
+)
+async def test_what_no_process_could_be_given_is_400(client, body):
+    resp = await client.post("/process", json=body)
+    assert resp.status == 400, await resp.text()
+    assert "NUL" in (error := (await resp.json())["error"]) or "environment variable" in error
+
+
+async def test_a_lone_surrogate_in_a_command_is_a_replacement_character(client):
+    resp = await client.post("/process", data='{"command": "echo \\ud800", "waitForCompletion": true}',
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["stdout"] == "\ufffd\n"

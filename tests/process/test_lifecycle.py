@@ -101,7 +101,7 @@ async def test_kill_of_a_finished_process_without_children_is_404(client):
 
 
 async def test_kill_frees_the_port_for_the_next_run(client):
-    port = 39000 + os.getpid() % 1000
+    port = 23000 + os.getpid() % 1000  # below the ephemeral range (32768+): no client socket holds it
     command = f"python3 -c \"import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',{port}));s.listen();time.sleep(100)\""
     for _ in range(2):
         await run(client, f"true; {command}", name="port-user", waitForPorts=[port], timeout=10)
@@ -301,7 +301,7 @@ async def test_no_fd_leak_after_many_processes(client):
 
 @pytest.mark.parametrize("bind", ["0.0.0.0", "::"])
 async def test_wait_for_ports_returns_when_the_tree_serves(client, bind):
-    port = 40000 + (os.getpid() * 7 + (1 if bind == "::" else 0)) % 2000
+    port = 24000 + (os.getpid() * 7 + (1 if bind == "::" else 0)) % 2000
     family = "AF_INET6" if bind == "::" else "AF_INET"
     server = (
         f"python3 -c \"import socket,time;s=socket.socket(socket.{family});"
@@ -318,7 +318,7 @@ async def test_wait_for_ports_returns_when_the_tree_serves(client, bind):
 
 
 async def test_wait_for_ports_ignores_loopback_listeners(client):
-    port = 42000 + os.getpid() % 1000
+    port = 26000 + os.getpid() % 1000
     server = f"python3 -c \"import socket,time;s=socket.socket();s.bind(('127.0.0.1',{port}));s.listen();time.sleep(60)\""
     started = time.monotonic()
     resp = await client.post("/process", json={"command": server, "name": "lo", "waitForPorts": [port], "timeout": 2})
@@ -338,7 +338,7 @@ async def test_wait_for_ports_stops_when_the_process_exits(client):
 
 
 async def test_wait_for_ports_then_wait_for_completion_share_one_deadline(client):
-    port = 44000 + os.getpid() % 1000
+    port = 28000 + os.getpid() % 1000
     server = f"python3 -c \"import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',{port}));s.listen();time.sleep(0.5)\""
     body = await run(client, server, waitForPorts=[port], waitForCompletion=True, timeout=10)
     assert body["status"] == "completed"

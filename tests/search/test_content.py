@@ -80,3 +80,12 @@ async def test_bad_input(client, code, tmp_path):
     body = await grep(client, tmp_path / "missing", status=400, query="x")
     assert body["error"].startswith("specified directory does not exist")
     await grep(client, code, status=400, query="x", maxResults="-5")
+
+
+async def test_bad_globs_and_nul_bytes_are_400(client, code):
+    body = await grep(client, code, status=400, query="x", filePattern="[abc")
+    assert body["error"].startswith("invalid glob: ")
+    body = await grep(client, code, status=400, query="x", excludeDirs="[abc")
+    assert body["error"].startswith("invalid glob: ")
+    for params in ({"query": "a\0b"}, {"query": "x", "filePattern": "a\0"}, {"query": "x", "excludeDirs": "a\0"}):
+        assert "NUL" in (await grep(client, code, status=400, **params))["error"]

@@ -151,19 +151,32 @@ async def test_bad_paths(client, tmp_path):
     assert resp.status == 400 and await resp.json() == {"error": "path is not a directory"}
 
 
-async def test_watcher_is_released_when_the_client_leaves(client, tmp_path):
-    import threading
+def inotify_watches() -> int:
+    """inotify watch descriptors held by this process (every instance)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/self/fdinfo/{fd}") as f:
+                    count += sum(1 for line in f if line.startswith("inotify wd:"))
+        except OSError:
+            continue
+    return count
 
-    before = threading.active_count()
-    streams = [await open_watch(client, str(tmp_path)) for _ in range(5)]
-    assert threading.active_count() >= before + 5
+
+async def test_watcher_is_released_when_the_client_leaves(client, tmp_path):
+    area = tmp_path / "area"
+    (area / "sub").mkdir(parents=True)
+    before = inotify_watches()
+    streams = [await open_watch(client, str(area)) for _ in range(5)]
+    streams.append(await open_watch(client, f"{area}/**"))
+    assert inotify_watches() == before + 2  # area (shared by all) and sub
     for stream in streams:
         stream.resp.close()
     deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
-        (tmp_path / "poke").write_text("x")  # wakes the watchers up
-        await asyncio.sleep(0.2)
-    assert threading.active_count() <= before
+    while inotify_watches() > before and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert inotify_watches() == before
 
 
 @pytest.mark.skipif(shutil.which("inotifywait") is None, reason="inotify-tools not installed")
