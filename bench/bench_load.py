@@ -7,6 +7,10 @@
   exact, time against the raw pipe, RSS growth;
 - B5 stream throughput against line size (plot: stream_line_size.png), and a trickle
   (a line every 10 ms): time from the child's write to the client;
+- B6 log completeness: 1,000 fast-exiting commands printing 1-10 k lines of mixed stdout
+  and stderr with multibyte UTF-8 across 64 KiB boundaries: lost, duplicated, garbled;
+- B7 a client that drops a log stream mid-output and reconnects: the replay then the
+  follow give every line once (the contract's resume is a full replay from disk);
 - B10 listing a directory of 10,000 entries, against os.scandir + lstat in Python;
 - B14 waitForPorts: start to ready, against polling connect() on the same server;
 - B15 footprint: idle CPU, RSS, fds and zombies, then after 100 processes and ~1 GB of
@@ -356,6 +360,101 @@ async def soak(report: Report) -> None:
                "", None, "never cut, every line", "intact" if intact else f"BROKEN: {gaps} gaps")
 
 
+# Lines of 1-200 bytes of mixed 1-4 byte characters, so some cross every 64 KiB boundary.
+COMPLETENESS_SCRIPT = r"""BEGIN {
+    srand(seed); split("a b é ü € 中 😀 𝄞 x y", chars, " ");
+    for (i = 0; i < n; i++) {
+        line = i ":"; len = int(rand() * 60);
+        for (j = 0; j < len; j++) line = line chars[int(rand() * 10) + 1];
+        if (rand() < 0.3) print line > "/dev/stderr"; else print line;
+    }
+}"""
+
+
+def completeness_expected(seed: int, n: int) -> tuple[bytes, bytes]:
+    out = subprocess.run(["awk", "-v", f"seed={seed}", "-v", f"n={n}", COMPLETENESS_SCRIPT], capture_output=True,
+                         check=True)
+    return out.stdout, out.stderr
+
+
+def line_faults(expected: bytes, got: str) -> tuple[int, int, int]:
+    """(lost, duplicated, garbled) lines of `got` against `expected`."""
+    want = expected.decode().splitlines()
+    have = got.splitlines()
+    wanted = set(want)
+    counts: dict[str, int] = {}
+    for line in have:
+        counts[line] = counts.get(line, 0) + 1
+    lost = sum(1 for line in want if line not in counts)
+    duplicated = sum(c - 1 for c in counts.values() if c > 1)
+    garbled = sum(1 for line in have if line not in wanted)
+    return lost, duplicated, garbled
+
+
+async def log_completeness(report: Report) -> None:
+    procs = int(os.environ.get("BENCH_COMPLETENESS_PROCS", "1000"))
+    jobs = [(seed, 1000 + seed * 7919 % 9001) for seed in range(procs)]  # 1,000 to 10,000 lines each
+    faults = [0, 0, 0]
+    lines = 0
+    with Daemon(env={"SHELL": SHELL}) as daemon:
+        connector = aiohttp.TCPConnector(limit=8)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+            gate = asyncio.Semaphore(8)
+
+            async def one(seed: int, n: int) -> None:
+                nonlocal lines
+                command = f"awk -v seed={seed} -v n={n} '{COMPLETENESS_SCRIPT}'"
+                async with gate:
+                    async with session.post(f"{daemon.url}/process",
+                                            json={"command": command, "name": f"c{seed}", "waitForCompletion": True}) as r:
+                        assert r.status == 200, await r.text()
+                    async with session.get(f"{daemon.url}/process/c{seed}/logs") as r:
+                        logs = await r.json()
+                want_out, want_err = await asyncio.to_thread(completeness_expected, seed, n)
+                for want, got in ((want_out, logs["stdout"]), (want_err, logs["stderr"])):
+                    for i, count in enumerate(line_faults(want, got)):
+                        faults[i] += count
+                lines += n
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(seed, n) for seed, n in jobs))
+            seconds = time.perf_counter() - t0
+    lost, duplicated, garbled = faults
+    report.add("complete", f"{procs} commands, {lines} lines, stdout+stderr, /logs",
+               f"{lost} lost, {duplicated} dup, {garbled} garbled", "expected output", None, "exactly 0",
+               f"{procs / seconds:.0f} commands/s (8 clients)")
+
+
+async def stream_reconnect(report: Report) -> None:
+    lines = 20000
+    command = f"awk 'BEGIN {{ for (i = 0; i < {lines}; i++) {{ print \"r-\" i \"-€\"; fflush(); " \
+              f"if (i % 200 == 0) system(\"sleep 0.01\") }} }}'"
+    with Daemon(env={"SHELL": SHELL}) as daemon:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "resume"}) as r:
+                assert r.status == 200, await r.text()
+            first = 0
+            async with session.get(f"{daemon.url}/process/resume/logs/stream") as r:
+                async for line in r.content:
+                    if line.startswith(b"stdout:"):
+                        first += 1
+                        if first == lines // 3:
+                            break  # the client goes away mid-output
+            t0 = time.perf_counter()
+            seen: list[str] = []
+            async with session.get(f"{daemon.url}/process/resume/logs/stream") as r:
+                async for line in r.content:
+                    if line.startswith(b"stdout:"):
+                        seen.append(line.decode()[len("stdout:"):].rstrip("\n"))
+            seconds = time.perf_counter() - t0
+    expected = [f"r-{i}-€" for i in range(lines)]
+    unique = set(seen)
+    gaps = sum(1 for line in expected if line not in unique)
+    dups = len(seen) - len(unique)
+    report.add("complete", f"log stream dropped after {first} of {lines} lines, reconnected", f"{gaps} gaps, {dups} dup",
+               "", None, "0", f"in order; replay + follow {ms(seconds)}" if seen == expected else "OUT OF ORDER")
+
+
 PARTS = os.environ.get("BENCH_LOAD_PARTS", "")  # e.g. "big_output,soak" to run only those
 
 
@@ -369,6 +468,8 @@ async def main(report: Report) -> None:
     await big_output(report)
     await line_size_curve(report)
     await trickle(report)
+    await log_completeness(report)
+    await stream_reconnect(report)
     await large_listing(report)
     await port_detection(report)
     await footprint(report)
