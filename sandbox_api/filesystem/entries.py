@@ -12,6 +12,7 @@ import pwd
 import stat
 import time
 from functools import lru_cache
+from collections.abc import Iterable
 from typing import Any
 
 # Go's os.FileMode type bits, which the original reports as an octal string.
@@ -93,12 +94,13 @@ def group_name(gid: int) -> str:
         return str(gid)
 
 
-def file_entry(path: str, st: os.stat_result, owner_st: os.stat_result | None = None) -> dict[str, Any]:
-    """A `File`: `st` gives mode, size and time; `owner_st` (default `st`) the owner."""
+def file_entry(path: str, st: os.stat_result, owner_st: os.stat_result | None = None, name: str = "") -> dict[str, Any]:
+    """A `File`: `st` gives mode, size and time; `owner_st` (default `st`) the owner;
+    `name` the last part of `path` when the caller has it (a listing)."""
     owner_st = owner_st or st
     return {
         "path": path,
-        "name": os.path.basename(path.rstrip("/")) or "/",
+        "name": name or os.path.basename(path.rstrip("/")) or "/",
         "permissions": permissions(st.st_mode),
         "size": st.st_size,
         "lastModified": rfc3339_nano(st.st_mtime_ns),
@@ -110,3 +112,15 @@ def file_entry(path: str, st: os.stat_result, owner_st: os.stat_result | None = 
 def sort_key(name: str) -> bytes:
     """Entries sort bytewise by name, as Go's os.ReadDir."""
     return os.fsencode(name)
+
+
+def sorted_entries(entries: Iterable[os.DirEntry]) -> list[os.DirEntry]:
+    """`entries` in Go's order (bytewise by name). Code point order is UTF-8 byte order,
+    so plain string order is that order unless a name holds undecodable bytes
+    (surrogate escapes): one C-speed encode of all names tells."""
+    listed = sorted(entries, key=lambda e: e.name)
+    try:
+        "".join(e.name for e in listed).encode("utf-8")
+    except UnicodeEncodeError:
+        listed.sort(key=lambda e: sort_key(e.name))
+    return listed

@@ -29,7 +29,7 @@ from ..errors import (
 from ..http.paths import ResolvedPath
 from ..identity import Identity, run_as
 from .atomic import AtomicFile, make_parents_of
-from .entries import file_entry, sort_key
+from .entries import file_entry, sorted_entries
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 TREE_MAX_FILES = 10_000
@@ -215,7 +215,7 @@ def _list_directory(p: ResolvedPath) -> dict[str, Any]:
     files: list[dict[str, Any]] = []
     subdirectories: list[dict[str, str]] = []
     with os.scandir(p.absolute) as it:
-        entries = sorted(it, key=lambda e: sort_key(e.name))
+        entries = sorted_entries(it)
     # normpath(join(display, name)) once for the directory: names hold no "/".
     base = os.path.normpath(p.display)
     prefix = "" if base == "." else base.rstrip("/") + "/"
@@ -228,7 +228,7 @@ def _list_directory(p: ResolvedPath) -> dict[str, Any]:
         if stat.S_ISDIR(st.st_mode):
             subdirectories.append({"path": path, "name": entry.name})
         else:
-            files.append(file_entry(path, st))
+            files.append(file_entry(path, st, name=entry.name))
     return {"path": p.display, "name": p.name, "files": files, "subdirectories": subdirectories}
 
 
@@ -378,7 +378,7 @@ def _read_tree(root: ResolvedPath, options: TreeOptions) -> dict[str, Any]:
         directory = stack.pop()
         try:
             with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: sort_key(e.name))
+                entries = sorted_entries(it)
         except OSError as e:
             raise Unprocessable(f"error reading directory: {os_error_text(e, 'open', directory)}") from None
         children = []

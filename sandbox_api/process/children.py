@@ -116,6 +116,10 @@ class Children:
         except (RuntimeError, ValueError, NotImplementedError):
             log.warning("SIGCHLD handler unavailable; reaping by sweep only")
         self._schedule_sweep()
+        # Held for life (posix_spawn steps out of it and back): opened now, so the fd
+        # count of an idle daemon is the count after any number of processes.
+        if self._home_fd < 0:
+            self._home_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:
         if self._sweeper is not None:

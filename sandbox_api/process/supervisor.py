@@ -163,6 +163,7 @@ class Supervisor:
         if self.store.needs_compaction():
             self.store.compact([p.record for p in self._processes.values()])
         await self.slots.fill()
+        self._devnull()  # every child's stdin unless asked: held for life, opened now
         self._sweeper = asyncio.create_task(self._sweep_caps())
 
     async def close(self) -> None:
