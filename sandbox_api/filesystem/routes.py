@@ -8,7 +8,7 @@ import re
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from ..errors import Invalid, PayloadTooLarge
 from ..http import paths
@@ -231,25 +231,32 @@ class _FileUpload:
             raise api_error(error, "error writing binary file: ") from None
 
 
+async def _open_multipart(request: web.Request) -> MultipartReader:
+    try:
+        return await request.multipart()
+    except (ValueError, AssertionError) as e:
+        raise Invalid(f"error reading multipart data: {e}") from None
+
+
+async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
+    """The next body part (nested multiparts are skipped); a malformed one is 400."""
+    while True:
+        try:
+            part = await reader.next()
+        except ValueError as e:
+            raise Invalid(f"error reading multipart part: {e}") from None
+        if part is None or isinstance(part, BodyPartReader):
+            return part
+
+
 async def _write_form(request: web.Request, p: paths.ResolvedPath) -> None:
     """multipart/form-data: the first `file` part with a filename is the content;
     `permissions` is honoured before or after it (both SDKs' orders)."""
-    try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as e:
-        raise Invalid(f"error reading multipart data: {e}") from None
+    reader = await _open_multipart(request)
     mode: int | None = None
     async with _FileUpload(request, p.absolute, 0o644) as upload:
         written = False
-        while True:
-            try:
-                part = await reader.next()
-            except ValueError as e:
-                raise Invalid(f"error reading multipart part: {e}") from None
-            if part is None:
-                break
-            if not isinstance(part, BodyPartReader):
-                continue
+        while (part := await _next_part(reader)) is not None:
             if part.name == "permissions" and not part.filename:
                 try:
                     value = (await part.text()).strip()
@@ -382,18 +389,9 @@ async def upload_part(request: web.Request) -> web.Response:
         raise Invalid(f'invalid partNumber: strconv.Atoi: parsing "{raw}": invalid syntax') from None
     uploads.check_part_number(number)
     _check_length(request)
-    try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as e:
-        raise Invalid(f"error reading multipart data: {e}") from None
-    while True:
-        try:
-            part = await reader.next()
-        except ValueError as e:
-            raise Invalid(f"error reading multipart part: {e}") from None
-        if part is None:
-            break
-        if isinstance(part, BodyPartReader) and part.name == "file":
+    reader = await _open_multipart(request)
+    while (part := await _next_part(reader)) is not None:
+        if part.name == "file":
             staged = await uploads.part_writer(upload_id, number)
             writer = ThreadedWriter(staged, request.app[SETTINGS].max_upload_bytes)
             try:

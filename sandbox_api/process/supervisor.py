@@ -577,7 +577,7 @@ class Supervisor:
                 raise Conflict(f"process with Identifier {identifier} no longer reads its stdin") from None
             # The pipe is full: wait until the child reads, or the pipe goes away.
             writable = loop.create_future()
-            loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+            loop.add_writer(fd, lambda w=writable: w.done() or w.set_result(None))
             proc.stdin_waiters.add(writable)
             try:
                 await writable
