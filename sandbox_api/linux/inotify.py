@@ -1,8 +1,9 @@
-"""A minimal inotify instance on the event loop, used to follow growing log files.
+"""inotify on the event loop: the kernel calls (init, add and remove a watch, decode
+events) used by both of its users, and `Inotify`, which follows growing log files.
 
 A log tail must wake within a millisecond and see every write in order; it needs only
-a file-modified wake-up, a few lines of ctypes. (The watch API has its own shared
-instance, with batching: watch/watcher.py.)
+a file-modified wake-up per file. (The watch API keeps its own shared instance, with
+names and batching: watch/watcher.py.)
 When inotify is unavailable, `Inotify.open()` returns None and callers poll instead.
 """
 
@@ -13,18 +14,76 @@ import ctypes
 import errno
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .syscalls import libc
 
 IN_MODIFY = 0x00000002
+IN_ATTRIB = 0x00000004
+IN_MOVED_FROM = 0x00000040
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
+IN_DELETE_SELF = 0x00000400
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
+IN_ONLYDIR = 0x01000000
+IN_DONT_FOLLOW = 0x02000000
+IN_EXCL_UNLINK = 0x04000000
+IN_ISDIR = 0x40000000
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")
 
 Handler = Callable[[], None]
+
+
+def _raise_errno(*args: str) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err), *args)
+
+
+def init() -> int:
+    """A new non-blocking, close-on-exec inotify fd; OSError when there is none."""
+    c = libc()
+    if c is None or not hasattr(c, "inotify_init1"):
+        raise OSError(errno.ENOSYS, "inotify is not available")
+    fd = c.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    if fd < 0:
+        _raise_errno()
+    return fd
+
+
+def add_watch(fd: int, path: str, mask: int) -> int:
+    """The watch descriptor of `path` on `fd` (the same one if already watched)."""
+    wd = libc().inotify_add_watch(fd, os.fsencode(path), ctypes.c_uint32(mask))
+    if wd < 0:
+        _raise_errno(path)
+    return wd
+
+
+def rm_watch(fd: int, wd: int) -> None:
+    libc().inotify_rm_watch(fd, wd)
+
+
+def read_events(fd: int, size: int) -> bytes | None:
+    """Up to `size` bytes of queued events; None when nothing is queued."""
+    try:
+        return os.read(fd, size) or None
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+            return None
+        raise
+
+
+def events(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(wd, mask, name) of each event in `data`, as read from an inotify fd."""
+    offset = 0
+    while offset < len(data):
+        wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+        start = offset + _EVENT.size
+        offset = start + length
+        yield wd, mask, data[start:offset].rstrip(b"\0")
 
 
 class Inotify:
@@ -43,31 +102,22 @@ class Inotify:
 
     @classmethod
     def open(cls, on_overflow: Handler) -> Inotify | None:
-        c = libc()
-        if c is None:
-            return None
         try:
-            fd = c.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-        except AttributeError:
+            return cls(init(), asyncio.get_running_loop(), on_overflow)
+        except OSError:
             return None
-        if fd < 0:
-            return None
-        return cls(fd, asyncio.get_running_loop(), on_overflow)
 
     def add(self, path: str, handler: Handler, mask: int = IN_MODIFY) -> int | None:
-        c = libc()
-        assert c is not None
-        wd = c.inotify_add_watch(self._fd, os.fsencode(path), ctypes.c_uint32(mask))
-        if wd < 0:
+        try:
+            wd = add_watch(self._fd, path, mask)
+        except OSError:
             return None
         self._handlers[wd] = handler
         return wd
 
     def remove(self, wd: int) -> None:
         if self._handlers.pop(wd, None) is not None:
-            c = libc()
-            assert c is not None
-            c.inotify_rm_watch(self._fd, wd)
+            rm_watch(self._fd, wd)
 
     def pump(self) -> None:
         """Read the queued events and run each watch's handler once, in the order of
@@ -79,18 +129,12 @@ class Inotify:
         again after the other work that is ready, so that busy processes never hold
         the loop (and with it every request and stream) for long.
         """
-        try:
-            data = os.read(self._fd, 64 * 1024)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                return
-            raise
+        data = read_events(self._fd, 64 * 1024)
+        if data is None:
+            return
         fired: dict[int, None] = {}  # ordered: first event first
         overflow = False
-        offset = 0
-        while offset < len(data):
-            wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-            offset += _EVENT.size + length
+        for wd, mask, _name in events(data):
             if mask & IN_Q_OVERFLOW:
                 overflow = True
             elif mask & IN_IGNORED:

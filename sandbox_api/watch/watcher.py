@@ -26,17 +26,30 @@ thread; `start` returns once every directory is watched.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import logging
 import os
-import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import Internal, Invalid, NotFound, Unprocessable
-from ..linux.syscalls import libc
+from ..linux import inotify
+from ..linux.inotify import (
+    IN_ATTRIB,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_DONT_FOLLOW,
+    IN_EXCL_UNLINK,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+)
 
 log = logging.getLogger("sandbox_api.watch")
 
@@ -45,26 +58,10 @@ STEP_MS = 5  # ... or after this long without a new change
 _ADDED, _MODIFIED, _DELETED = 1, 2, 3
 _OPS = {_ADDED: "CREATE", _MODIFIED: "WRITE", _DELETED: "REMOVE"}
 
-_IN_MODIFY = 0x2
-_IN_ATTRIB = 0x4
-_IN_MOVED_FROM = 0x40
-_IN_MOVED_TO = 0x80
-_IN_CREATE = 0x100
-_IN_DELETE = 0x200
-_IN_DELETE_SELF = 0x400
-_IN_Q_OVERFLOW = 0x4000
-_IN_IGNORED = 0x8000
-_IN_ONLYDIR = 0x01000000
-_IN_DONT_FOLLOW = 0x02000000
-_IN_EXCL_UNLINK = 0x04000000
-_IN_ISDIR = 0x40000000
 _MASK = (
-    _IN_MODIFY | _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF
-    | _IN_ONLYDIR | _IN_EXCL_UNLINK
+    IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF
+    | IN_ONLYDIR | IN_EXCL_UNLINK
 )
-_IN_NONBLOCK = 0o4000
-_IN_CLOEXEC = 0o2000000
-_EVENT = struct.Struct("iIII")
 
 
 @dataclass(frozen=True)
@@ -98,14 +95,7 @@ class _Hub:
     def acquire(cls, loop: asyncio.AbstractEventLoop) -> _Hub:
         hub = cls._by_loop.get(loop)
         if hub is None:
-            c = libc()
-            if c is None:
-                raise OSError(errno.ENOSYS, "inotify is not available")
-            fd = c.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-            if fd < 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
-            hub = cls._by_loop[loop] = cls(fd, loop)
+            hub = cls._by_loop[loop] = cls(inotify.init(), loop)
         hub.watches += 1
         return hub
 
@@ -122,23 +112,16 @@ class _Hub:
 
     def add(self, watch: Watch, path: str, follow: bool = False) -> None:
         """Watch directory `path` for `watch` (OSError if the kernel refuses)."""
-        mask = _MASK if follow else _MASK | _IN_DONT_FOLLOW
-        c = libc()
-        assert c is not None
+        mask = _MASK if follow else _MASK | IN_DONT_FOLLOW
         with self.lock:
             if watch.closed or self.fd < 0:
                 return
-            wd = c.inotify_add_watch(self.fd, os.fsencode(path), ctypes.c_uint32(mask))
-            if wd < 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err), path)
+            wd = inotify.add_watch(self.fd, path, mask)
             self.users.setdefault(wd, {})[watch] = path
             watch.wds.add(wd)
 
     def forget(self, watch: Watch) -> None:
         """Remove every descriptor of `watch` that no other watch uses."""
-        c = libc()
-        assert c is not None
         with self.lock:
             for wd in watch.wds:
                 users = self.users.get(wd)
@@ -148,13 +131,11 @@ class _Hub:
                 if not users:
                     del self.users[wd]
                     if self.fd >= 0:
-                        c.inotify_rm_watch(self.fd, wd)
+                        inotify.rm_watch(self.fd, wd)
             watch.wds.clear()
 
     def forget_below(self, watch: Watch, top: str) -> None:
         """Stop watching `top` and what is below it for `watch` (it was moved away)."""
-        c = libc()
-        assert c is not None
         prefix = top + "/"
         with self.lock:
             for wd in list(watch.wds):
@@ -167,31 +148,19 @@ class _Hub:
                 if not users:
                     del self.users[wd]
                     if self.fd >= 0:
-                        c.inotify_rm_watch(self.fd, wd)
+                        inotify.rm_watch(self.fd, wd)
 
     def pump(self) -> None:
         """Read every queued event and hand each to the watches of its directory."""
-        while self.fd >= 0:
-            try:
-                data = os.read(self.fd, 256 * 1024)
-            except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                    return
-                raise
-            if not data:
-                return
-            offset = 0
-            while offset < len(data):
-                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
-                offset += _EVENT.size + length
-                if mask & _IN_Q_OVERFLOW:
+        while self.fd >= 0 and (data := inotify.read_events(self.fd, 256 * 1024)) is not None:
+            for wd, mask, name in inotify.events(data):
+                if mask & IN_Q_OVERFLOW:
                     log.warning("inotify queue overflow: some changes were not reported")
                     continue
                 with self.lock:
                     users = self.users.get(wd)
                     targets = list(users.items()) if users else []
-                    if mask & _IN_IGNORED and users is not None:  # the directory is gone
+                    if mask & IN_IGNORED and users is not None:  # the directory is gone
                         del self.users[wd]
                         for watch, _ in targets:
                             watch.wds.discard(wd)
@@ -262,22 +231,22 @@ class Watch:
         if self.closed:
             return
         path = os.path.join(directory, name) if name else directory
-        if mask & _IN_DELETE_SELF:
+        if mask & IN_DELETE_SELF:
             if name or directory != self.root:
                 return  # a subdirectory: its parent reports it
             change = _DELETED
-        elif mask & (_IN_CREATE | _IN_MOVED_TO):
+        elif mask & (IN_CREATE | IN_MOVED_TO):
             change = _ADDED
-            if self.recursive and mask & _IN_ISDIR and self._hub is not None:
+            if self.recursive and mask & IN_ISDIR and self._hub is not None:
                 try:
                     self._hub.add(self, path)  # at once: what it holds is listed in _events
                 except OSError:
                     pass
-        elif mask & (_IN_DELETE | _IN_MOVED_FROM):
+        elif mask & (IN_DELETE | IN_MOVED_FROM):
             change = _DELETED
-            if mask & _IN_MOVED_FROM and mask & _IN_ISDIR and self.recursive and self._hub is not None:
+            if mask & IN_MOVED_FROM and mask & IN_ISDIR and self.recursive and self._hub is not None:
                 self._hub.forget_below(self, path)  # moved within the tree: it comes back as new
-        elif mask & (_IN_MODIFY | _IN_ATTRIB):
+        elif mask & (IN_MODIFY | IN_ATTRIB):
             change = _MODIFIED
         else:
             return
