@@ -5,6 +5,8 @@ PUT /atomic/<name> the same into a temp file, then fsync and rename
 GET /file/<name> answers with aiohttp's FileResponse (sendfile)
 GET /pty         the barest websocket-to-pty bridge: text frames in, raw output out
 GET /hello       aiohttp's hello world, as JSON like /health
+PUT, GET, DELETE /small/<name>  a small file as JSON {"content"}: written to a temp file,
+                 fsynced and renamed (as the daemon does), read, removed
 Run: python baseline_server.py PORT DIR
 """
 
@@ -74,6 +76,28 @@ async def pty_bridge(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def small_put(request: web.Request) -> web.Response:
+    content = (await request.json())["content"].encode()
+    target = os.path.join(DIR, request.match_info["name"])
+    tmp = target + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    return web.json_response({"path": target, "message": "File created successfully"})
+
+
+async def small_get(request: web.Request) -> web.Response:
+    with open(os.path.join(DIR, request.match_info["name"]), "rb") as f:
+        return web.json_response({"content": f.read().decode()})
+
+
+async def small_delete(request: web.Request) -> web.Response:
+    os.unlink(os.path.join(DIR, request.match_info["name"]))
+    return web.json_response({"message": "File deleted successfully"})
+
+
 async def hello(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -84,4 +108,7 @@ app.router.add_put("/atomic/{name}", put_atomic)
 app.router.add_get("/file/{name}", get_file)
 app.router.add_get("/pty", pty_bridge)
 app.router.add_get("/hello", hello)
+app.router.add_put("/small/{name}", small_put)
+app.router.add_get("/small/{name}", small_get)
+app.router.add_delete("/small/{name}", small_delete)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)

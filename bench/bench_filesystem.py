@@ -154,29 +154,41 @@ async def memory(report: Report) -> None:
 async def small_files(report: Report, runs: int = 200) -> None:
     sizes = [10, 100, 1024, 10 * 1024, 100 * 1024]
     with Daemon() as daemon:
+        baseline = BaselineServer(daemon.workdir)
+        await baseline.wait()
         async with aiohttp.ClientSession() as session:
+
+            async def cycle(size: int, write_url: str, url: str, into: dict[str, list[float]]) -> None:
+                """Write, read and delete one file; the three latencies."""
+                t0 = time.perf_counter()
+                async with session.put(write_url, json={"content": "x" * size}) as r:
+                    assert r.status == 200, await r.text()
+                t1 = time.perf_counter()
+                async with session.get(url) as r:
+                    assert len((await r.json())["content"]) == size
+                t2 = time.perf_counter()
+                async with session.delete(url) as r:
+                    assert r.status == 200
+                t3 = time.perf_counter()
+                for op, seconds in (("write", t1 - t0), ("read", t2 - t1), ("delete", t3 - t2)):
+                    into[op].append(seconds)
+
             for size in sizes:
-                content = "x" * size
-                times = {"write": [], "read": [], "delete": []}
-                for i in range(runs + 20):
+                ours: dict[str, list[float]] = {"write": [], "read": [], "delete": []}
+                theirs: dict[str, list[float]] = {"write": [], "read": [], "delete": []}
+                for i in range(runs + 20):  # interleaved; the first 20 are a warm-up
                     path = f"{daemon.workdir}/small-{size}-{i}.txt"
-                    t0 = time.perf_counter()
-                    async with session.put(f"{daemon.url}/filesystem/{path}", json={"content": content}) as r:
-                        await r.read()
-                    t1 = time.perf_counter()
-                    async with session.get(f"{daemon.url}/filesystem/{path}") as r:
-                        assert len((await r.json())["content"]) == size
-                    t2 = time.perf_counter()
-                    async with session.delete(f"{daemon.url}/filesystem/{path}") as r:
-                        await r.read()
-                    t3 = time.perf_counter()
-                    if i >= 20:
-                        times["write"].append(t1 - t0)
-                        times["read"].append(t2 - t1)
-                        times["delete"].append(t3 - t2)
-                for op, samples in times.items():
-                    p50, p99 = summarize(samples)
-                    report.add("smallfile", f"{op} {size} B p50 (p99)", f"{ms(p50)} ({ms(p99)})")
+                    name = f"base-{size}-{i}.txt"
+                    await cycle(size, f"{daemon.url}/filesystem/{path}", f"{daemon.url}/filesystem/{path}",
+                                ours if i >= 20 else {"write": [], "read": [], "delete": []})
+                    await cycle(size, f"{baseline.url}/small/{name}", f"{baseline.url}/small/{name}",
+                                theirs if i >= 20 else {"write": [], "read": [], "delete": []})
+                for op in ours:
+                    p50, p99 = summarize(ours[op])
+                    b50, b99 = summarize(theirs[op])
+                    report.add("smallfile", f"{op} {size} B p50 (p99)", f"{ms(p50)} ({ms(p99)})",
+                               f"minimal aiohttp {ms(b50)} ({ms(b99)})", p50 / b50)
+        baseline.close()
 
 
 async def main(report: Report) -> None:

@@ -262,6 +262,19 @@ def home_directory() -> str | None:
     return home or None
 
 
+def expand_path(path: str) -> str:
+    """The original's rules for a path or a working directory as given: a leading `~`
+    is $HOME, `//` is `/`. ValueError when `~` is used and there is no HOME."""
+    if path.startswith("~"):
+        home = home_directory()
+        if home is None:
+            raise ValueError("home directory not found")
+        path = home + path[1:]
+    while "//" in path:
+        path = path.replace("//", "/")
+    return path
+
+
 def get_variable(name: str) -> str | None:
     return os.environ.get(name)
 

@@ -35,16 +35,10 @@ class ResolvedPath:
 
 def format_path(path: str) -> str:
     """The original's FormatPath: "" -> ".", a leading `~` -> $HOME, `//` -> `/`."""
-    if not path:
-        path = "."
-    if path.startswith("~"):
-        home = config.home_directory()
-        if home is None:
-            raise Invalid("home directory not found")
-        path = home + path[1:]
-    while "//" in path:
-        path = path.replace("//", "/")
-    return path
+    try:
+        return config.expand_path(path or ".")
+    except ValueError as e:
+        raise Invalid(str(e)) from None
 
 
 def absolute(path: str, workdir: str) -> str:
