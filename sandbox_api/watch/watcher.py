@@ -3,7 +3,8 @@
 Every watch of the daemon (on one event loop) shares a single inotify file descriptor,
 read on the event loop. An idle watch costs nothing (no thread, no timer), and the
 number of watches is not capped by the kernel's inotify instances per user (128 by
-default). The inotify watches of a directory watched by several clients are shared
+default; watchfiles, which the design first named, gives each watcher its own instance
+and cannot add paths to a running one, so it fails at the 129th watch). The inotify watches of a directory watched by several clients are shared
 too (the kernel gives one watch descriptor per directory and instance): each is
 removed once no client needs it.
 
