@@ -150,7 +150,7 @@ def _start_command(children: Children, settings: Settings) -> Child:
     """The -c command: run in the background, its output in ours, not a managed process."""
     argv = [settings.shell_path, *settings.shell_args, settings.startup_command]
     identity = settings.identity
-    env = config.child_environment(identity.environment() if identity else None)
+    env = config.child_environment(identity=identity)
     child = children.spawn(argv, cwd="/", env=env, stdin=subprocess.DEVNULL, identity=identity)
     set_oom_score_adj(child.pid, 500)
     log.info("started startup command (pid %d): %s", child.pid, settings.startup_command)

@@ -234,9 +234,18 @@ def resolve_command(name: str) -> str:
     return found
 
 
+def find_program(*names: str) -> str | None:
+    """The first of `names` installed as an executable on PATH, else None."""
+    for name in names:
+        path = resolve_command(name)
+        if os.sep in path and os.access(path, os.X_OK):
+            return path
+    return None
 
-def child_environment(extra: dict[str, str] | None = None) -> dict[bytes, bytes]:
-    """The environment a child starts with: ours, minus what a bundled runtime added.
+
+def runtime_environment() -> dict[bytes, bytes]:
+    """Our environment minus what a bundled runtime added (loader variables, the
+    bundle's own): what a program started from here should see of it.
 
     Bytes, not str, copied at C speed from the mapping behind `os.environ` (a
     Python-level copy of `os.environ` costs more than the rest of a spawn's setup).
@@ -250,11 +259,26 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[bytes, bytes]
             env.pop(b"LD_LIBRARY_PATH", None)
     for key in [k for k in env if k.startswith(_PACKER_PREFIXES_B) or k in bundle.ADDED_VARIABLES]:
         del env[key]
+    return env
+
+
+def child_environment(extra: dict[str, str] | None = None, identity: Identity | None = None) -> dict[bytes, bytes]:
+    """The environment a child starts with: the runtime's (above) minus the daemon's
+    secrets, plus `extra`, then what a login as `identity` sets (HOME, USER...)."""
+    env = runtime_environment()
     env.pop(b"SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
     env.pop(b"BL_NETWORKING_CONFIG", None)  # holds the tunnel's private key
     if extra:
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
+    if identity is not None:
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in identity.environment().items())
     return env
+
+
+def valid_variable(name: str, value: str) -> bool:
+    """Whether `name=value` can be put in an environment (no OS call takes a NUL,
+    and a name holds no `=`)."""
+    return bool(name) and "=" not in name and "\0" not in name and "\0" not in value
 
 
 def home_directory() -> str | None:

@@ -29,7 +29,6 @@ class Identity:
     gid: int
     groups: tuple[int, ...]
     home: str
-    shell: str
 
     def environment(self) -> dict[str, str]:
         """What a login as this user would set; overrides the request's own values."""
@@ -64,8 +63,7 @@ def resolve(spec: str) -> Identity:
     name = entry.pw_name if entry is not None else str(uid)
     groups = tuple(sorted(set(os.getgrouplist(name, gid)))) if entry is not None else (gid,)
     home = entry.pw_dir if entry is not None and entry.pw_dir else "/"
-    shell = entry.pw_shell if entry is not None and entry.pw_shell else "/bin/sh"
-    return Identity(name, uid, gid, groups, home, shell)
+    return Identity(name, uid, gid, groups, home)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -6,16 +6,11 @@ from aiohttp import web
 
 from ..errors import Invalid
 from ..http import paths
-from ..http.appkeys import SETTINGS
-from ..http.prefix_routes import TAIL, PrefixRouter
+from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_response, read_json_object
 from .service import Codegen
 
 CODEGEN = web.AppKey("codegen", Codegen)
-
-
-def _resolve(request: web.Request) -> paths.ResolvedPath:
-    return paths.from_tail(request[TAIL], request.rel_url.raw_path, request.app[SETTINGS].workdir)
 
 
 def _number(request: web.Request, name: str, kind: type) -> float | int:
@@ -31,13 +26,13 @@ def _number(request: web.Request, name: str, kind: type) -> float | int:
 async def fastapply(request: web.Request) -> web.Response:
     request.app[CODEGEN].ensure_configured()
     body = await read_json_object(request)
-    result = await request.app[CODEGEN].fastapply(_resolve(request), body.get("codeEdit"), body.get("model"))
+    result = await request.app[CODEGEN].fastapply(paths.from_request(request), body.get("codeEdit"), body.get("model"))
     return json_response(result)
 
 
 async def reranking(request: web.Request) -> web.Response:
     result = await request.app[CODEGEN].rerank(
-        _resolve(request),
+        paths.from_request(request),
         request.query.get("query"),
         _number(request, "scoreThreshold", float),
         int(_number(request, "tokenLimit", int)),

@@ -145,7 +145,7 @@ class Codegen:
         except NotFound:
             original = ""  # a missing file is created by the edit
         updated = await merge(p, original, code_edit, model)
-        await self.files.write_bytes(target, updated.encode("utf-8"), 0o644, error_prefix="error writing file: ")
+        await self.files.write_bytes(target, updated.encode("utf-8"), 0o644)
         return {
             "success": True,
             "path": target.display,

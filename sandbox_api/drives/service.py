@@ -141,14 +141,6 @@ def blfs_argv(blfs: str, request: MountRequest, *, filer: str, workspace_id: str
     return argv
 
 
-def _find_program(*names: str) -> str | None:
-    for name in names:
-        path = config.resolve_command(name)
-        if os.sep in path and os.access(path, os.X_OK):
-            return path
-    return None
-
-
 class Drives:
     def __init__(
         self,
@@ -217,7 +209,7 @@ class Drives:
             if not entry.is_drive:
                 # What the list shows is what can be unmounted: not /proc, not the root.
                 raise Internal(f"Failed to unmount drive: {path} is not a drive mount ({entry.fs_type})")
-            helpers = [p for p in (_find_program("fusermount", "fusermount3"), _find_program("umount")) if p]
+            helpers = [p for p in (config.find_program("fusermount", "fusermount3"), config.find_program("umount")) if p]
             if not helpers:
                 raise NotSupported("unmounting a drive needs fusermount or umount, and neither is installed in this sandbox")
             failures = []
@@ -332,7 +324,7 @@ class Drives:
             pass
         await child.wait()
         if find_mount(await self._mounts(), path) is not None:
-            helper = _find_program("fusermount", "fusermount3")
+            helper = config.find_program("fusermount", "fusermount3")
             if helper:
                 await self._run_helper([helper, "-u", path])
         raise Internal(f"Failed to mount drive: timeout waiting for mount point to be ready after {self.mount_timeout:g}s")

@@ -43,16 +43,14 @@ class AtomicFile:
         self._named_temp: str | None = None
         self._existing_mode: int | None = None
         self._owner: tuple[int, int] | None = None
-        self.size = 0
 
-    def open(self, make_parents: bool = True) -> None:
+    def open(self) -> None:
         target = self.target
         if os.path.islink(target):
             target = os.path.realpath(target)
         self.target = target
         parent = os.path.dirname(target) or "/"
-        if make_parents:
-            make_parents_of(target)
+        make_parents_of(target)
         try:
             existing = os.stat(target)
         except FileNotFoundError:
@@ -75,7 +73,7 @@ class AtomicFile:
         self.write_all([data])
 
     def write_all(self, pieces: list) -> None:
-        self.size += write_all(self.fd, pieces)
+        write_all(self.fd, pieces)
 
     def commit(self) -> None:
         if self._existing_mode is not None:

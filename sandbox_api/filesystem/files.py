@@ -134,11 +134,11 @@ class Files:
         except OSError as e:
             raise api_error(e, "error creating directory: ", op="mkdir") from None
 
-    async def write_bytes(self, p: ResolvedPath, data: bytes, mode: int, error_prefix: str = "error writing file: ") -> None:
+    async def write_bytes(self, p: ResolvedPath, data: bytes, mode: int) -> None:
         try:
             await self.run(_write_atomic, p.absolute, data, mode)
         except OSError as e:
-            raise api_error(e, error_prefix, op="open" if e.errno == errno.EISDIR else None) from None
+            raise api_error(e, "error writing file: ", op="open" if e.errno == errno.EISDIR else None) from None
 
     async def edit(self, p: ResolvedPath, old: str, new: str, replace_all: bool) -> int:
         """Replace `old` by `new` (exactly one occurrence unless `replace_all`); the count."""
@@ -490,7 +490,7 @@ def _copy_file_atomic(source: str, target: str, mode: int) -> None:
     try:
         out.open()
         with open(source, "rb") as src:
-            out.size = copy_data(src.fileno(), out.fd)
+            copy_data(src.fileno(), out.fd)
         out.commit()
     except BaseException:
         out.abort()

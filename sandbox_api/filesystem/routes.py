@@ -14,7 +14,7 @@ from ..errors import Invalid, PayloadTooLarge
 from ..http import paths
 from ..http.appkeys import SETTINGS
 from ..http.prefix_routes import TAIL, PrefixRouter
-from ..http.responses import error_body, field, json_response, read_json_object
+from ..http.responses import error_body, field, head_ok, json_response, read_json_object
 from .atomic import AtomicFile
 from .files import Download, Files, TreeOptions, api_error, parse_permissions
 from .pipeline import ThreadedWriter
@@ -47,10 +47,6 @@ CONTENT_TYPES = {
 }
 
 
-def _resolve(request: web.Request, *, formatted: bool = True) -> paths.ResolvedPath:
-    return paths.from_tail(request[TAIL], request.rel_url.raw_path, request.app[SETTINGS].workdir, formatted=formatted)
-
-
 def _success(path: str, message: str) -> web.Response:
     return json_response({"path": path, "message": message})
 
@@ -71,7 +67,7 @@ def wants_download(request: web.Request) -> bool:
 
 async def get_path(request: web.Request) -> web.StreamResponse:
     files = request.app[FILES]
-    p = _resolve(request)
+    p = paths.from_request(request)
     if await files.is_directory(p):
         return json_response(await files.list_directory(p))
     if wants_download(request):
@@ -149,7 +145,7 @@ async def _download(request: web.Request, d: Download) -> web.StreamResponse:
 
 async def put_path(request: web.Request) -> web.Response:
     files = request.app[FILES]
-    p = _resolve(request)
+    p = paths.from_request(request)
     content_type = request.headers.get("Content-Type", "")
     if content_type.startswith("multipart/form-data"):
         await _write_form(request, p)
@@ -278,22 +274,12 @@ async def _write_form(request: web.Request, p: paths.ResolvedPath) -> None:
 
 
 async def delete_path(request: web.Request) -> web.Response:
-    p = _resolve(request)
+    p = paths.from_request(request)
     kind = await request.app[FILES].delete(p, request.query.get("recursive") == "true")
     return _success(p.display, "Directory deleted successfully" if kind == "directory" else "File deleted successfully")
 
 
 # --- /filesystem/tree ------------------------------------------------------------------
-
-
-def _tree_root(request: web.Request) -> paths.ResolvedPath:
-    """Tree paths are always absolute: the rest of the URL, `//` collapsed."""
-    value = paths.checked(request[TAIL]) or "/"
-    if not value.startswith("/"):
-        value = "/" + value
-    while "//" in value:
-        value = value.replace("//", "/")
-    return paths.ResolvedPath(display=value, absolute=os.path.normpath(value))
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -315,7 +301,7 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
 
 async def get_tree(request: web.Request) -> web.Response:
     files = request.app[FILES]
-    root = _tree_root(request)
+    root = paths.from_tree_tail(request[TAIL])
     if request.query.get("recursive") != "true":
         return json_response(await files.tree_listing(root))
     options = TreeOptions(
@@ -330,7 +316,7 @@ async def get_tree(request: web.Request) -> web.Response:
 
 
 async def put_tree(request: web.Request) -> web.Response:
-    root = _tree_root(request)
+    root = paths.from_tree_tail(request[TAIL])
     data = await read_json_object(request)
     entries = field(data, "files", dict, {})
     for key, value in entries.items():
@@ -342,7 +328,7 @@ async def put_tree(request: web.Request) -> web.Response:
 
 
 async def delete_tree(request: web.Request) -> web.Response:
-    root = _tree_root(request)
+    root = paths.from_tree_tail(request[TAIL])
     await request.app[FILES].delete_tree(root, request.query.get("recursive") == "true")
     return _success(root.display, "Directory deleted successfully")
 
@@ -367,7 +353,7 @@ async def copy(request: web.Request) -> web.Response:
 
 
 async def initiate_upload(request: web.Request) -> web.Response:
-    p = _resolve(request)
+    p = paths.from_request(request)
     try:
         data = await read_json_object(request, required=False)
     except Invalid:
@@ -399,13 +385,11 @@ async def upload_part(request: web.Request) -> web.Response:
                     await writer.write(chunk)
                 await writer.flush()
                 result = await asyncio.to_thread(staged.finish)
-            except OSError as e:
+            except BaseException as e:
                 await writer.discard()
                 await asyncio.to_thread(staged.abort)
-                raise api_error(e, "failed to upload part: ") from None
-            except BaseException:
-                await writer.discard()
-                await asyncio.to_thread(staged.abort)
+                if isinstance(e, OSError):
+                    raise api_error(e, "failed to upload part: ") from None
                 raise
             return json_response({"partNumber": result.number, "etag": result.etag, "size": result.size})
         await part.release()
@@ -434,10 +418,6 @@ async def list_parts(request: web.Request) -> web.Response:
 
 async def list_uploads(request: web.Request) -> web.Response:
     return json_response(await request.app[UPLOADS].list_sessions())
-
-
-async def head_ok(request: web.Request) -> web.Response:
-    return web.Response(status=200)
 
 
 def add_routes(app: web.Application, prefixes: PrefixRouter) -> None:

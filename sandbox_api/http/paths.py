@@ -17,8 +17,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from .. import config
 from ..errors import Invalid
+from .appkeys import SETTINGS
+from .prefix_routes import TAIL
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,20 @@ def from_tail(tail: str, raw_path: str, workdir: str, *, formatted: bool = True)
     if formatted:
         value = format_path(value)
     return from_value(value, workdir)
+
+
+def from_request(request: web.Request, *, formatted: bool = True) -> ResolvedPath:
+    """The path at the end of a prefix route's URL (`/filesystem/...`, `/watch/filesystem/...`)."""
+    return from_tail(request[TAIL], request.rel_url.raw_path, request.app[SETTINGS].workdir, formatted=formatted)
+
+
+def from_tree_tail(tail: str) -> ResolvedPath:
+    """`/filesystem/tree/...`: always absolute (the rest of the URL), `//` collapsed."""
+    value = checked(tail) or "/"
+    if not value.startswith("/"):
+        value = "/" + value
+    value = format_path(value)  # starts with `/`: only the `//` rule applies
+    return ResolvedPath(display=value, absolute=os.path.normpath(value))
 
 
 def checked(value: str) -> str:

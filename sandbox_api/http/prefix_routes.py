@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .responses import head_ok
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 TAIL = web.RequestKey("prefix_tail", str)
@@ -46,7 +48,7 @@ class PrefixRouter:
                     return route.handler, path[len(route.prefix) :]
                 prefix_known = True
         if prefix_known and method == "HEAD":
-            return _head_ok, ""
+            return head_ok, ""
         return None
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -63,8 +65,3 @@ class PrefixRouter:
 
 
 PREFIX_ROUTER = web.AppKey("prefix_router", PrefixRouter)
-
-
-async def _head_ok(request: web.Request) -> web.Response:
-    """HEAD twins answer 200 without looking at anything (as the original)."""
-    return web.Response(status=200)

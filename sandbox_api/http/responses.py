@@ -121,3 +121,8 @@ async def start_stream(request: web.Request, content_type: str) -> web.StreamRes
     )
     await response.prepare(request)
     return response
+
+
+async def head_ok(request: web.Request) -> web.Response:
+    """HEAD twins answer 200 without looking at anything (as the original)."""
+    return web.Response(status=200)

@@ -46,10 +46,6 @@ class Monitors:
             self._poller.cancel()
             self._poller = None
 
-    @property
-    def monitored(self) -> list[int]:
-        return sorted(self._callbacks)
-
     async def close(self) -> None:
         if self._poller is not None:
             self._poller.cancel()

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from ..errors import Invalid, NotFound
-from ..http.responses import field, json_response, read_json_object
+from ..http.responses import field, head_ok, json_response, read_json_object
 from . import ports
 from .monitors import Monitors
 from .tunnel import Tunnel, parse_config
@@ -69,10 +69,6 @@ async def _start_tunnel(app: web.Application) -> None:
 
 async def _close_tunnel(app: web.Application) -> None:
     await app[TUNNEL].close()
-
-
-async def head_ok(request: web.Request) -> web.Response:
-    return web.Response(status=200)
 
 
 def add_routes(app: web.Application) -> None:

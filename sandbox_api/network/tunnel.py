@@ -221,11 +221,6 @@ def _key_problem(key: str) -> str | None:
     return None
 
 
-def _find_program(name: str) -> str | None:
-    path = config.resolve_command(name)
-    return path if os.sep in path and os.access(path, os.X_OK) else None
-
-
 @dataclass
 class _Active:
     config: TunnelConfig
@@ -241,10 +236,6 @@ class Tunnel:
         self._lock = asyncio.Lock()
         self._active: _Active | None = None
         self._startup: asyncio.Task[None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._active is not None
 
     def start_from_environment(self) -> None:
         """Bring the tunnel up from BL_NETWORKING_CONFIG in the background, if set;
@@ -269,7 +260,7 @@ class Tunnel:
 
     async def configure(self, tunnel: TunnelConfig) -> None:
         """Replace the running tunnel (if any) by one with this configuration."""
-        wg, ip = _find_program("wg"), _find_program("ip")
+        wg, ip = config.find_program("wg"), config.find_program("ip")
         missing = [name for name, path in (("wg", wg), ("ip", ip)) if path is None]
         if wg is None or ip is None:
             raise NotSupported(
@@ -294,7 +285,7 @@ class Tunnel:
         async with self._lock:
             if self._active is None:
                 raise Invalid("no WireGuard client is running")
-            ip = _find_program("ip")
+            ip = config.find_program("ip")
             if ip is None:
                 raise NotSupported("stopping the WireGuard tunnel needs the ip program, which is not installed in this sandbox")
             try:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..identity import Identity
 from ..linux.syscalls import set_child_subreaper
+from .tree import stat_fields
 
 log = logging.getLogger("sandbox_api.children")
 
@@ -113,13 +114,12 @@ class Children:
         try:
             self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
             self._signal_installed = True
-        except (RuntimeError, ValueError, NotImplementedError):
+        except RuntimeError:  # a loop outside the main thread cannot take signal handlers
             log.warning("SIGCHLD handler unavailable; reaping by sweep only")
         self._schedule_sweep()
         # Held for life (posix_spawn steps out of it and back): opened now, so the fd
         # count of an idle daemon is the count after any number of processes.
-        if self._home_fd < 0:
-            self._home_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._home_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:
         if self._sweeper is not None:
@@ -251,8 +251,6 @@ class Children:
         self, argv: Sequence[str], *, env: Mapping[bytes, bytes], cwd: str, actions: list, **attributes: Any
     ) -> Child:
         loop = self._loop or asyncio.get_running_loop()
-        if self._home_fd < 0:
-            self._home_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         os.chdir(cwd)
         try:
             pid = os.posix_spawn(
@@ -275,10 +273,6 @@ class Children:
         self._known[pid] = child
         self.reap()  # it may have ended already
         return child
-
-    @property
-    def running(self) -> int:
-        return len(self._known)
 
     def reap(self) -> None:
         """Collect the exit status of every known child that has exited."""
@@ -335,31 +329,19 @@ def _take_controlling_tty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def _stat_fields(pid: int) -> list[bytes]:
-    """Fields of /proc/<pid>/stat after the command name (state is [0]); [] if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
 def parent_of(pid: int) -> int:
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return int(fields[1]) if fields else 0
 
 
 def zombie_exit_code(pid: int) -> int | None:
     """The exit code of a zombie that is not ours to reap (/proc exposes its wait status)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if len(fields) < 50 or fields[0] != b"Z":
         return None
     return os.waitstatus_to_exitcode(int(fields[49]))
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
+    fields = stat_fields(pid)
+    return bool(fields) and fields[0] == b"Z"

@@ -12,7 +12,7 @@ from aiohttp import web
 from ..errors import Invalid, Unprocessable
 from ..http import streams
 from ..http.appkeys import SETTINGS
-from ..http.responses import field, json_response, read_json_object, start_stream
+from ..http.responses import field, head_ok, json_response, read_json_object, start_stream
 from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
 from .supervisor import ManagedProcess, ProcessSpec, Supervisor
 from .views import logs_view, process_view, summary_view
@@ -254,10 +254,6 @@ async def write_stdin(request: web.Request) -> web.Response:
 async def close_stdin(request: web.Request) -> web.Response:
     request.app[SUPERVISOR].close_stdin(request.match_info["identifier"])
     return json_response({"path": "", "message": "stdin closed"})
-
-
-async def head_ok(request: web.Request) -> web.Response:
-    return web.Response(status=200)
 
 
 def add_routes(app: web.Application) -> None:

@@ -234,7 +234,7 @@ class Supervisor:
         if "\0" in spec.command or "\0" in spec.working_dir:
             raise Invalid("command and workingDir must not contain a NUL byte")
         for key, value in spec.env.items():
-            if not key or "=" in key or "\0" in key or "\0" in value:
+            if not config.valid_variable(key, value):
                 raise Invalid(f"invalid environment variable {key!r}: a name is not empty and holds no '=', "
                               "and neither holds a NUL byte")
         working_dir = self.normalize_working_dir(spec.working_dir)
@@ -303,8 +303,7 @@ class Supervisor:
             )
         argv = [self.settings.shell_path, *self.settings.shell_args, record.command]
         identity = self.settings.identity
-        env = config.child_environment({**record.env, **(identity.environment() if identity else {}),
-                                        config.PROCESS_COOKIE: record.key})
+        env = config.child_environment({**record.env, config.PROCESS_COOKIE: record.key}, identity=identity)
         out_fd, err_fd = proc.log.child_fds()
         stdin_read = -1
         try:
@@ -726,12 +725,8 @@ class Supervisor:
 
 def _start_ticks(pid: int) -> int:
     """Start time of `pid` in clock ticks since boot (0 if gone or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0
-    if fields[0] in (b"Z", b"X"):
+    fields = tree.stat_fields(pid)
+    if not fields or fields[0] in (b"Z", b"X"):
         return 0
     return int(fields[19])
 

@@ -23,17 +23,26 @@ class ProcInfo:
     session: int
 
 
+def stat_fields(pid: int | str) -> list[bytes]:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1],
+    start time [19]); [] if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def snapshot() -> dict[int, ProcInfo]:
     """Every visible process, from /proc/<pid>/stat."""
     procs: dict[int, ProcInfo] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
+        fields = stat_fields(name)
         try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
             procs[int(name)] = ProcInfo(int(name), int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[3]))
-        except (OSError, IndexError, ValueError):
+        except (IndexError, ValueError):
             continue
     return procs
 

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import config
 from ..errors import Internal, Invalid, NotSupported, Unprocessable
 from ..identity import Identity
 from ..process.children import Children
@@ -31,7 +32,7 @@ MAX_CONTEXT_LINES = 20
 def find_rg() -> str | None:
     """The `rg` shipped with us: in a bundle, beside our interpreter (the ripgrep wheel
     installs it into the venv's bin), or on PATH."""
-    explicit = os.environ.get("SANDBOX_RG_PATH")
+    explicit = config.get_variable("SANDBOX_RG_PATH")
     candidates = [explicit] if explicit else []
     bundle = getattr(sys, "_MEIPASS", None)
     if bundle:
@@ -107,8 +108,7 @@ class ContentSearch:
             raise NotSupported("content search needs ripgrep (rg), which was not found; install the ripgrep wheel")
         if not query:
             raise Invalid("query parameter is required")
-        if any("\0" in text for text in (query, file_pattern or "", *exclude_dirs)):
-            raise Invalid("query, filePattern and excludeDirs must not contain a NUL byte")
+        _refuse_nul("query, filePattern and excludeDirs", query, file_pattern or "", *exclude_dirs)
         if not os.path.isdir(root):
             raise Invalid(f"specified directory does not exist: {root}")
         if not os.access(root, os.R_OK | os.X_OK):
@@ -141,6 +141,7 @@ class ContentSearch:
         """rg's own JSON lines for a regex search (the MCP grep tool returns them as is)."""
         if self.rg is None:
             raise NotSupported("content search needs ripgrep (rg), which was not found; install the ripgrep wheel")
+        _refuse_nul("query, include and exclude", query, include, exclude)
         argv = [self.rg, "--json", "--no-config"]
         if not case_sensitive:
             argv.append("--ignore-case")
@@ -160,23 +161,22 @@ class ContentSearch:
         return lines
 
 
+def _refuse_nul(names: str, *texts: str) -> None:
+    """No argument of a process can hold a NUL byte: bad input, said as such."""
+    if any("\0" in text for text in texts):
+        raise Invalid(f"{names} must not contain a NUL byte")
+
+
 async def _raw_lines(stream: asyncio.StreamReader, limit: int, timeout: float) -> list[str]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     lines: list[str] = []
     matches = 0
-    while matches < limit:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            break
-        try:
-            raw = await asyncio.wait_for(stream.readline(), remaining)
-        except asyncio.TimeoutError:
-            break
-        if not raw:
-            break
-        lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-        matches += raw.startswith(b'{"type":"match"')
+    try:
+        async with asyncio.timeout(timeout):  # one deadline for the whole read, not a task per line
+            while matches < limit and (raw := await stream.readline()):
+                lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                matches += raw.startswith(b'{"type":"match"')
+    except TimeoutError:
+        pass  # what was read by then is the answer
     return lines
 
 

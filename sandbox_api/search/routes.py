@@ -9,7 +9,7 @@ from aiohttp import web
 from ..errors import Invalid
 from ..http import paths
 from ..http.appkeys import SETTINGS
-from ..http.prefix_routes import TAIL, PrefixRouter
+from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_response
 from . import find, fuzzy
 from .content import MAX_CONTEXT_LINES, ContentSearch
@@ -23,12 +23,7 @@ _GO_INT = re.compile(r"^[+-]?\d+$")
 
 def max_results(request: web.Request, default: int) -> int:
     """`maxResults`: default, positive capped at 1000, 0 = all; else 400."""
-    raw = request.query.get("maxResults")
-    if raw is None or raw == "":
-        return default
-    if not _GO_INT.match(raw) or int(raw) < 0:
-        raise Invalid(f"invalid maxResults: {raw}")
-    return min(int(raw), MAX_RESULTS_CAP)
+    return _int(request, "maxResults", default, MAX_RESULTS_CAP)
 
 
 def exclude_dirs(request: web.Request) -> frozenset[str]:
@@ -53,17 +48,13 @@ def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
     return min(int(raw), maximum)
 
 
-def _root(request: web.Request, formatted: bool) -> paths.ResolvedPath:
-    return paths.from_tail(request[TAIL], request.rel_url.raw_path, request.app[SETTINGS].workdir, formatted=formatted)
-
-
 async def find_files(request: web.Request) -> web.Response:
     limit = max_results(request, 20)
     kind = request.query.get("type") or "file"
     if kind not in ("file", "directory"):
         raise Invalid(f"invalid search type: {kind}")
     patterns = tuple(p.strip() for p in request.query.get("patterns", "").split(",") if p.strip())
-    root = _root(request, formatted=False)
+    root = paths.from_request(request, formatted=False)
     result = await find.find(
         root.absolute,
         kind=kind,
@@ -77,7 +68,7 @@ async def find_files(request: web.Request) -> web.Response:
 
 async def fuzzy_search(request: web.Request) -> web.Response:
     limit = max_results(request, 20)
-    root = _root(request, formatted=False)
+    root = paths.from_request(request, formatted=False)
     query = request.query.get("query")
     if not query:
         # The original's quirk: without `query`, the path is both the root and the pattern.
@@ -94,7 +85,7 @@ async def content_search(request: web.Request) -> web.Response:
     query = request.query.get("query", "")
     if not query:
         raise Invalid("query parameter is required")
-    root = _root(request, formatted=True)
+    root = paths.from_request(request, formatted=True)
     result = await request.app[CONTENT_SEARCH].search(
         root.absolute,
         query,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from ..openapi import document_json
 PAGE = "/swagger/index.html"
 
 
+@cache
 def _page() -> bytes:
     return (resources.files("sandbox_api.system") / "static" / "swagger.html").read_bytes()
 

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from .. import config
 from ..errors import Internal, NotFound
 
 
@@ -39,7 +40,7 @@ class EnvironmentReloader:
         if not isinstance(environment, dict) or not isinstance(generation, int):
             raise Internal("invalid metadata document: environment must be an object and generation an integer")
         values = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in environment.items()}
-        bad = [k for k in values if not k or "=" in k or "\0" in k or "\0" in values[k]]
+        bad = [k for k in values if not config.valid_variable(k, values[k])]
         if bad:
             raise Internal(f"invalid metadata document: bad variable name or value for {bad[0]!r}")
         for key, value in values.items():

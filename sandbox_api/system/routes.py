@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from ..http.responses import json_response
+from ..http.responses import head_ok, json_response
 from . import docs
 from .environment import EnvironmentReloader
 from .health import Health
@@ -56,10 +56,6 @@ async def upgrade(request: web.Request) -> web.Response:
 
 async def reload_environment(request: web.Request) -> web.Response:
     return json_response(request.app[ENVIRONMENT].reload())
-
-
-async def head_ok(request: web.Request) -> web.Response:
-    return web.Response(status=200)
 
 
 def add_routes(app: web.Application) -> None:

@@ -156,10 +156,10 @@ class Upgrader:
         done = UpgradeStatus(status="completed", step="completed", version=version, last_attempt=self.status.last_attempt,
                              download_url=self.status.download_url, binary_path=self.status.binary_path,
                              bytes_downloaded=self.status.bytes_downloaded)
-        env = config.child_environment()
-        token = os.environ.get("SANDBOX_API_TOKEN")
-        if token:
-            env[b"SANDBOX_API_TOKEN"] = token.encode()  # the daemon's own secret, kept for its next life
+        # The daemon's next life keeps its own settings (the token too), except the tunnel's:
+        # the tunnel is up and outlives the exec, and applying it again would replace it.
+        env = config.runtime_environment()
+        env.pop(b"BL_NETWORKING_CONFIG", None)
         env[COUNT_VARIABLE.encode()] = str(self.health.upgrade_count + 1).encode()
         env[STATE_VARIABLE.encode()] = json.dumps(done.__dict__).encode()
         self.exec_request = ExecRequest(target, [target, *sys.argv[1:]], env)
@@ -263,16 +263,12 @@ async def validate_binary(children: Children, path: str) -> None:
 
 async def _answers_version(children: Children, path: str, env: dict[bytes, bytes], cwd: str) -> None:
     try:
-        piped = await children.spawn_reading([path, "--version"], cwd=cwd, env=env)
+        done = await children.run([path, "--version"], timeout=VALIDATE_SECONDS, cwd=cwd, env=env)
+    except TimeoutError:  # before OSError, of which it is a subclass
+        raise UpgradeFailed("validate", "the new binary does not run: --version timed out") from None
     except OSError as e:
         raise UpgradeFailed("validate", f"the new binary does not run: {e}") from None
-    try:
-        out, err = await asyncio.wait_for(asyncio.gather(piped.stdout.read(), piped.stderr.read()), VALIDATE_SECONDS)
-        code = await asyncio.wait_for(piped.child.wait(), VALIDATE_SECONDS)
-    except asyncio.TimeoutError:
-        raise UpgradeFailed("validate", "the new binary does not run: --version timed out") from None
-    finally:
-        await piped.close()
+    out, err, code = done.stdout, done.stderr, done.returncode
     if code != 0 or not out.startswith(b"sandbox-api"):
         text = (out + err).decode("utf-8", "replace").strip()[:500]
         raise UpgradeFailed("validate", f"the new binary does not run: --version exited {code}: {text}")

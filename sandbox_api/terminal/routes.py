@@ -14,6 +14,7 @@ from importlib import resources
 
 from aiohttp import WSMsgType, web
 
+from ..http.responses import head_ok
 from .sessions import Terminals
 
 log = logging.getLogger("sandbox_api.terminal")
@@ -119,10 +120,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await asyncio.gather(sender, return_exceptions=True)
         log.info("terminal disconnect", extra={"source": "audit", "action": "terminal_disconnect", "session": session.id})
     return ws
-
-
-async def head_ok(request: web.Request) -> web.Response:
-    return web.Response(status=200)
 
 
 def add_routes(app: web.Application) -> None:

@@ -191,7 +191,7 @@ class Terminals:
         try:
             set_size(master, cols, rows)
             identity = self.settings.identity
-            env = config.child_environment(identity.environment() if identity else None)
+            env = config.child_environment(identity=identity)
             env.setdefault(b"TERM", b"xterm-256color")
             child = self.children.spawn_terminal([program], env=env, cwd=cwd, tty=os.ttyname(slave), identity=identity)
         except BaseException:

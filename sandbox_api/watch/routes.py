@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..http import paths
 from ..http.appkeys import SETTINGS
-from ..http.prefix_routes import TAIL, PrefixRouter
+from ..http.prefix_routes import PrefixRouter
 from ..http.responses import start_stream
 from ..http.streams import disconnected
 from ..process.routes import SUPERVISOR
@@ -20,7 +20,7 @@ KEEPALIVE = b"[keepalive]\n"
 
 async def watch_filesystem(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    target = paths.from_tail(request[TAIL], request.rel_url.raw_path, settings.workdir)
+    target = paths.from_request(request)
     display = target.display
     recursive = display.endswith("/**")
     if recursive:

@@ -152,21 +152,23 @@ class _Hub:
                         inotify.rm_watch(self.fd, wd)
 
     def pump(self) -> None:
-        """Read every queued event and hand each to the watches of its directory."""
-        while self.fd >= 0 and (data := inotify.read_events(self.fd, 256 * 1024)) is not None:
-            for wd, mask, name in inotify.events(data):
-                if mask & IN_Q_OVERFLOW:
-                    log.warning("inotify queue overflow: some changes were not reported")
-                    continue
-                with self.lock:
-                    users = self.users.get(wd)
-                    targets = list(users.items()) if users else []
-                    if mask & IN_IGNORED and users is not None:  # the directory is gone
-                        del self.users[wd]
-                        for watch, _ in targets:
-                            watch.wds.discard(wd)
-                for watch, directory in targets:
-                    watch.raw(mask, directory, os.fsdecode(name))
+        """Hand each queued event to the watches of its directory. One read per call (as
+        the log follower): if more is queued, the loop calls again after other ready work."""
+        if self.fd < 0 or (data := inotify.read_events(self.fd, 256 * 1024)) is None:
+            return
+        for wd, mask, name in inotify.events(data):
+            if mask & IN_Q_OVERFLOW:
+                log.warning("inotify queue overflow: some changes were not reported")
+                continue
+            with self.lock:
+                users = self.users.get(wd)
+                targets = list(users.items()) if users else []
+                if mask & IN_IGNORED and users is not None:  # the directory is gone
+                    del self.users[wd]
+                    for watch, _ in targets:
+                        watch.wds.discard(wd)
+            for watch, directory in targets:
+                watch.raw(mask, directory, os.fsdecode(name))
 
 
 class Watch:
