@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..linux import sock_diag
+from ..process import tree
 
 _SS_STATES = {
     "ESTABLISHED": "ESTAB",
@@ -66,15 +67,11 @@ class PortInfo:
         }
 
 
-def tree_pids(root: int) -> set[int]:
-    """`root` and all its descendants (empty if `root` does not exist)."""
-    import psutil  # imported on first use: ~1 MB and 15 ms off the daemon's start
-
-    try:
-        process = psutil.Process(root)
-        return {root} | {child.pid for child in process.children(recursive=True)}
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return set()
+def tree_pids(root: int, procs: dict[int, tree.ProcInfo] | None = None) -> set[int]:
+    """`root` and all its descendants (empty if `root` does not exist); `procs` is a
+    `tree.snapshot()` to reuse."""
+    procs = tree.snapshot() if procs is None else procs
+    return {root} | tree.descendants(root, procs) if root in procs else set()
 
 
 def process_name(pid: int) -> str:

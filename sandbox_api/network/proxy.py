@@ -18,6 +18,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..errors import ApiError, BadGateway, GatewayTimeout, Invalid
+from ..http import streams
 from ..http.headers import RELAYED
 
 UPSTREAM_HOST = "127.0.0.1"
@@ -165,31 +166,24 @@ async def _relay_http(request: web.Request, proxy: PortProxy, port: int, target:
         )
         request[RELAYED] = True
         await response.prepare(request)
+        # aiohttp does not cancel a handler whose client left: a quiet upstream (an event
+        # stream between events) is dropped once the client is seen gone.
+        gone = streams.disconnected(request, proxy.client_check_seconds)
+        gone.add_done_callback(lambda f: f.cancelled() or upstream.close())
         try:
-            while chunk := await _next_chunk(request, upstream, proxy.client_check_seconds):
+            async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
+            if gone.done():
+                raise ConnectionResetError("the client left")
+            await response.write_eof()  # here rather than after us: the access log sees the size
         except (aiohttp.ClientError, ConnectionResetError):
             # One side broke off mid-body. Our headers are out, so the one honest signal
             # left is an aborted connection, not a clean end taken for the whole body.
             if request.transport is not None:
                 request.transport.close()
-            return response
-        await response.write_eof()  # here rather than after us: the access log sees the size
+        finally:
+            gone.cancel()
         return response
-
-
-async def _next_chunk(request: web.Request, upstream: aiohttp.ClientResponse, check_seconds: float) -> bytes:
-    """The next piece of the upstream body as soon as it arrives; b"" at its end.
-
-    aiohttp does not cancel a handler whose client left, so a quiet upstream (an event
-    stream between events) is raced against a look at the client now and then.
-    """
-    while True:
-        try:
-            return await asyncio.wait_for(upstream.content.readany(), check_seconds)
-        except asyncio.TimeoutError:
-            if request.transport is None or request.transport.is_closing():
-                raise ConnectionResetError("the client left") from None
 
 
 async def _relay_websocket(request: web.Request, proxy: PortProxy, port: int, target: URL) -> web.StreamResponse:

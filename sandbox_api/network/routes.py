@@ -38,7 +38,7 @@ async def process_ports(request: web.Request) -> web.Response:
 async def start_monitor(request: web.Request) -> web.Response:
     pid = _pid(request)
     data = await read_json_object(request)
-    request.app[MONITORS].add(pid, field(data, "callback", str, ""))
+    await request.app[MONITORS].add(pid, field(data, "callback", str, ""))
     return json_response({"path": "", "message": "Port monitoring started"})
 
 

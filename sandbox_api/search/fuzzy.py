@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -322,23 +323,15 @@ def rank(candidates: list[tuple[str, str]], query: str, limit: int) -> list[dict
             continue
         exact.append((-sum(scores), length, i))  # type: ignore[arg-type]
     exact.sort()
-    rest = [(e, length, i) for e, length, i in estimated[max(EXACT_SCORED, limit) :]]
-    ordered = exact + rest
+    ordered = exact + estimated[max(EXACT_SCORED, limit) :]
     if limit:
         ordered = ordered[:limit]
     return [{"path": paths[i], "score": -score, "type": candidates[i][1]} for score, _, i in ordered]
 
 
-_regex_cache: dict[Term, re.Pattern[str]] = {}
-
-
+@lru_cache(maxsize=256)
 def _subsequence_regex_cached(term: Term) -> re.Pattern[str]:
-    regex = _regex_cache.get(term)
-    if regex is None:
-        if len(_regex_cache) > 256:
-            _regex_cache.clear()
-        regex = _regex_cache[term] = _subsequence_regex(term)
-    return regex
+    return _subsequence_regex(term)
 
 
 def _fold_text(text: str, case_sensitive: bool) -> str:

@@ -8,6 +8,7 @@ directories are not entered. Unreadable subdirectories are skipped, not fatal.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 
 from ..errors import NotFound, Unprocessable
@@ -23,10 +24,9 @@ def check_root(root: str) -> bool:
         raise NotFound(f"lstat {root}: no such file or directory") from None
     except OSError as e:
         raise Unprocessable(f"lstat {root}: {(e.strerror or str(e)).lower()}") from None
-    is_dir = os.path.isdir(root) and not os.path.islink(root)
+    is_dir = stat.S_ISDIR(st.st_mode)  # lstat: a symlink to a directory is not one
     if is_dir and not os.access(root, os.R_OK | os.X_OK):
         raise Unprocessable(f"open {root}: permission denied")
-    del st
     return is_dir
 
 
