@@ -10,13 +10,15 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """Base class: `status` is the HTTP status, `extra` adds keys to the JSON body."""
+    """Base class: `status` is the HTTP status, `extra` adds keys to the JSON body,
+    `headers` headers to the response."""
 
     status = 500
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -40,6 +42,10 @@ class Conflict(ApiError):
 
 class PayloadTooLarge(ApiError):
     status = 413
+
+
+class RangeNotSatisfiable(ApiError):
+    status = 416
 
 
 class Unprocessable(ApiError):

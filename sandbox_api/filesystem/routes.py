@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from ..errors import Invalid, PayloadTooLarge
+from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable
 from ..http import paths
 from ..http.appkeys import SETTINGS
 from ..http.prefix_routes import TAIL, PrefixRouter
-from ..http.responses import error_body, field, head_ok, json_response, read_json_object
+from ..http.responses import field, head_ok, json_response, read_json_object
 from .atomic import AtomicFile
 from .files import Download, Files, TreeOptions, api_error, parse_permissions
 from .pipeline import ThreadedWriter
@@ -119,10 +119,8 @@ async def _download(request: web.Request, d: Download) -> web.StreamResponse:
         wanted = _parse_range(request.headers.get("Range", ""), d.size)
         if wanted is not None:
             offset, count = wanted
-            if count < 0:  # an error like any other: JSON (Go's text is "invalid range: failed to overlap")
-                response = json_response(error_body("invalid range: failed to overlap"), status=416)
-                response.headers["Content-Range"] = f"bytes */{d.size}"
-                return response
+            if count < 0:  # Go's text
+                raise RangeNotSatisfiable("invalid range: failed to overlap", headers={"Content-Range": f"bytes */{d.size}"})
             status = 206
             headers["Content-Range"] = f"bytes {offset}-{offset + count - 1}/{d.size}"
         response = web.StreamResponse(status=status, headers=headers)

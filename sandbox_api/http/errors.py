@@ -33,7 +33,9 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
     try:
         return await handler(request)
     except ApiError as e:
-        return json_response(error_body(e.message, **e.extra), status=e.status)
+        response = json_response(error_body(e.message, **e.extra), status=e.status)
+        response.headers.update(e.headers)
+        return response
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as e:
         if request.match_info.http_exception is not None:
             return not_found()  # the router found no route

@@ -64,6 +64,7 @@ class Session:
     listeners: set[Listener] = field(default_factory=set)
     last_activity: float = field(default_factory=time.monotonic)
     alive: bool = True
+    shell_watcher: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
     _decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     _pending_input: bytearray = field(default_factory=bytearray)
 
@@ -138,6 +139,8 @@ class Session:
 
     def close(self) -> None:
         self.shell_gone()
+        if self.shell_watcher is not None:
+            self.shell_watcher.cancel()
         tree.kill_session(self.child.pid)
         try:
             os.close(self.master)
@@ -211,7 +214,7 @@ class Terminals:
             session.on_readable() if session.alive else None
             session.shell_gone()
 
-        loop.create_task(watch_shell())
+        session.shell_watcher = loop.create_task(watch_shell())
         log.info("terminal session %s: %s in %s (pid %d)", session_id, program, cwd, child.pid)
         return session
 
