@@ -298,10 +298,7 @@ class Tools:
         limit = proc.record.timeout if timeout is None else timeout
         started = time.monotonic()
         if waitForPorts:
-            try:
-                await self.supervisor.wait_ports(proc, waitForPorts, float(limit) if limit else None)
-            except TimeoutError:
-                raise ApiError(f"process timed out waiting for ports after {limit} seconds") from None
+            await self.supervisor.wait_ports(proc, waitForPorts, float(limit) if limit else None)
         result: dict[str, Any] = {"pid": proc.record.pid, "name": proc.record.name}
         if waitForCompletion:
             remaining = None if not limit else max(0.0, limit - (time.monotonic() - started))
@@ -321,10 +318,7 @@ class Tools:
         return result
 
     async def process_get(self, identifier: str) -> dict[str, Any]:
-        proc = self.supervisor.find(identifier)
-        if proc is None:
-            raise ApiError(f"failed to get process: process not found: {identifier}")
-        return self._view(proc)
+        return self._view(self.supervisor.get(identifier, f"failed to get process: process not found: {identifier}"))
 
     async def process_logs(self, identifier: str) -> dict[str, Any]:
         proc = self.supervisor.get(identifier, f"process with PID {identifier} not found")

@@ -98,10 +98,7 @@ async def start_process(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     deadline = None if deadline_timeout is None else loop.time() + deadline_timeout
     if ports:
-        try:
-            await supervisor.wait_ports(proc, ports, deadline_timeout)
-        except TimeoutError:
-            raise Unprocessable(f"process timed out waiting for ports after {timeout} seconds") from None
+        await supervisor.wait_ports(proc, ports, deadline_timeout)
     if wait:
         remaining = None if deadline is None else max(0.0, deadline - loop.time())
         if not await proc.wait_final(remaining):
@@ -154,11 +151,6 @@ async def _exec_stream(
         if ports:
             try:
                 await supervisor.wait_ports(proc, ports, timeout)
-            except TimeoutError:
-                await response.write(
-                    _ndjson("error", f"process timed out waiting for ports after {int(timeout or 0)} seconds")
-                )
-                return response
             except Unprocessable as e:
                 await response.write(_ndjson("error", e.message))
                 return response

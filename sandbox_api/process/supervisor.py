@@ -602,7 +602,7 @@ class Supervisor:
     async def wait_ports(self, proc: ManagedProcess, wanted: list[int], timeout: float | None) -> None:
         """Return once every port is served on a routable address by the process tree.
 
-        Raises TimeoutError after `timeout`, Unprocessable if the process ends first.
+        Raises Unprocessable after `timeout` (whole seconds) or if the process ends first.
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -620,7 +620,7 @@ class Supervisor:
                 if not pending:
                     return
             if deadline is not None and loop.time() >= deadline:
-                raise TimeoutError
+                raise Unprocessable(f"process timed out waiting for ports after {int(timeout or 0)} seconds")
             delay = interval
             interval = min(interval * PORT_POLL_GROWTH, PORT_POLL_INTERVAL)
             if deadline is not None:
