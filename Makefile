@@ -25,7 +25,7 @@ dev: $(VENV)/.dev-installed
 run: install
 	$(BIN)/sandbox-api -p $(PORT)
 
-# One static executable (PyInstaller + staticx); rebuilt when a source changes.
+# One static executable that unpacks nothing (packaging/static/); rebuilt when a source changes.
 BINARY_SOURCES := $(shell find sandbox_api packaging -type f -not -name '*.pyc') pyproject.toml scripts/build-binary.sh
 dist/sandbox-api: $(BINARY_SOURCES)
 	scripts/build-binary.sh

@@ -17,40 +17,16 @@ export SANDBOX_API_PORT="$PORT"
 
 say() { echo "entrypoint: $*" >&2; }
 
-# The binary unpacks itself (~60 MB) into $TMPDIR and runs from there at every start:
-# say so plainly instead of letting the bootloader fail obscurely.
-check_tmpdir() {
-    dir=${TMPDIR:-/tmp}
-    hint="set TMPDIR to a writable, exec-able directory with ~60 MB free (with Docker: --tmpfs /tmp:exec)"
-    if [ ! -d "$dir" ]; then
-        say "temp dir $dir does not exist; $hint"
-        return 1
-    fi
-    probe="$dir/.sandbox-api-probe.$$"
-    if ! (printf '#!/bin/sh\nexit 0\n' > "$probe") 2>/dev/null; then
-        say "temp dir $dir is not writable (read-only file system?); $hint"
-        return 1
-    fi
-    chmod 700 "$probe"
-    if ! "$probe" 2>/dev/null; then
-        rm -f "$probe"
-        say "temp dir $dir is mounted noexec; $hint"
-        return 1
-    fi
-    rm -f "$probe"
-}
-
 if [ ! -x "$SANDBOX_API" ]; then
     say "$SANDBOX_API not found or not executable"
     exit 127
 fi
-check_tmpdir || exit 1
 
 "$SANDBOX_API" --port "$PORT" "$@" &
 daemon=$!
 
 # docker stop sends SIGTERM to PID 1 (this shell): hand it to the daemon, which shuts
-# down cleanly and removes its unpacked files.
+# down cleanly (its managed processes get their stop signal).
 stop() { kill -TERM "$daemon" 2>/dev/null; }
 trap stop TERM INT HUP
 

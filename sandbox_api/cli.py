@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import bundle, client, config, identity, logsetup
+from . import client, config, identity, logsetup, outbound
 
 log = logging.getLogger("sandbox_api")
 
@@ -26,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run processes and write files as this user: name, uid, name:group or uid:gid (env BL_SANDBOX_USER)")
     p.add_argument("--disable-telemetry", "-disable-telemetry", action="store_true", help="accepted for compatibility")
     p.add_argument("--version", "-version", action="store_true", help="print the version and exit")
+    p.add_argument("--build-info", action="store_true", help="print how this program was built (JSON) and exit")
     args, _positional = p.parse_known_args(argv)
     return args
 
@@ -38,11 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.version:
         print(f"sandbox-api {config.version()}")
         return
+    if args.build_info:
+        from . import buildinfo
+
+        buildinfo.main()
+        return
     logsetup.setup()
-    tls_roots = bundle.use_image_tls_roots()
-    if tls_roots:
-        log.info("TLS roots: %s", tls_roots)
-    bundle.start_background_cleanup()
     config.load_dotenv(".env")
     envfile = os.environ.get("BL_ENV_VAR_PATH", "")
     if envfile:
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     if settings.identity is not None:
         who = settings.identity
         log.info("workload user: %s (uid %d, gid %d, groups %s)", who.name, who.uid, who.gid, list(who.groups))
+    outbound.import_aiohttp()  # before anything imports it: no TLS roots loaded at start
     from .app import serve  # after logging is set up
 
     try:

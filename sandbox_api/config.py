@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, bundle
+from . import __version__
 from .identity import Identity
 from .identity import resolve as resolve_identity
 
 KIB = 1024
 MIB = 1024 * 1024
 
-# Variables a PyInstaller/staticx bundle adds to its own environment; children must
-# not inherit them (packaging.md, pitfall 7).
-_PACKER_PREFIXES_B = (b"_PYI_", b"_MEI", b"STATICX_", b"NUITKA_")
 # Marks every managed child so that its whole tree can be found later, even the
 # members that left the process group and were re-parented (see process/tree.py).
 PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
@@ -244,22 +240,12 @@ def find_program(*names: str) -> str | None:
 
 
 def runtime_environment() -> dict[bytes, bytes]:
-    """Our environment minus what a bundled runtime added (loader variables, the
-    bundle's own): what a program started from here should see of it.
+    """Our environment, as a program started from here should see it.
 
     Bytes, not str, copied at C speed from the mapping behind `os.environ` (a
     Python-level copy of `os.environ` costs more than the rest of a spawn's setup).
     """
-    env = dict(getattr(os.environ, "_data", None) or os.environb)
-    if getattr(sys, "_MEIPASS", None):
-        original = env.pop(b"LD_LIBRARY_PATH_ORIG", None)
-        if original is not None:
-            env[b"LD_LIBRARY_PATH"] = original
-        else:
-            env.pop(b"LD_LIBRARY_PATH", None)
-    for key in [k for k in env if k.startswith(_PACKER_PREFIXES_B) or k in bundle.ADDED_VARIABLES]:
-        del env[key]
-    return env
+    return dict(getattr(os.environ, "_data", None) or os.environb)
 
 
 def child_environment(extra: dict[str, str] | None = None, identity: Identity | None = None) -> dict[bytes, bytes]:

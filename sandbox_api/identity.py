@@ -11,13 +11,14 @@ kernel checks permissions as the user and what is created belongs to it.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import grp
 import os
 import pwd
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from .linux import _native
 
 T = TypeVar("T")
 
@@ -66,18 +67,17 @@ def resolve(spec: str) -> Identity:
     return Identity(name, uid, gid, groups, home)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _switch(uid: int, gid: int) -> tuple[int, int]:
     """Set this thread's fsuid/fsgid; returns the previous ones. Group first: once the
     fsuid is unprivileged, changing the fsgid would no longer be allowed."""
-    previous_gid = _libc.setfsgid(gid)
-    previous_uid = _libc.setfsuid(uid)
+    previous_gid = _native.setfsgid(gid)
+    previous_uid = _native.setfsuid(uid)
     # setfsuid reports the previous value even when it fails: ask again to check.
-    if _libc.setfsuid(uid) != uid or _libc.setfsgid(gid) != gid:
-        _libc.setfsuid(previous_uid)
-        _libc.setfsgid(previous_gid)
+    if _native.setfsuid(uid) != uid or _native.setfsgid(gid) != gid:
+        _native.setfsuid(previous_uid)
+        _native.setfsgid(previous_gid)
         raise PermissionError(f"cannot act as uid {uid} gid {gid} (the daemon lacks the rights)")
     return previous_uid, previous_gid
 
@@ -90,8 +90,8 @@ def call_as(identity: Identity | None, fn: Callable[..., T], *args: Any) -> T:
     try:
         return fn(*args)
     finally:
-        _libc.setfsuid(previous_uid)
-        _libc.setfsgid(previous_gid)
+        _native.setfsuid(previous_uid)
+        _native.setfsgid(previous_gid)
 
 
 async def run_as(identity: Identity | None, fn: Callable[..., T], *args: Any) -> T:

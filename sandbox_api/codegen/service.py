@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from .. import config
+from .. import config, outbound
 from ..errors import Invalid, NotFound, Unprocessable
 from ..filesystem.files import Files
 from ..http.paths import ResolvedPath
@@ -64,7 +64,7 @@ def _configured() -> Provider:
 async def _post(p: Provider, url: str, body: dict[str, Any]) -> Any:
     headers = {"Authorization": f"Bearer {p.key}", "Content-Type": "application/json"}
     try:
-        async with aiohttp.ClientSession(timeout=PROVIDER_TIMEOUT) as session:
+        async with await outbound.session(timeout=PROVIDER_TIMEOUT) as session:
             async with session.post(url, json=body, headers=headers) as response:
                 text = await response.text(errors="replace")
                 if response.status >= 300:

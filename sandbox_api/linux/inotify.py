@@ -10,13 +10,12 @@ When inotify is unavailable, `Inotify.open()` returns None and callers poll inst
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import os
 import struct
 from collections.abc import Callable, Iterator
 
-from .syscalls import libc
+from . import _native
 
 IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
@@ -38,32 +37,23 @@ _EVENT = struct.Struct("iIII")
 Handler = Callable[[], None]
 
 
-def _raise_errno(*args: str) -> None:
-    err = ctypes.get_errno()
-    raise OSError(err, os.strerror(err), *args)
-
-
 def init() -> int:
     """A new non-blocking, close-on-exec inotify fd; OSError when there is none."""
-    c = libc()
-    if c is None or not hasattr(c, "inotify_init1"):
-        raise OSError(errno.ENOSYS, "inotify is not available")
-    fd = c.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-    if fd < 0:
-        _raise_errno()
+    fd: int = _native.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
     return fd
 
 
 def add_watch(fd: int, path: str, mask: int) -> int:
     """The watch descriptor of `path` on `fd` (the same one if already watched)."""
-    wd = libc().inotify_add_watch(fd, os.fsencode(path), ctypes.c_uint32(mask))
-    if wd < 0:
-        _raise_errno(path)
+    wd: int = _native.inotify_add_watch(fd, path, mask)
     return wd
 
 
 def rm_watch(fd: int, wd: int) -> None:
-    libc().inotify_rm_watch(fd, wd)
+    try:
+        _native.inotify_rm_watch(fd, wd)
+    except OSError:
+        pass  # already gone (the kernel drops a watch whose file was deleted)
 
 
 def read_events(fd: int, size: int) -> bytes | None:

@@ -1,4 +1,4 @@
-"""The few Linux calls the standard library lacks, through ctypes.
+"""The few Linux calls the standard library lacks (through our `_native` extension).
 
 Each one is best effort: it reports failure by return value and never raises,
 because the daemon must still run where a call is missing (old kernels, gVisor).
@@ -6,34 +6,22 @@ because the daemon must still run where a call is missing (old kernels, gVisor).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
-_PR_SET_CHILD_SUBREAPER = 36
+from . import _native
+
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 
 
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)  # our own symbols include libc; no ldconfig run
-    except OSError:
-        return None
-
-
-_libc = _load_libc()
-
-
-def libc() -> ctypes.CDLL | None:
-    return _libc
-
-
 def set_child_subreaper() -> bool:
     """Become the reaper of every orphan below us (we may also be PID 1)."""
-    if _libc is None:
+    try:
+        _native.set_child_subreaper()
+    except OSError:
         return False
-    return _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    return True
 
 
 def punch_hole(fd: int, offset: int, length: int) -> bool:
@@ -42,11 +30,13 @@ def punch_hole(fd: int, offset: int, length: int) -> bool:
     A child keeps appending to its log file while we drop the oldest bytes, so the
     file must keep its size; the freed range reads back as zeros.
     """
-    if _libc is None or length <= 0:
+    if length <= 0:
         return False
-    fallocate = _libc.fallocate
-    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
-    return fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) == 0
+    try:
+        _native.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)
+    except OSError:
+        return False
+    return True
 
 
 def data_start(fd: int) -> int:
@@ -64,9 +54,7 @@ def data_start(fd: int) -> int:
 
 def release_free_memory() -> None:
     """Give the heap's free pages back to the system (glibc only; a no-op elsewhere)."""
-    trim = getattr(_libc, "malloc_trim", None) if _libc is not None else None
-    if trim is not None:
-        trim(0)
+    _native.malloc_trim()
 
 
 def set_oom_score_adj(pid: int | str, value: int) -> bool:

@@ -12,6 +12,7 @@ import logging
 
 import aiohttp
 
+from .. import outbound
 from ..errors import Invalid, NotFound
 from ..process import tree
 from . import ports
@@ -90,7 +91,7 @@ class Monitors:
 
     async def _call(self, url: str, pid: int, port: int) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT))
+            self._session = await outbound.session(timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT))
         try:
             async with self._session.post(url, json={"pid": pid, "port": port}) as resp:
                 await resp.read()

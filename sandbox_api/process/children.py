@@ -148,13 +148,13 @@ class Children:
 
     async def spawn_reading(
         self, argv: Sequence[str], *, cwd: str, limit: int = 64 * 1024 * 1024, env: Mapping[bytes, bytes] | None = None,
-        identity: Identity | None = None,
+        identity: Identity | None = None, pass_fds: Sequence[int] = (),
     ) -> Piped:
         """Start a helper whose stdout and stderr we read as streams (e.g. `rg`)."""
         loop = self._loop or asyncio.get_running_loop()
         child = self.spawn(
             argv, cwd=cwd, env=env, identity=identity,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True, pass_fds=pass_fds,
         )
         assert child.popen is not None and child.popen.stdout is not None and child.popen.stderr is not None
         streams = []

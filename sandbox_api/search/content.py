@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import config
+from .. import bundle, config
 from ..errors import Internal, Invalid, NotSupported, Unprocessable
 from ..identity import Identity
 from ..process.children import Children
@@ -29,14 +29,16 @@ log = logging.getLogger("sandbox_api.search")
 MAX_CONTEXT_LINES = 20
 
 
+BUNDLED_RG = "(bundled)"
+
+
 def find_rg() -> str | None:
-    """The `rg` shipped with us: in a bundle, beside our interpreter (the ripgrep wheel
-    installs it into the venv's bin), or on PATH."""
+    """The `rg` shipped with us: inside the one-file binary (BUNDLED_RG), beside our
+    interpreter (the ripgrep wheel installs it into the venv's bin), or on PATH."""
     explicit = config.get_variable("SANDBOX_RG_PATH")
+    if bundle.FROZEN and not explicit:
+        return BUNDLED_RG
     candidates = [explicit] if explicit else []
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        candidates.append(os.path.join(bundle, "bin", "rg"))
     candidates.append(os.path.join(os.path.dirname(sys.executable), "rg"))
     candidates.append(os.path.join(sys.prefix, "bin", "rg"))
     for candidate in candidates:
@@ -92,6 +94,15 @@ class ContentSearch:
         if self.rg is None:
             log.warning("ripgrep (rg) not found: content search is unavailable")
 
+    def _program(self) -> tuple[str, tuple[int, ...]]:
+        """The path to run rg by, and the fds the child needs for it."""
+        assert self.rg is not None
+        if self.rg != BUNDLED_RG:
+            return self.rg, ()
+        fd = bundle.ripgrep()
+        assert fd is not None
+        return f"/proc/self/fd/{fd}", (fd,)
+
     async def search(
         self,
         root: str,
@@ -113,8 +124,9 @@ class ContentSearch:
             raise Invalid(f"specified directory does not exist: {root}")
         if not os.access(root, os.R_OK | os.X_OK):
             raise Unprocessable(f"open {root}: permission denied")
-        argv = rg_argv(self.rg, query, case_sensitive=case_sensitive, regex=regex, context=context, file_pattern=file_pattern, exclude_dirs=exclude_dirs)
-        piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity)
+        rg, pass_fds = self._program()
+        argv = rg_argv(rg, query, case_sensitive=case_sensitive, regex=regex, context=context, file_pattern=file_pattern, exclude_dirs=exclude_dirs)
+        piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity, pass_fds=pass_fds)
         matches: list[dict[str, Any]] = []
         try:
             try:
@@ -142,7 +154,8 @@ class ContentSearch:
         if self.rg is None:
             raise NotSupported("content search needs ripgrep (rg), which was not found; install the ripgrep wheel")
         _refuse_nul("query, include and exclude", query, include, exclude)
-        argv = [self.rg, "--json", "--no-config"]
+        rg, pass_fds = self._program()
+        argv = [rg, "--json", "--no-config"]
         if not case_sensitive:
             argv.append("--ignore-case")
         if include:
@@ -150,7 +163,7 @@ class ContentSearch:
         if exclude:
             argv += ["--glob", f"!{exclude}"]
         argv += ["--regexp", query, "--", "."]
-        piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity)
+        piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity, pass_fds=pass_fds)
         try:
             lines = await _raw_lines(piped.stdout, RAW_JSON_LIMIT, self.timeout)
         finally:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .. import bundle, config
+from .. import bundle, config, outbound
 from ..errors import Conflict
 from ..process.children import Children
 from .health import Health, UpgradeStatus
@@ -70,8 +70,7 @@ def running_binary() -> str | None:
     """The file this daemon was started from, when it is the one-file binary."""
     if not bundle.FROZEN:
         return None
-    # Under staticx, sys.executable is the unpacked inner program; the real file is here.
-    return os.environ.get("STATICX_PROG_PATH") or sys.executable
+    return sys.executable
 
 
 def _now() -> str:
@@ -178,7 +177,7 @@ class Upgrader:
         timeout = aiohttp.ClientTimeout(total=300, sock_connect=10)
         last = ""
         delay = 1.0
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with await outbound.session(timeout=timeout) as session:
             for attempt in range(ATTEMPTS):
                 if attempt:
                     await asyncio.sleep(delay)

@@ -63,17 +63,19 @@ def debian_root() -> Path:
 class Chroot:
     """A root filesystem and how to run one command in it as PID 1."""
 
-    def __init__(self, root: Path, scratch: str) -> None:
+    def __init__(self, root: Path, scratch: str, make_tmp: bool = True) -> None:
         self.root = root
         self.scratch = scratch  # a directory of this test inside the root: /<scratch>
         self.inside = root / scratch
         self.inside.mkdir(parents=True, exist_ok=True)
         self.tmp = self.inside / "tmp"
-        self.tmp.mkdir(mode=0o1777, exist_ok=True)
         self.work = self.inside / "work"
         self.work.mkdir(exist_ok=True)
-        for d in ("proc", "dev", "tmp", "usr/local/bin"):
+        for d in ("proc", "dev", "usr/local/bin"):
             (root / d).mkdir(parents=True, exist_ok=True)
+        if make_tmp:
+            self.tmp.mkdir(mode=0o1777, exist_ok=True)
+            (root / "tmp").mkdir(exist_ok=True)
 
     def install(self, binary: Path) -> None:
         target = self.root / "usr/local/bin/sandbox-api"

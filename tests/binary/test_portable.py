@@ -1,18 +1,22 @@
 """The static binary runs where there is no Python and no libc of ours: as PID 1 in a
-busybox-only root and in a Debian minbase root, and entrypoint.sh runs it under
-busybox sh, dash and bash."""
+busybox-only root, in a Debian minbase root and in a read-only root with no /tmp,
+writing nothing to any temp dir; entrypoint.sh runs it under busybox sh, dash and bash."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import struct
 import subprocess
 import time
 import urllib.request
+import zipfile
+from pathlib import Path
 
 import pytest
 
-from .conftest import BINARY, Chroot, wait_healthy
+from .conftest import BINARY, BUSYBOX, Chroot, wait_healthy
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,8 +40,8 @@ def exercise(chroot: Chroot, port: int) -> None:
     _, done = call(port, "POST", "/process", {"command": "echo hello-$((6 * 7)); env", "waitForCompletion": True})
     assert done["status"] == "completed" and done["exitCode"] == 0, done
     assert done["stdout"].startswith("hello-42\n")
-    # The bootloaders' variables do not reach the user's commands.
-    for leaked in ("LD_LIBRARY_PATH", "_PYI_", "_MEI", "STATICX_", "SSL_CERT_FILE"):
+    # Nothing of the daemon's runtime reaches the user's commands.
+    for leaked in ("LD_LIBRARY_PATH", "_PYI_", "_MEI", "STATICX_", "SSL_CERT_FILE", "PYTHON"):
         assert leaked not in done["stdout"], done["stdout"]
 
     status, _ = call(port, "PUT", f"/filesystem{work}/notes/a.txt", {"content": "the needle is here\n"})
@@ -67,14 +71,13 @@ def run_daemon(chroot: Chroot, port: int, **env: str):
 
 
 def test_busybox_root_as_pid1(busybox_root: Chroot, port: int):
-    # Where Alpine and Debian keep their CA bundle; the bundled OpenSSL looks in /usr/lib/ssl.
-    (busybox_root.root / "etc/ssl/certs").mkdir(parents=True)
-    (busybox_root.root / "etc/ssl/certs/ca-certificates.crt").write_bytes(b"")
     pid1 = run_daemon(busybox_root, port)
     try:
         wait_healthy(port, pid1)
-        assert "TLS roots: /etc/ssl/certs/ca-certificates.crt" in pid1.output()
-        exercise(busybox_root, port)  # and SSL_CERT_FILE, set for the daemon, is not in children's env
+        assert "TLS roots" not in pid1.output()  # loaded on the first outbound call, not at start
+        exercise(busybox_root, port)
+        # Nothing unpacked, nothing written to a temp dir while it runs.
+        assert busybox_root.leftovers() == [] and os.listdir(busybox_root.root / "tmp") == []
         # A process that forks a background child and exits: the orphan is reaped.
         _, done = call(port, "POST", "/process", {"command": "sleep 0.2 & echo $!", "waitForCompletion": True})
         orphan = int(done["stdout"].split()[0])
@@ -112,48 +115,96 @@ def test_debian_minbase_root_as_pid1(debian_chroot: Chroot, port: int):
     assert debian_chroot.leftovers() == [], pid1.output()
 
 
-def test_version_and_stale_extractions_are_removed(busybox_root: Chroot, port: int):
+def test_version_and_compiled_native_extensions():
     version = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("sandbox-api "), version
-    stale = busybox_root.tmp / "_MEIstale123"
-    (stale / "sub").mkdir(parents=True)
-    old = time.time() - 3600
-    os.utime(stale, (old, old))
-    fresh = busybox_root.tmp / "staticx-fresh1"  # may be a bootloader still unpacking
-    fresh.mkdir()
-    pid1 = run_daemon(busybox_root, port)
-    try:
-        wait_healthy(port, pid1)
-        deadline = time.monotonic() + 20
-        while stale.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not stale.exists()
-        assert fresh.exists()
-        assert pid1.terminate() == 0
-    finally:
-        pid1.kill()
-    assert busybox_root.leftovers() == ["staticx-fresh1"]
+    done = subprocess.run([str(BINARY), "--build-info"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done
+    info = json.loads(done.stdout)
+    assert info["oneFile"] is True and info["gitCommit"] != "unknown" and info["buildTime"] != "unknown"
+    # The C HTTP parser, rapidfuzz's C++ scorer... compiled into the executable, not
+    # pure-Python fallbacks nor files loaded from somewhere.
+    natives = info["nativeExtensions"]
+    assert {"aiohttp._http_parser", "rapidfuzz.distance.metrics_cpp", "rapidfuzz.process_cpp_impl"} <= set(natives)
+    for name, native in natives.items():
+        assert native == {"compiled": True, "origin": "built-in"}, (name, native)
 
 
-@pytest.mark.parametrize("tmpdir_case", ["missing", "read-only", "noexec"])
-def test_an_unusable_temp_dir_is_named(busybox_root: Chroot, port: int, tmpdir_case: str):
+@pytest.mark.parametrize("tmpdir_case", ["missing", "read-only", "noexec", "full"])
+def test_an_unusable_temp_dir_changes_nothing(busybox_root: Chroot, port: int, tmpdir_case: str):
     mounts = {
         "missing": "",
         "read-only": 'mkdir -p "$R/ro" && mount -t tmpfs -o ro tmpfs "$R/ro"',
         "noexec": 'mkdir -p "$R/nx" && mount -t tmpfs -o noexec,mode=1777 tmpfs "$R/nx"',
+        "full": 'mkdir -p "$R/full" && mount -t tmpfs -o size=4k,mode=1777 tmpfs "$R/full" && : > "$R/full/x" '
+        '&& (head -c 1M /dev/zero > "$R/full/fill" || true)',
     }[tmpdir_case]
-    tmpdir = {"missing": "/does-not-exist", "read-only": "/ro", "noexec": "/nx"}[tmpdir_case]
-    # The bare binary: its bootloader fails and says where.
-    pid1 = busybox_root.start(["/usr/local/bin/sandbox-api", "-p", str(port)], busybox_root.env(port, TMPDIR=tmpdir), mounts)
-    assert pid1.wait(60) != 0
-    assert tmpdir in pid1.output()
-    # entrypoint.sh checks first and says what to do.
-    pid1 = busybox_root.start(["/bin/sh", f"/{busybox_root.scratch}/entrypoint.sh"], busybox_root.env(port, TMPDIR=tmpdir), mounts)
-    assert pid1.wait(60) == 1
-    message = pid1.output()
-    expected = {"missing": "does not exist", "read-only": "is not writable", "noexec": "is mounted noexec"}[tmpdir_case]
-    assert f"temp dir {tmpdir} {expected}" in message, message
-    assert "TMPDIR" in message
+    tmpdir = {"missing": "/does-not-exist", "read-only": "/ro", "noexec": "/nx", "full": "/full"}[tmpdir_case]
+    pid1 = busybox_root.start(["/bin/sh", f"/{busybox_root.scratch}/entrypoint.sh", "--host", "127.0.0.1"],
+                              busybox_root.env(port, TMPDIR=tmpdir), mounts)  # fmt: skip
+    try:
+        wait_healthy(port, pid1)
+        _, done = call(port, "POST", "/process", {"command": "echo ok", "waitForCompletion": True})
+        assert done["stdout"] == "ok\n", done
+        assert pid1.terminate() == 0, pid1.output()
+    finally:
+        pid1.kill()
+
+
+def test_read_only_root_without_tmp(tmp_path: Path, binary: Path, port: int):
+    """Only the state dir is writable; there is no /tmp at all."""
+    root = tmp_path / "ro-root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    os.symlink("busybox", root / "bin" / "sh")
+    chroot = Chroot(root, "t", make_tmp=False)
+    chroot.install(binary)
+    (root / "etc").mkdir()
+    (root / "etc" / "motd").write_text("read me\n")
+    for name in ("null", "zero", "random", "urandom"):
+        (root / "dev" / name).touch()
+    (root / "t" / "state").mkdir()
+    mounts = 'mount --rbind "$R" "$R" && mount -o remount,bind,ro "$R" && mount -t tmpfs tmpfs "$R/t/state"'
+    env = {k: v for k, v in chroot.env(port).items() if k != "TMPDIR"}
+    pid1 = chroot.start(["/usr/local/bin/sandbox-api", "--host", "127.0.0.1", "-p", str(port)], env, mounts)
+    try:
+        wait_healthy(port, pid1)
+        _, done = call(port, "POST", "/process", {"command": "echo hi; touch /t/work/x 2>&1 || true", "waitForCompletion": True})
+        assert done["stdout"].startswith("hi\n") and "Read-only file system" in done["stdout"], done
+        _, content = call(port, "GET", "/filesystem/etc/motd")
+        assert content["content"] == "read me\n"
+        assert pid1.terminate() == 0, pid1.output()
+    finally:
+        pid1.kill()
+    assert not (root / "tmp").exists()
+
+
+def _fails_in_one_line(path: Path) -> str:
+    started = time.monotonic()
+    done = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and time.monotonic() - started < 10
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert str(path) in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_a_truncated_or_damaged_binary_says_so(tmp_path: Path, binary: Path):
+    data = binary.read_bytes()
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(data[: len(data) // 2])
+    truncated.chmod(0o755)
+    assert "truncated or damaged" in _fails_in_one_line(truncated)
+    # Same size, but the code of one module overwritten: found when it is imported.
+    damaged = tmp_path / "damaged"
+    with zipfile.ZipFile(binary) as archive:
+        info = archive.getinfo("sandbox_api/cli.pyc")
+    header = info.header_offset  # from the start of the file (zipfile accounts for the ELF before it)
+    assert data[header : header + 4] == b"PK\x03\x04"
+    name_length, extra_length = struct.unpack("<HH", data[header + 26 : header + 30])
+    body = header + 30 + name_length + extra_length
+    damaged.write_bytes(data[:body] + b"\0" * 16 + data[body + 16 :])
+    damaged.chmod(0o755)
+    assert "damaged" in _fails_in_one_line(damaged)
 
 
 def entrypoint_run(chroot: Chroot, port: int, shell: str) -> None:

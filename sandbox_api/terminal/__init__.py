@@ -1,0 +1,1 @@
+"""The web terminal: pty sessions and the page that shows them."""
