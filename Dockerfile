@@ -6,11 +6,12 @@
 #
 # See examples/ for complete custom images with entrypoint.sh.
 
-# Debian's own python3.11: staticx refuses interpreters whose libpython carries an
-# absolute RUNPATH (pyenv, uv builds); Debian's has none.
+# The build compiles a static CPython (Debian's upstream tarball, fetched with
+# apt-get source) and our native dependencies from their pinned sdists.
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends make python3.11 python3.11-venv libpython3.11 binutils ca-certificates \
+ && apt-get install -y --no-install-recommends make python3 python3-venv gcc g++ binutils dpkg-dev \
+    libc6-dev libssl-dev zlib1g-dev git ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -19,6 +20,5 @@ RUN make binary \
 
 FROM scratch
 COPY --from=build /src/dist/sandbox-api /sandbox-api
-# Running this image directly needs a writable, exec-able /tmp (the binary unpacks
-# itself there): docker run --tmpfs /tmp:exec <image>
+# It unpacks nothing: a read-only root with no /tmp is fine.
 ENTRYPOINT ["/sandbox-api"]

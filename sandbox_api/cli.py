@@ -9,9 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-from . import client, config, identity, logsetup, outbound
+from . import config, identity, logsetup, outbound
 
 log = logging.getLogger("sandbox_api")
+
+CLIENT_COMMANDS = ("ready", "start-process")  # sandbox_api/client.py
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in client.COMMANDS:
+    if argv and argv[0] in CLIENT_COMMANDS:
+        from . import client  # urllib and http.client: not for the daemon's start
+
         sys.exit(client.main(argv))
     args = parse_args(argv)
     if args.version:

@@ -72,6 +72,8 @@ SKIPPED_STDLIB = {
 
 
 def main() -> None:
+    if "no_debug_ranges" not in sys._xoptions:  # smaller bytecode: no column tables
+        os.execv(sys.executable, [sys.executable, "-X", "no_debug_ranges", *sys.argv])
     out = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT / "dist" / "sandbox-api"
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -83,6 +85,11 @@ def main() -> None:
     executable = step("link", lambda: link(cpython, objects))
     archive = step("code", lambda: build_archive(cpython, sources))
     step("assemble", lambda: assemble(executable, archive, out))
+    # What a start imports is stored uncompressed (inflating it costs ~60 ms of start):
+    # learnt by starting the result, then the archive is made again if that changed.
+    if step("start-up imports", lambda: learn_startup_imports(out)):
+        archive = step("code", lambda: build_archive(cpython, sources))
+        step("assemble", lambda: assemble(executable, archive, out))
     print(f"built {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - started:.0f} s", flush=True)
 
 
@@ -357,25 +364,36 @@ def link(cpython: Path, objects: list[Path]) -> Path:
 
 
 def pyc(source: bytes, name: str) -> bytes:
-    """Bytecode with an unchecked-hash header: zipimport loads it without a source."""
-    code = compile(source, name, "exec", dont_inherit=True, optimize=0)
+    """Bytecode with an unchecked-hash header: zipimport loads it without a source.
+
+    Ours keeps docstrings and asserts (as the tests run it); the standard library and
+    the dependencies lose them (-OO), which makes them ~15% smaller.
+    """
+    optimize = 0 if name.startswith(("sandbox_api/", "_sandbox_boot")) else 2
+    code = compile(source, name, "exec", dont_inherit=True, optimize=optimize)
     flags = 0b01  # hash-based, unchecked
     return importlib.util.MAGIC_NUMBER + struct.pack("<I", flags) + b"\0" * 8 + marshal.dumps(code)
+
+
+STARTUP_IMPORTS = WORK / "startup-imports.txt"
 
 
 class Archive:
     def __init__(self, path: Path) -> None:
         self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_STORED)
         self.names: set[str] = set()
+        known = STARTUP_IMPORTS.read_text().split() if STARTUP_IMPORTS.exists() else []
+        self.stored = {"_sandbox_boot", *known}
 
     def add_module(self, arcname: str, source: bytes) -> None:
         """`arcname` like "pkg/mod.py"; stored as "pkg/mod.pyc"."""
         name = arcname[:-3] + ".pyc"
         if name not in self.names:
             self.names.add(name)
-            # Deflated, but for what the interpreter loads before zipimport can inflate
-            # (the encodings package, our boot module).
-            early = name.startswith(("encodings/", "_sandbox_boot"))
+            # Deflated, but for what a start imports (see main) and the encodings
+            # package (loaded before zipimport can inflate).
+            module = name[:-4].removesuffix("/__init__").replace("/", ".")
+            early = module in self.stored or name.startswith("encodings/")
             self._write(name, pyc(source, arcname), zipfile.ZIP_STORED if early else zipfile.ZIP_DEFLATED)
 
     def add_data(self, arcname: str, data: bytes, compress: bool = True) -> None:
@@ -466,6 +484,42 @@ def ripgrep() -> bytes:
     stripped.write_bytes(data)
     run(["strip", str(stripped)], log=WORK / "strip.log")
     return stripped.read_bytes()
+
+
+def learn_startup_imports(binary: Path) -> bool:
+    """Start the binary until /health answers; record the modules it imported.
+    True when the record changed."""
+    import socket
+    import tempfile
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="sandbox-api-build-") as state:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SANDBOX_STATE_DIR": state, "WORKDIR": state,
+               "SANDBOX_IMPORTTIME": "1", "DISABLE_REQUEST_LOGGING": "true"}  # fmt: skip
+        with open(Path(state) / "imports", "w+") as err:
+            proc = subprocess.Popen([str(binary), "--host", "127.0.0.1", "-p", str(port)], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+                        break
+                    except OSError:
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            raise SystemExit(f"build: {binary} did not start:\n{Path(err.name).read_text()[-3000:]}") from None
+                        time.sleep(0.01)
+            finally:
+                proc.terminate()
+                proc.wait(20)
+            err.seek(0)
+            names = sorted({m.group(1) for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", err.read(), re.M)})
+    previous = STARTUP_IMPORTS.read_text().split() if STARTUP_IMPORTS.exists() else []
+    STARTUP_IMPORTS.write_text("\n".join(names) + "\n")
+    return names != previous
 
 
 # -- 5. assemble ----------------------------------------------------------------------

@@ -103,6 +103,9 @@ int main(int argc, char **argv) {
     config.pathconfig_warnings = 0;
     config.install_signal_handlers = 1;
     config.optimization_level = 0;
+    /* -X importtime for the binary, which reads no PYTHON* variable: where start-up goes. */
+    const char *importtime = getenv("SANDBOX_IMPORTTIME");
+    config.import_time = importtime != NULL && importtime[0] == '1';
 
     PyStatus status = PyConfig_SetBytesArgv(&config, argc, argv);
     if (PyStatus_Exception(status)) return fail(status, &config);

@@ -1,23 +1,33 @@
-"""`POST /mcp`: the official `mcp` SDK, stateless, plain JSON replies, on our aiohttp app.
+"""`POST /mcp`: MCP over streamable HTTP, stateless, one plain JSON reply per POST.
 
-The SDK's low-level `Server` lists and calls our tools (`tools.py`); its streamable-HTTP
-session manager (stateless, JSON responses) is an ASGI callable, driven here by a small
-buffered bridge: MCP replies are single JSON documents, and a plain aiohttp response
-keeps our header hooks working. Importing `mcp` costs about a second and 40 MB, so it
-happens on the first request, not at start-up.
+This used to be the official `mcp` SDK behind an ASGI bridge. It is hand-written now
+because the daemon ships as a single static executable with every native extension
+compiled into it, and the SDK stands on pydantic, whose core (`pydantic_core`) is a
+Rust extension: its crates cannot be fetched where that executable is built, so it
+cannot go in. The SDK (with pydantic, jsonschema, anyio, starlette, httpx) also cost
+about a second and 40 MB on the first request. What we serve is a small part of the
+protocol: no sessions, no SSE, no server-to-client requests, a JSON-RPC reply per
+request. tests/compat/test_mcp.py keeps checking it with the official `mcp` client.
 
-A plain request (one JSON-RPC request other than `initialize`, with the headers a client
-sends) takes a shortcut: the SDK's single-exchange driver `serve_one` runs the same
-handler chain without the per-request server task, dispatcher and memory streams the
-stateless transport builds, which cost about 1 ms a call. Everything else (initialize,
-notifications, batches, odd headers or bodies) goes through the SDK transport, which
-owns those rules; tests/compat/test_mcp.py checks both paths answer alike.
+The rules, in the order they are checked:
+- `MCP-Protocol-Version`, when sent, must be one we speak: else 400, JSON-RPC -32022
+  naming the supported versions (a 2026-era client then falls back to `initialize`);
+- the media type of `Content-Type` must be application/json: else 400, plain text;
+- `Accept` must allow application/json (`*/*`, `application/*` count): else 406;
+- the body must be JSON (-32700) holding a JSON-RPC 2.0 request, notification or
+  response, or a non-empty batch (array) of them: else 400, -32600. An `id` must be a
+  string or an integer. Notifications and responses get 202 with no body, as does a
+  batch of nothing else; a batch with requests gets an array of replies.
+Methods: initialize (optional: every POST is served as if initialized), ping,
+tools/list, tools/call, logging/setLevel, and empty resource/prompt lists; any other
+gets -32601. Tool arguments are checked against the tool's input schema (the subset
+of JSON Schema tools.py writes); a failing check or a failing tool is an `isError`
+result, an unknown tool a -32602 error, as go-sdk answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -25,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..http.responses import json_response
+from ..http.responses import _SURROGATE_ESCAPE, _without_lone_surrogates, json_response
 from .tools import Tool, ToolFailure, Tools, call
 
 log = logging.getLogger("sandbox_api.mcp")
@@ -35,253 +45,291 @@ SERVER_NAME = "Sandbox API Server"
 SERVER_VERSION = "1.0.0"
 GET_ERROR = {"error": "SSE streaming not supported. Please use POST for MCP communication."}
 
+# mcp 2.3.0's HANDSHAKE_PROTOCOL_VERSIONS (mcp_types/version.py): the revisions an
+# `initialize` reaches. Its other one, 2026-07-28, is a different wire (no initialize,
+# a `_meta` envelope on every request) that we do not speak.
+PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+LATEST_VERSION = PROTOCOL_VERSIONS[-1]
+CAPABILITIES = {"logging": {}, "tools": {"listChanged": True}}  # as the original (go-sdk) advertises
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+
+# The JSON Schema keywords `schema_error` understands (the rest are annotations).
+CHECKED_KEYWORDS = {"type", "properties", "required", "additionalProperties", "items", "enum", "minimum", "maximum"}
+ANNOTATIONS = {"description", "title", "default", "examples"}
+
+
+class RpcError(Exception):
+    """A JSON-RPC error for the request being answered."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.error: dict[str, Any] = {"code": code, "message": message}
+        if data is not None:
+            self.error["data"] = data
+
 
 class McpEndpoint:
-    """Owns the SDK objects, created on first use and kept for the app's life."""
+    """Answers `POST /mcp`; the tools are built on first use and kept for the app's life."""
 
     def __init__(self, tools: Callable[[], Tools]) -> None:
         self._tools_factory = tools
-        self._lock = asyncio.Lock()
-        self._asgi: Any = None
-        self._runner: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-        self._exchange: Callable[[web.Request, bytes], Any] | None = None
+        self._tools: dict[str, Tool] | None = None
+        self._listed: list[dict[str, Any]] = []
 
-    async def _ensure(self) -> Any:
-        async with self._lock:
-            if self._asgi is None:
-                self._asgi = await self._start()
-        return self._asgi
-
-    async def _start(self) -> Any:
-        import jsonschema
-        import mcp.types as types
-        from mcp.server.lowlevel import NotificationOptions, Server
-        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-        from mcp.shared.exceptions import MCPError
-
-        logging.getLogger("mcp").setLevel(logging.WARNING)
-        registry: dict[str, tuple[Tool, Any]] = {
-            tool.name: (tool, jsonschema.Draft202012Validator(tool.input_schema)) for tool in self._tools_factory().all()
-        }
-        listed = [
-            types.Tool(name=t.name, description=t.description, inputSchema=t.input_schema, outputSchema=t.output_schema)
-            for t, _ in registry.values()
-        ]
-
-        def failure(message: str) -> types.CallToolResult:
-            return types.CallToolResult(content=[types.TextContent(type="text", text=message)], isError=True)
-
-        async def on_list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-            return types.ListToolsResult(tools=listed)
-
-        async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-            entry = registry.get(params.name)
-            if entry is None:  # a protocol error, as go-sdk answers
-                raise MCPError(code=-32602, message=f'unknown tool "{params.name}"')
-            tool, validator = entry
-            arguments = params.arguments or {}
-            error = next(iter(validator.iter_errors(arguments)), None)
-            if error is not None:
-                return failure(f'validating "arguments": {error.message}')
-            try:
-                output = await call(tool, arguments)
-            except ToolFailure as e:
-                return failure(str(e) or "tool failed")
-            except Exception as e:  # a bug in a tool must not become a protocol error
-                log.exception("MCP tool %s failed", tool.name)
-                return failure(f"{type(e).__name__}: {e}")
-            return types.CallToolResult(
-                content=[types.TextContent(type="text", text=json.dumps(output, ensure_ascii=False))],
-                structuredContent=output,
-            )
-
-        async def on_empty_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
-            return types.ListResourcesResult(resources=[])
-
-        async def on_empty_templates(ctx: Any, params: Any) -> types.ListResourceTemplatesResult:
-            return types.ListResourceTemplatesResult(resourceTemplates=[])
-
-        async def on_empty_prompts(ctx: Any, params: Any) -> types.ListPromptsResult:
-            return types.ListPromptsResult(prompts=[])
-
-        class SandboxServer(Server):
-            # Stateless requests build their initialization options anew each time:
-            # advertise tools.listChanged as the original does.
-            def create_initialization_options(self, notification_options: Any = None, *args: Any, **kwargs: Any) -> Any:
-                return super().create_initialization_options(
-                    notification_options or NotificationOptions(tools_changed=True), *args, **kwargs
-                )
-
-        lifespan_state: dict[str, Any] = {}
-
-        @contextlib.asynccontextmanager
-        async def lifespan(server: Any) -> Any:
-            yield lifespan_state
-
-        server = SandboxServer(
-            SERVER_NAME,
-            lifespan=lifespan,
-            version=SERVER_VERSION,
-            on_list_tools=on_list_tools,
-            on_call_tool=on_call_tool,
-            on_list_resources=on_empty_resources,
-            on_list_resource_templates=on_empty_templates,
-            on_list_prompts=on_empty_prompts,
-        )
-        server.middleware = []  # the default OpenTelemetry span per call: we export no traces
-        manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True, max_request_body_size=MAX_BODY)
-        started = asyncio.Event()
-
-        async def run() -> None:
-            # anyio's task group must be entered and left in one task: own it here.
-            async with manager.run():
-                started.set()
-                await self._stop.wait()
-
-        self._exchange = _single_exchange(server, lifespan_state)
-        self._runner = asyncio.create_task(run(), name="mcp-session-manager")
-        waiter = asyncio.create_task(started.wait())
-        await asyncio.wait({self._runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if self._runner.done():
-            waiter.cancel()
-            self._runner.result()
-        return manager.handle_request
+    def _registry(self) -> dict[str, Tool]:
+        if self._tools is None:
+            tools = sorted(self._tools_factory().all(), key=lambda t: t.name)
+            for tool in tools:
+                _check_supported(tool.input_schema, f"{tool.name}.inputSchema")
+            self._listed = [
+                {"name": t.name, "description": t.description, "inputSchema": t.input_schema, "outputSchema": t.output_schema}
+                for t in tools
+            ]
+            self._tools = {t.name: t for t in tools}
+        return self._tools
 
     async def close(self) -> None:
-        self._stop.set()
-        if self._runner is not None:
-            await asyncio.gather(self._runner, return_exceptions=True)
+        """Nothing to stop: kept for the app's clean-up hook."""
 
     async def post(self, request: web.Request) -> web.Response:
-        asgi = await self._ensure()
-        body = await request.read()  # over the app's body limit (MAX_BODY): a 413, from aiohttp
-        if self._exchange is not None:
-            reply = await self._exchange(request, body)
-            if reply is not None:
-                return reply
-        return await _call_asgi(asgi, request, body)
-
-    async def through_sdk_transport(self, request: web.Request, body: bytes) -> web.Response:
-        """The SDK transport alone, without the shortcut (tests compare the two)."""
-        return await _call_asgi(await self._ensure(), request, body)
-
-
-def _single_exchange(server: Any, lifespan_state: dict[str, Any]) -> Callable[[web.Request, bytes], Any]:
-    import anyio
-    import pydantic_core
-    from mcp.server.connection import Connection
-    from mcp.server.runner import serve_one
-    from mcp.server.streamable_http import check_accept_headers
-    from mcp.shared.exceptions import NoBackChannelError
-    from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
-    from mcp.shared.transport_context import TransportContext
-    from mcp_types import (
-        DEFAULT_NEGOTIATED_VERSION,
-        ErrorData,
-        JSONRPCError,
-        JSONRPCRequest,
-        JSONRPCResponse,
-        jsonrpc_message_adapter,
-    )
-    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
-
-    # What the stateless transport gives a request: no way back to the client.
-    transport_context = TransportContext(kind="streamable-http", can_send_request=False)
-
-    class NoBackChannel:
-        """The dispatch context of one stateless POST answered with a single JSON reply."""
-
-        transport = transport_context
-        message_metadata = None
-        can_send_request = False
-
-        def __init__(self, request_id: Any) -> None:
-            self.request_id = request_id
-            self.cancel_requested = anyio.Event()
-
-        async def notify(self, method: str, params: Any, opts: Any = None) -> None:
-            pass  # a JSON reply has no room for notifications
-
-        async def send_raw_request(self, method: str, params: Any, opts: Any = None) -> dict[str, Any]:
-            raise NoBackChannelError(method)
-
-        async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-            pass
-
-    async def exchange(request: web.Request, body: bytes) -> web.Response | None:
-        version = request.headers.get("mcp-protocol-version")
-        if request.content_type != "application/json" or (version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS):
-            return None
-        if not check_accept_headers(request)[0]:
-            return None
+        version = request.headers.get("MCP-Protocol-Version")
+        if version is not None and version not in PROTOCOL_VERSIONS:
+            supported = ", ".join(json.dumps(v) for v in PROTOCOL_VERSIONS)
+            message = f"Bad Request: unsupported protocol version {json.dumps(version)} (supported: {supported})"
+            data = {"supported": list(PROTOCOL_VERSIONS), "requested": version}
+            return json_response(_error(None, UNSUPPORTED_PROTOCOL_VERSION, message, data), status=400)
+        if request.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
+            return web.Response(status=400, text="Invalid Content-Type header")
+        if not _accepts_json(request.headers.get("Accept", "")):
+            message = "Not Acceptable: Client must accept application/json"
+            return json_response(_error(None, INVALID_REQUEST, message), status=406)
+        if (request.content_length or 0) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length or 0)
+        body = await request.read()  # a chunked body stops at the app's client_max_size (MAX_BODY): 413
         try:
-            message = jsonrpc_message_adapter.validate_python(pydantic_core.from_json(body), by_name=False)
-        except ValueError:  # pydantic's ValidationError is a ValueError
-            return None
-        if not isinstance(message, JSONRPCRequest) or message.method == "initialize":
-            return None
-        connection = Connection.from_envelope(version or DEFAULT_NEGOTIATED_VERSION, None, None)
+            message = json.loads(body, parse_constant=_no_constant)
+        except UnicodeDecodeError as e:
+            return json_response(_error(None, PARSE_ERROR, f"Parse error: invalid UTF-8 at byte {e.start}"), status=400)
+        except ValueError as e:
+            return json_response(_error(None, PARSE_ERROR, f"Parse error: {e}"), status=400)
+        if _SURROGATE_ESCAPE.search(body):
+            message = _without_lone_surrogates(message)
+        if isinstance(message, list):
+            if not message:
+                return json_response(_error(None, INVALID_REQUEST, "Invalid Request: empty batch"), status=400)
+            replies = [r for r in await asyncio.gather(*(self._answer(m) for m in message)) if r is not None]
+            return json_response(replies) if replies else web.Response(status=202)
+        problem = _envelope_problem(message)
+        if problem is not None:
+            return json_response(_error(None, INVALID_REQUEST, f"Invalid Request: {problem}"), status=400)
+        reply = await self._answer(message)
+        return web.Response(status=202) if reply is None else json_response(reply)
+
+    async def _answer(self, message: Any) -> dict[str, Any] | None:
+        """The reply to one message of a POST: None for a notification or a response."""
+        problem = _envelope_problem(message)
+        if problem is not None:
+            return _error(None, INVALID_REQUEST, f"Invalid Request: {problem}")
+        if "method" not in message or "id" not in message:
+            return None  # a notification (nothing to do), or a response (we send no requests)
         try:
-            result = await serve_one(
-                server, NoBackChannel(message.id), message.method, message.params,
-                connection=connection, lifespan_state=lifespan_state,
-            )
-            reply: Any = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
-        except Exception as e:
-            error = handler_exception_to_error_data(e)
-            if error is None:  # the SDK's dispatcher answers these with code 0 too
-                log.exception("MCP %s failed", message.method)
-                error = ErrorData(code=0, message=str(e))
-            reply = JSONRPCError(jsonrpc="2.0", id=message.id, error=error)
-        return web.Response(body=reply.model_dump_json(by_alias=True, exclude_unset=True).encode(), content_type="application/json")
+            result = await self._dispatch(message["method"], message.get("params") or {})
+        except RpcError as e:
+            return {"jsonrpc": "2.0", "id": message["id"], "error": e.error}
+        except Exception:
+            log.exception("MCP %s failed", message["method"])
+            return _error(message["id"], INTERNAL_ERROR, "Internal error")
+        return {"jsonrpc": "2.0", "id": message["id"], "result": result}
 
-    return exchange
+    async def _dispatch(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "tools/call":
+            return await self._call_tool(params)
+        if method == "tools/list":
+            self._registry()
+            return {"tools": self._listed}
+        if method == "initialize":
+            requested = _param(params, "protocolVersion", str, required=True)
+            _param(params, "capabilities", dict)
+            _param(params, "clientInfo", dict)
+            return {
+                "protocolVersion": requested if requested in PROTOCOL_VERSIONS else LATEST_VERSION,
+                "capabilities": CAPABILITIES,
+                "serverInfo": {"name": SERVER_NAME, "version": SERVER_VERSION},
+            }
+        if method == "ping":
+            return {}
+        if method == "logging/setLevel":
+            if _param(params, "level", str, required=True) not in LOG_LEVELS:
+                raise RpcError(INVALID_PARAMS, f'Invalid params: "level" must be one of {json.dumps(list(LOG_LEVELS))}')
+            return {}  # we send no log notifications: a stateless POST has no stream for them
+        if method == "resources/list":
+            return {"resources": []}
+        if method == "resources/templates/list":
+            return {"resourceTemplates": []}
+        if method == "prompts/list":
+            return {"prompts": []}
+        raise RpcError(METHOD_NOT_FOUND, "Method not found", method)
+
+    async def _call_tool(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = _param(params, "name", str, required=True)
+        arguments = _param(params, "arguments", dict) or {}
+        tool = self._registry().get(name)
+        if tool is None:  # a protocol error, as go-sdk answers
+            raise RpcError(INVALID_PARAMS, f"unknown tool {json.dumps(name)}")
+        schema = tool.input_schema
+        properties, required = schema.get("properties", {}), schema.get("required", ())
+        # An optional argument sent as null is an absent one (its default applies).
+        arguments = {k: v for k, v in arguments.items() if v is not None or k in required or k not in properties}
+        error = schema_error(schema, arguments)
+        if error is not None:
+            return _failure(f'validating "arguments": {error}')
+        for key, value in arguments.items():  # 3.0 is a JSON integer: give the handler an int
+            if isinstance(value, float) and value.is_integer() and "integer" in _types(properties.get(key, {})):
+                arguments[key] = int(value)
+        try:
+            output = await call(tool, arguments)
+        except ToolFailure as e:
+            return _failure(str(e) or "tool failed")
+        except Exception as e:  # a bug in a tool must not become a protocol error
+            log.exception("MCP tool %s failed", tool.name)
+            return _failure(f"{type(e).__name__}: {e}")
+        return {
+            "content": [{"type": "text", "text": json.dumps(output, ensure_ascii=False)}],
+            "structuredContent": output,
+            "isError": False,
+        }
 
 
-async def _call_asgi(asgi: Any, request: web.Request, body: bytes) -> web.Response:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": request.method,
-        "scheme": request.scheme,
-        "path": request.path,
-        "raw_path": request.rel_url.raw_path.encode(),
-        "root_path": "",
-        "query_string": request.query_string.encode(),
-        "headers": [(k.lower(), v) for k, v in request.raw_headers],
-        "client": (request.remote or "", 0),
-        "server": (request.url.host, request.url.port),
-    }
-    delivered = False
+def _failure(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "isError": True}
 
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # like a live connection: no disconnect
-        return {"type": "http.disconnect"}
 
-    status, headers, chunks = 500, [], []
+def _error(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": RpcError(code, message, data).error}
 
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status, headers
-        if message["type"] == "http.response.start":
-            status, headers = message["status"], message.get("headers", [])
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
 
-    await asgi(scope, receive, send)
-    response = web.Response(status=status, body=b"".join(chunks))
-    for key, value in headers:
-        name = key.decode("latin-1")
-        if name.lower() == "content-type":
-            response.headers["Content-Type"] = value.decode("latin-1")
-        elif name.lower() != "content-length":
-            response.headers.add(name, value.decode("latin-1"))
-    return response
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _accepts_json(header: str) -> bool:
+    """The SDK's `check_accept_headers` for JSON replies: wildcards count, parameters are ignored."""
+    kinds = {part.split(";")[0].strip().lower() for part in header.split(",")}
+    return not kinds.isdisjoint({"application/json", "application/*", "*/*"})
+
+
+def _envelope_problem(message: Any) -> str | None:
+    """Why `message` is not a JSON-RPC 2.0 request, notification or response (None: it is)."""
+    if not isinstance(message, dict):
+        return f"expected a JSON object, got {_json_type(message)}"
+    if message.get("jsonrpc") != "2.0":
+        return '"jsonrpc" must be "2.0"'
+    if "id" in message and (not isinstance(message["id"], (str, int)) or isinstance(message["id"], bool)):
+        return f'"id" must be a string or an integer, got {_json_type(message["id"])}'
+    if "method" in message:
+        if not isinstance(message["method"], str):
+            return '"method" must be a string'
+        if message.get("params") is not None and not isinstance(message["params"], dict):
+            return '"params" must be an object'
+    elif "id" not in message or ("result" in message) == ("error" in message):
+        return 'neither a request (no "method") nor a response (an "id" and one of "result" or "error")'
+    return None
+
+
+def _param(params: dict[str, Any], key: str, kind: type, required: bool = False) -> Any:
+    value = params.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind):
+        wanted = {str: "a string", dict: "an object"}[kind]
+        raise RpcError(INVALID_PARAMS, f"Invalid params: {json.dumps(key)} must be {wanted}, got {_json_type(value)}")
+    return value
+
+
+# --- the JSON Schema subset tools.py uses ------------------------------------------------------------
+
+TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "null": lambda v: v is None,
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def schema_error(schema: dict[str, Any], value: Any) -> str | None:
+    """The first way `value` breaks `schema`, worded as jsonschema does (values shown as JSON)."""
+    kinds = _types(schema)
+    if kinds and not any(TYPE_CHECKS[kind](value) for kind in kinds):
+        return f"{_show(value)} is not of type {', '.join(json.dumps(k) for k in kinds)}"
+    if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
+        return f"{_show(value)} is not one of {_show(schema['enum'])}"
+    if TYPE_CHECKS["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{_show(value)} is less than the minimum of {_show(schema['minimum'])}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{_show(value)} is greater than the maximum of {_show(schema['maximum'])}"
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for key, sub in properties.items():
+            if key in value and (error := schema_error(sub, value[key])) is not None:
+                return error
+        for key in schema.get("required", ()):
+            if key not in value:
+                return f"{json.dumps(key)} is a required property"
+        extra, unknown = schema.get("additionalProperties", True), sorted(k for k in value if k not in properties)
+        if extra is False and unknown:
+            names = ", ".join(json.dumps(k, ensure_ascii=False) for k in unknown)
+            return f"Additional properties are not allowed ({names} {'was' if len(unknown) == 1 else 'were'} unexpected)"
+        if isinstance(extra, dict):
+            for key in unknown:
+                if (error := schema_error(extra, value[key])) is not None:
+                    return error
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            if (error := schema_error(schema["items"], item)) is not None:
+                return error
+    return None
+
+
+def _check_supported(schema: Any, where: str) -> None:
+    """Refuse a schema using keywords `schema_error` would silently skip."""
+    if not isinstance(schema, dict):
+        raise ValueError(f"{where}: a schema must be an object")
+    unknown = set(schema) - CHECKED_KEYWORDS - ANNOTATIONS
+    if unknown or not set(_types(schema)) <= set(TYPE_CHECKS):
+        raise ValueError(f"{where}: unsupported JSON Schema keywords or types: {sorted(unknown) or schema.get('type')}")
+    for key, sub in schema.get("properties", {}).items():
+        _check_supported(sub, f"{where}.{key}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            _check_supported(schema[key], f"{where}.{key}")
+
+
+def _types(schema: dict[str, Any]) -> list[str]:
+    kinds = schema.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_type(value: Any) -> str:
+    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
+        if TYPE_CHECKS[name](value) and not (name == "integer" and isinstance(value, float)):
+            return name
+    return type(value).__name__
 
 
 MCP = web.AppKey("mcp", McpEndpoint)

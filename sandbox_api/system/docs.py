@@ -9,7 +9,6 @@ from importlib import resources
 from aiohttp import web
 
 from ..http.appkeys import SETTINGS
-from ..openapi import document_json
 
 PAGE = "/swagger/index.html"
 
@@ -20,6 +19,8 @@ def _page() -> bytes:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
+    from ..openapi import document_json  # a big table: loaded when first asked for
+
     body = document_json(terminal=not request.app[SETTINGS].disable_terminal)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
