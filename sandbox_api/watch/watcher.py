@@ -8,8 +8,9 @@ and cannot add paths to a running one, so it fails at the 129th watch). The inot
 too (the kernel gives one watch descriptor per directory and instance): each is
 removed once no client needs it.
 
-Events are batched per watch (a batch is cut `STEP_MS` after the last change, at
-most `DEBOUNCE_MS` after the first one), then turned into the API's events:
+Events are batched per watch (a batch is what one read of the inotify fd brought: the
+changes the kernel queued while the loop was busy, cut at once, so an event reaches
+its client about a millisecond after the change), then turned into the API's events:
 
 - created or moved in -> CREATE, modified or attributes changed -> WRITE, deleted or
   moved out -> REMOVE (a rename is a REMOVE and a CREATE; a mode change is a WRITE);
@@ -54,8 +55,6 @@ from ..linux.inotify import (
 
 log = logging.getLogger("sandbox_api.watch")
 
-DEBOUNCE_MS = 50  # a batch is cut after this long, however busy the tree
-STEP_MS = 5  # ... or after this long without a new change
 _ADDED, _MODIFIED, _DELETED = 1, 2, 3
 _OPS = {_ADDED: "CREATE", _MODIFIED: "WRITE", _DELETED: "REMOVE"}
 
@@ -181,9 +180,7 @@ class Watch:
         self._hub: _Hub | None = None
         self._queue: asyncio.Queue[list[tuple[int, str]]] = asyncio.Queue()
         self._pending: list[tuple[int, str]] = []
-        self._first = 0.0
-        self._last = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
 
     async def start(self) -> None:
         """Check the root and arm the watch: no change after this returns can be missed."""
@@ -254,20 +251,10 @@ class Watch:
         else:
             return
         self._pending.append((change, path))
-        loop = asyncio.get_running_loop()
-        self._last = loop.time()
-        if self._timer is None:
-            self._first = self._last
-            self._timer = loop.call_later(STEP_MS / 1000, self._tick)
+        if self._timer is None:  # cut once the events of this read are all in
+            self._timer = asyncio.get_running_loop().call_soon(self._tick)
 
     def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        quiet_at = self._last + STEP_MS / 1000
-        cut_at = self._first + DEBOUNCE_MS / 1000
-        if now < quiet_at and now < cut_at:
-            self._timer = loop.call_at(min(quiet_at, cut_at), self._tick)
-            return
         self._timer = None
         batch, self._pending = self._pending, []
         if batch:
