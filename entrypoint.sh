@@ -26,18 +26,17 @@ fi
 daemon=$!
 
 # docker stop sends SIGTERM to PID 1 (this shell): hand it to the daemon, which shuts
-# down cleanly (its managed processes get their stop signal).
+# down cleanly.
 stop() { kill -TERM "$daemon" 2>/dev/null; }
 trap stop TERM INT HUP
 
-if ! "$SANDBOX_API" ready --port "$PORT" --timeout "${SANDBOX_API_READY_TIMEOUT:-30}" --pid "$daemon"; then
-    if ! kill -0 "$daemon" 2>/dev/null; then
-        wait "$daemon"
-        status=$?
-        # A file cut short in its machine code dies on a signal before it can say so.
-        if [ "$status" -gt 128 ]; then
-            say "sandbox-api died on signal $((status - 128)) while starting: $SANDBOX_API may be truncated or damaged; copy it again"
-        fi
+"$SANDBOX_API" ready --port "$PORT" --timeout "${SANDBOX_API_READY_TIMEOUT:-30}" --pid "$daemon"
+ready_status=$?
+if [ "$ready_status" -ne 0 ]; then
+    # A file cut short in its machine code dies on a signal before it can say so (and
+    # `ready` is the same file).
+    if [ "$ready_status" -gt 128 ]; then
+        say "sandbox-api died on signal $((ready_status - 128)) while starting: $SANDBOX_API may be truncated or damaged; copy it again"
     fi
     say "sandbox-api did not become ready; stopping"
     stop

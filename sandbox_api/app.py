@@ -7,6 +7,7 @@ import logging
 import signal
 import subprocess
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -29,7 +30,6 @@ from .http.headers import make_on_prepare, timing_middleware
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
-from .mcp.tools import Tools
 from .network import proxy as port_proxy
 from .network import routes as network_routes
 from .network.monitors import Monitors
@@ -88,10 +88,14 @@ def build_app(settings: Settings) -> web.Application:
     app[search_routes.CONTENT_SEARCH] = ContentSearch(children, settings.search_timeout, settings.identity)
     app[codegen_routes.CODEGEN] = Codegen(app[filesystem_routes.FILES])
     codegen_enabled = codegen.enabled()  # the MCP registration of its two tools is decided now
-    app[mcp_transport.MCP] = mcp_transport.McpEndpoint(
-        lambda: Tools(settings, app[SUPERVISOR], app[filesystem_routes.FILES], app[search_routes.CONTENT_SEARCH],
-                      app[codegen_routes.CODEGEN], codegen_enabled)
-    )
+
+    def mcp_tools() -> Any:  # on the first /mcp request: the tools module is not needed before
+        from .mcp.tools import Tools
+
+        return Tools(settings, app[SUPERVISOR], app[filesystem_routes.FILES], app[search_routes.CONTENT_SEARCH],
+                     app[codegen_routes.CODEGEN], codegen_enabled)
+
+    app[mcp_transport.MCP] = mcp_transport.McpEndpoint(mcp_tools)
     app.on_response_prepare.append(make_on_prepare(settings.enable_processing_time))
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_end_streams)

@@ -1034,7 +1034,7 @@ def _mcp_and_terminal() -> dict[str, Schema]:
                     "202": {"description": "A notification or a response was accepted (empty body)."},
                     "400": {
                         "description": "Malformed JSON-RPC (a JSON-RPC error), or a Content-Type other than "
-                        "application/json (plain text, from the MCP SDK).",
+                        "application/json (plain text).",
                         "content": {**rpc_error, "text/plain": {"schema": string()}},
                     },
                     "406": {"description": "`Accept` does not allow application/json.", "content": rpc_error},

@@ -1,8 +1,8 @@
 """The MCP tools: one per service call, with the original's names, schemas and shapes.
 
 Each handler calls the same service as the matching HTTP route (the supervisor, the
-filesystem service, search); nothing here re-implements a behaviour. This module
-does not import the `mcp` package (slow to import): `transport.py` adapts it.
+filesystem service, search); nothing here re-implements a behaviour. `transport.py`
+speaks the protocol (JSON-RPC over streamable HTTP) and calls them.
 """
 
 from __future__ import annotations

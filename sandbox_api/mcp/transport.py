@@ -30,13 +30,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..http.responses import _SURROGATE_ESCAPE, _without_lone_surrogates, json_response
-from .tools import Tool, ToolFailure, Tools, call
+if TYPE_CHECKING:  # the tools (and the services they pull in) load on the first /mcp call
+    from .tools import Tool, Tools
 
 log = logging.getLogger("sandbox_api.mcp")
 
@@ -110,7 +112,7 @@ class McpEndpoint:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length or 0)
         body = await request.read()  # a chunked body stops at the app's client_max_size (MAX_BODY): 413
         try:
-            message = json.loads(body, parse_constant=_no_constant)
+            message = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
         except UnicodeDecodeError as e:
             return json_response(_error(None, PARSE_ERROR, f"Parse error: invalid UTF-8 at byte {e.start}"), status=400)
         except ValueError as e:
@@ -190,6 +192,8 @@ class McpEndpoint:
             if isinstance(value, float) and value.is_integer() and "integer" in _types(properties.get(key, {})):
                 arguments[key] = int(value)
         try:
+            from .tools import ToolFailure, call
+
             output = await call(tool, arguments)
         except ToolFailure as e:
             return _failure(str(e) or "tool failed")
@@ -213,6 +217,13 @@ def _error(request_id: Any, code: int, message: str, data: Any = None) -> dict[s
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: it could not be written back as JSON
+        raise ValueError(f"number {text} is out of range")
+    return value
 
 
 def _accepts_json(header: str) -> bool:

@@ -1,2 +1,0 @@
-class InvalidTag(Exception):
-    pass

@@ -1,3 +1,0 @@
-from cryptography import stub_class
-
-SHA256 = stub_class("SHA256")

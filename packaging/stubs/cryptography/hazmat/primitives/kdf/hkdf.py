@@ -1,3 +1,0 @@
-from cryptography import stub_class
-
-HKDF = stub_class("HKDF")
