@@ -137,24 +137,24 @@ async def main(report: Report) -> None:
     binary, venv = [str(BINARY)], [sys.executable, "-m", "sandbox_api"]
     with tempfile.TemporaryDirectory(prefix="bench-binary-tmp-") as scratch:
         tmp = Path(scratch)
+        kinds = [("exec", "mcp", "")[i % 3] for i in range(RUNS)]  # what each start's first request is
         runs: dict[str, list[dict[str, float]]] = {"binary": [], "venv": []}
-        for i in range(RUNS):  # interleaved: the machine's noise hits both alike
+        for i, first in enumerate(kinds):  # interleaved: the machine's noise hits both alike
             for name, argv in (("binary", binary), ("venv", venv)):
                 run_tmp = tmp / f"{name}{i}"
                 run_tmp.mkdir()
-                first = ("exec", "mcp", "")[i % 3]
-                result = start_once(argv, run_tmp, first=first, measure_tree=(i == RUNS - 1))
-                result["kind"] = ("exec", "mcp", "")[i % 3]  # type: ignore[assignment]
-                runs[name].append(result)
+                runs[name].append(start_once(argv, run_tmp, first=first, measure_tree=(i == RUNS - 1)))
         health = {name: [r["health"] for r in rs] for name, rs in runs.items()}
         b50, v50 = statistics.median(health["binary"]), statistics.median(health["venv"])
         report.add("binary", f"cold start to /health, p50 of {RUNS} (max)", median_max(health["binary"]),
                    f"venv {median_max(health['venv'])}", b50 / v50, "<= 150 ms")  # fmt: skip
         for kind, label in (("exec", "first POST /process (echo, wait)"), ("mcp", "first MCP tools/call")):
-            b = [r["first"] for r in runs["binary"] if r["kind"] == kind]
-            v = [r["first"] for r in runs["venv"] if r["kind"] == kind]
-            report.add("binary", f"spawn to end of {label}", median_max(b), f"venv {median_max(v)}",
-                       statistics.median(b) / statistics.median(v), "exec <= start + 50 ms")  # fmt: skip
+            b = [r for r, k in zip(runs["binary"], kinds) if k == kind]
+            v = [r["first"] for r, k in zip(runs["venv"], kinds) if k == kind]
+            after_start = statistics.median(r["first"] - r["health"] for r in b)
+            report.add("binary", f"spawn to end of {label}", f"{median_max([r['first'] for r in b])}, start + {ms(after_start)}",
+                       f"venv {median_max(v)}", statistics.median(r["first"] for r in b) / statistics.median(v),
+                       "exec <= start + 50 ms")  # fmt: skip
         last = runs["binary"][-1]
         report.add("binary", "idle RSS, whole process tree", mb(last["rss"]), f"venv {mb(runs['venv'][-1]['rss'])}",
                    last["rss"] / runs["venv"][-1]["rss"], "<= 40 MiB, goal 30")  # fmt: skip

@@ -9,9 +9,11 @@ dir, children inherit no loader variables. What remains different:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import threading
+from importlib import resources
 
 FROZEN = bool(getattr(sys, "frozen", False))
 
@@ -27,23 +29,19 @@ def ripgrep() -> int | None:
         return None
     with _rg_lock:
         if _rg_fd is None:
-            from importlib import resources
-
-            data = (resources.files("sandbox_api") / "_bundled" / "rg").read_bytes()
-            fd = os.memfd_create("rg", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                import fcntl
-
-                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
-            except BaseException:
-                os.close(fd)
-                raise
-            # Executing a file that is open for writing fails (ETXTBSY): keep a read-only fd.
-            try:
-                _rg_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-            finally:
-                os.close(fd)
+            _rg_fd = _executable_in_memory("rg", (resources.files("sandbox_api") / "_bundled" / "rg").read_bytes())
         return _rg_fd
+
+
+def _executable_in_memory(name: str, data: bytes) -> int:
+    """A read-only fd of a sealed memfd holding `data`."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+        # Executing a file that is open for writing fails (ETXTBSY): hand out a read-only fd.
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)

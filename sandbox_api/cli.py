@@ -13,7 +13,7 @@ from . import config, identity, logsetup, outbound
 
 log = logging.getLogger("sandbox_api")
 
-CLIENT_COMMANDS = ("ready", "start-process")  # sandbox_api/client.py
+CLIENT_COMMANDS = ("ready", "start-process")  # served by sandbox_api/client.py
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

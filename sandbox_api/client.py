@@ -21,7 +21,8 @@ import time
 import urllib.error
 import urllib.request
 
-COMMANDS = ("ready", "start-process")
+from .cli import CLIENT_COMMANDS
+
 
 
 def _request(port: int, method: str, path: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -106,7 +107,7 @@ def start_process(port: int) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sandbox-api")
-    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("command", choices=CLIENT_COMMANDS)
     parser.add_argument("-p", "--port", "-port", type=int, default=int(os.environ.get("SANDBOX_API_PORT") or 8080))
     parser.add_argument("--timeout", type=float, default=30.0, help="ready: how long to wait (seconds)")
     parser.add_argument("--pid", type=int, default=None, help="ready: give up if this process (the daemon) exits")

@@ -67,8 +67,6 @@ def resolve(spec: str) -> Identity:
     return Identity(name, uid, gid, groups, home)
 
 
-
-
 def _switch(uid: int, gid: int) -> tuple[int, int]:
     """Set this thread's fsuid/fsgid; returns the previous ones. Group first: once the
     fsuid is unprivileged, changing the fsgid would no longer be allowed."""

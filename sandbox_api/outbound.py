@@ -37,7 +37,6 @@ CA_BUNDLES = (
 )
 
 _roots_loaded = False
-_roots_lock: asyncio.Lock | None = None
 
 
 @contextlib.contextmanager
@@ -97,14 +96,12 @@ def _load_roots() -> None:
 
 
 async def ensure_roots() -> None:
-    global _roots_loaded, _roots_lock
-    if _roots_loaded:
-        return
-    _roots_lock = _roots_lock or asyncio.Lock()
-    async with _roots_lock:
-        if not _roots_loaded:
-            await asyncio.to_thread(_load_roots)
-            _roots_loaded = True
+    """Load the roots once (two first calls at once both load them: harmless, the
+    contexts ignore certificates they already hold)."""
+    global _roots_loaded
+    if not _roots_loaded:
+        await asyncio.to_thread(_load_roots)
+        _roots_loaded = True
 
 
 async def session(**kwargs: Any) -> aiohttp.ClientSession:

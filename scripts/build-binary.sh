@@ -21,5 +21,5 @@ if [ -n "$need" ]; then
     apt-get install -y -qq $need >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $need >/dev/null; }
 fi
 
-python3 -X no_debug_ranges packaging/static/build.py "$OUT"
+python3 packaging/static/build.py "$OUT"
 "$OUT" --version

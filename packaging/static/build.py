@@ -34,7 +34,7 @@ import sys
 import tarfile
 import time
 import zipfile
-import zlib
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -79,9 +79,9 @@ def main() -> None:
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
     lock = read_lock()
-    cpython = step("interpreter", lambda: build_cpython())
+    cpython = step("interpreter", build_cpython)
     sources = step("sources", lambda: fetch_sources(lock))
-    cython = step("cython", lambda: cython_tool())
+    cython = step("cython", cython_tool)
     objects = step("extensions", lambda: build_extensions(cpython, sources, cython))
     executable = step("link", lambda: link(cpython, objects))
     archive = step("code", lambda: build_archive(cpython, sources))
@@ -294,12 +294,12 @@ def build_extensions(cpython: Path, sources: dict[str, Path], cython: Path) -> l
         if out.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
             return out
         parts = []
+        defines = [d.format(psutil_version=psutil_version(root)) if "{" in d else d for d in ext.defines]
         for i, source in enumerate(files):
             part = objdir / f"{ext.name}.{i}.part.o"
             cpp = source.endswith((".cpp", ".cxx", ".cc"))
             compiler = "g++" if cpp else "gcc"
             unwind = [] if cpp else ["-fno-asynchronous-unwind-tables", "-fno-unwind-tables"]
-            defines = [d.format(psutil_version=psutil_version(root)) for d in ext.defines]
             run(
                 [compiler, "-c", "-O2", "-DNDEBUG", "-fno-semantic-interposition", "-ffunction-sections",
                  "-fdata-sections", "-fno-plt", *unwind, *ext.flags,
@@ -335,8 +335,11 @@ def build_extensions(cpython: Path, sources: dict[str, Path], cython: Path) -> l
 
 
 def psutil_version(root: Path) -> str:
-    match = re.search(r'__version__ = "([\d.]+)"', (root / "psutil" / "__init__.py").read_text()) if (root / "psutil").exists() else None
-    return match.group(1).replace(".", "") if match else "0"
+    """psutil's C code wants its version as a number (7.2.2 -> 722), as its setup.py gives it."""
+    match = re.search(r'__version__ = "([\d.]+)"', (root / "psutil" / "__init__.py").read_text())
+    if match is None:
+        raise SystemExit("build: no __version__ in psutil/__init__.py")
+    return match.group(1).replace(".", "")
 
 
 # -- 3. link --------------------------------------------------------------------------
@@ -413,7 +416,7 @@ class Archive:
         info.external_attr = 0o644 << 16
         self.zip.writestr(info, data, compresslevel=9 if method == zipfile.ZIP_DEFLATED else None)
 
-    def add_tree(self, root: Path, package: str, skip: set[str] = frozenset(), data: bool = False) -> None:  # type: ignore[assignment]
+    def add_tree(self, root: Path, package: str, skip: Collection[str] = (), data: bool = False) -> None:
         base = root / package
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if d not in skip and d != "__pycache__" and not d.startswith("."))
@@ -444,18 +447,12 @@ def build_archive(cpython: Path, sources: dict[str, Path]) -> Path:
             archive.add_tree(lib, entry.name, skip={"test", "tests", "idle_test"})
         elif entry.suffix == ".py":
             archive.add_module(entry.name, entry.read_bytes())
-    for name, location in sources.items():
-        if str(location).endswith(".whl"):
+    for location in sources.values():  # pure-Python dependencies: their wheels' modules
+        if location.suffix == ".whl":
             with zipfile.ZipFile(location) as wheel:
                 for member in sorted(wheel.namelist()):
-                    top = member.split("/", 1)[0]
-                    if top.endswith((".dist-info", ".data")):
-                        continue
-                    if member.endswith(".py"):
+                    if member.endswith(".py") and not member.split("/", 1)[0].endswith((".dist-info", ".data")):
                         archive.add_module(member, wheel.read(member))
-                    elif member.endswith("py.typed"):
-                        continue
-            continue
     packages = {"aiohttp": "aiohttp", "yarl": "yarl", "multidict": "multidict", "frozenlist": "frozenlist",
                 "propcache": "src/propcache", "psutil": "psutil", "rapidfuzz": "src/rapidfuzz"}  # fmt: skip
     for project, package in packages.items():
@@ -546,7 +543,6 @@ def assemble(executable: Path, archive: Path, out: Path) -> None:
     tmp.write_bytes(body)
     tmp.chmod(0o755)
     os.replace(tmp, out)
-    zlib.crc32(b"")  # (zlib imported for the archive's deflate)
 
 
 if __name__ == "__main__":

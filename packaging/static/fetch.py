@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import urllib.request
+from typing import Any
 
 INDEX = os.environ.get("SANDBOX_PYPI_SIMPLE", "https://pypi.org/simple")
 
@@ -19,17 +20,9 @@ def fetch(name: str, filename: str, sha256: str, dest: str) -> str:
     path = os.path.join(dest, filename)
     if os.path.exists(path) and _sha256(path) == sha256:
         return path
-    request = urllib.request.Request(
-        f"{INDEX}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        files = json.load(response)["files"]
-    match = [f for f in files if f["filename"] == filename]
-    if not match:
-        raise SystemExit(f"fetch: {filename} is not on the index for {name}")
     os.makedirs(dest, exist_ok=True)
     tmp = path + ".part"
-    with urllib.request.urlopen(match[0]["url"], timeout=300) as response, open(tmp, "wb") as out:
+    with urllib.request.urlopen(_listed(name, filename)["url"], timeout=300) as response, open(tmp, "wb") as out:
         while chunk := response.read(1 << 20):
             out.write(chunk)
     if _sha256(tmp) != sha256:
@@ -47,17 +40,20 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def lookup(name: str, filename: str) -> str:
-    """The sha256 of `filename` as the index lists it (to write the lock file)."""
-    request = urllib.request.Request(
-        f"{INDEX}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-    )
+def _listed(name: str, filename: str) -> dict[str, Any]:
+    """The index's entry for `filename` of project `name` (its url and hashes)."""
+    request = urllib.request.Request(f"{INDEX}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         files = json.load(response)["files"]
-    for f in files:
-        if f["filename"] == filename:
-            return str(f["hashes"]["sha256"])
-    raise SystemExit(f"lookup: {filename} is not on the index for {name}")
+    for entry in files:
+        if entry["filename"] == filename:
+            return dict(entry)
+    raise SystemExit(f"fetch: {filename} is not on the index for {name}")
+
+
+def lookup(name: str, filename: str) -> str:
+    """The sha256 of `filename` as the index lists it (to write the lock file)."""
+    return str(_listed(name, filename)["hashes"]["sha256"])
 
 
 if __name__ == "__main__":

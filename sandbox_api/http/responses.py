@@ -49,14 +49,18 @@ async def read_json_object(request: web.Request, *, required: bool = True) -> di
             raise Invalid("invalid request body: EOF")
         return {}
     try:
-        data = json.loads(raw)
+        data = decode_json(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise Invalid(f"invalid request body: {e}") from None
     if not isinstance(data, dict):
         raise Invalid(f"invalid request body: expected a JSON object, got {type(data).__name__}")
-    if _SURROGATE_ESCAPE.search(raw):
-        data = _without_lone_surrogates(data)
     return data
+
+
+def decode_json(raw: bytes, **options: Any) -> Any:
+    """`json.loads(raw, **options)` as Go decodes: an escaped lone surrogate is U+FFFD."""
+    data = json.loads(raw, **options)
+    return _without_lone_surrogates(data) if _SURROGATE_ESCAPE.search(raw) else data
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

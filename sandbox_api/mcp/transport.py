@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..http.responses import _SURROGATE_ESCAPE, _without_lone_surrogates, json_response
+from ..http.responses import decode_json, json_response
+
 if TYPE_CHECKING:  # the tools (and the services they pull in) load on the first /mcp call
     from .tools import Tool, Tools
 
@@ -112,13 +113,11 @@ class McpEndpoint:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length or 0)
         body = await request.read()  # a chunked body stops at the app's client_max_size (MAX_BODY): 413
         try:
-            message = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+            message = decode_json(body, parse_constant=_no_constant, parse_float=_finite)
         except UnicodeDecodeError as e:
             return json_response(_error(None, PARSE_ERROR, f"Parse error: invalid UTF-8 at byte {e.start}"), status=400)
         except ValueError as e:
             return json_response(_error(None, PARSE_ERROR, f"Parse error: {e}"), status=400)
-        if _SURROGATE_ESCAPE.search(body):
-            message = _without_lone_surrogates(message)
         if isinstance(message, list):
             if not message:
                 return json_response(_error(None, INVALID_REQUEST, "Invalid Request: empty batch"), status=400)

@@ -94,12 +94,12 @@ class ContentSearch:
         if self.rg is None:
             log.warning("ripgrep (rg) not found: content search is unavailable")
 
-    def _program(self) -> tuple[str, tuple[int, ...]]:
+    async def _program(self) -> tuple[str, tuple[int, ...]]:
         """The path to run rg by, and the fds the child needs for it."""
         assert self.rg is not None
         if self.rg != BUNDLED_RG:
             return self.rg, ()
-        fd = bundle.ripgrep()
+        fd = await asyncio.to_thread(bundle.ripgrep)  # the first time, it inflates ~5 MB
         assert fd is not None
         return f"/proc/self/fd/{fd}", (fd,)
 
@@ -124,7 +124,7 @@ class ContentSearch:
             raise Invalid(f"specified directory does not exist: {root}")
         if not os.access(root, os.R_OK | os.X_OK):
             raise Unprocessable(f"open {root}: permission denied")
-        rg, pass_fds = self._program()
+        rg, pass_fds = await self._program()
         argv = rg_argv(rg, query, case_sensitive=case_sensitive, regex=regex, context=context, file_pattern=file_pattern, exclude_dirs=exclude_dirs)
         piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity, pass_fds=pass_fds)
         matches: list[dict[str, Any]] = []
@@ -154,7 +154,7 @@ class ContentSearch:
         if self.rg is None:
             raise NotSupported("content search needs ripgrep (rg), which was not found; install the ripgrep wheel")
         _refuse_nul("query, include and exclude", query, include, exclude)
-        rg, pass_fds = self._program()
+        rg, pass_fds = await self._program()
         argv = [rg, "--json", "--no-config"]
         if not case_sensitive:
             argv.append("--ignore-case")

@@ -180,7 +180,7 @@ class Watch:
         self._hub: _Hub | None = None
         self._queue: asyncio.Queue[list[tuple[int, str]]] = asyncio.Queue()
         self._pending: list[tuple[int, str]] = []
-        self._timer: asyncio.Handle | None = None
+        self._flush: asyncio.Handle | None = None
 
     async def start(self) -> None:
         """Check the root and arm the watch: no change after this returns can be missed."""
@@ -251,11 +251,11 @@ class Watch:
         else:
             return
         self._pending.append((change, path))
-        if self._timer is None:  # cut once the events of this read are all in
-            self._timer = asyncio.get_running_loop().call_soon(self._tick)
+        if self._flush is None:  # cut once the events of this read are all in
+            self._flush = asyncio.get_running_loop().call_soon(self._deliver)
 
-    def _tick(self) -> None:
-        self._timer = None
+    def _deliver(self) -> None:
+        self._flush = None
         batch, self._pending = self._pending, []
         if batch:
             self._queue.put_nowait(batch)
@@ -311,9 +311,9 @@ class Watch:
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         if self._hub is not None:
             self._hub.forget(self)
             self._hub.release()

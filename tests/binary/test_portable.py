@@ -91,6 +91,28 @@ def test_busybox_root_as_pid1(busybox_root: Chroot, port: int):
     assert busybox_root.leftovers() == [], pid1.output()
 
 
+def test_tls_roots_load_on_the_first_outbound_call(busybox_root: Chroot, port: int):
+    # Where Alpine and Debian keep their CA bundle; the bundled OpenSSL looks in /usr/lib/ssl.
+    (busybox_root.root / "etc/ssl/certs").mkdir(parents=True)
+    shutil.copy2("/etc/ssl/certs/ca-certificates.crt", busybox_root.root / "etc/ssl/certs/ca-certificates.crt")
+    pid1 = run_daemon(busybox_root, port)
+    try:
+        wait_healthy(port, pid1)
+        assert "TLS roots" not in pid1.output()
+        # An upgrade from an HTTPS address nobody serves: the download is tried (and
+        # fails), so the roots are loaded first.
+        status, _ = call(port, "POST", "/upgrade", {"version": "v9.9.9", "baseUrl": "https://127.0.0.1:9"})
+        assert status == 200
+        deadline = time.monotonic() + 20
+        while "TLS roots: /etc/ssl/certs/ca-certificates.crt" not in pid1.output():
+            assert time.monotonic() < deadline, pid1.output()
+            time.sleep(0.1)
+        status, health = call(port, "GET", "/health")  # still serving
+        assert status == 200 and health["status"] == "ok"
+    finally:
+        pid1.kill()
+
+
 def zombie_with_ns_pid(host_pid: str, ns_pid: int) -> bool:
     try:
         status = open(f"/proc/{host_pid}/status").read()
