@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import importlib.util
 import logging
 import os
 import ssl
@@ -59,13 +61,54 @@ def _contexts_without_roots() -> Iterator[None]:
 
 
 def import_aiohttp() -> None:
-    """Import aiohttp without loading TLS roots (a no-op if it is already imported)."""
+    """Make `aiohttp` importable with neither its client side nor TLS roots loaded
+    (a no-op if it is already imported).
+
+    aiohttp's package `__init__` imports the whole client (client, connector, tracing,
+    cookie jar, resolver: ~60 ms of the ~220 ms that `import aiohttp.web` costs) and
+    the server needs none of it until its first outbound call. So the package module
+    is registered with its `__path__` but its `__init__` not run: submodules
+    (`aiohttp.web`, `aiohttp.hdrs`, ...) import as usual, and the first name that is
+    not a submodule (`aiohttp.ClientSession`) runs the real `__init__` in full, with
+    the TLS contexts left without roots. Nothing of aiohttp is changed; the worst case
+    is today's cost, paid later. (No library does this: importlib.util.LazyLoader
+    defers a whole module, not a package's `__init__` while its submodules load.)
+    """
     global _roots_loaded
     if "aiohttp" in sys.modules:
         _roots_loaded = True  # imported the usual way: its contexts already have roots
         return
-    with _contexts_without_roots():
-        import aiohttp  # noqa: F401
+    spec = importlib.util.find_spec("aiohttp")
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError("No module named 'aiohttp'", name="aiohttp")
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+    version = _version_constant(loader.get_code("aiohttp"))  # type: ignore[attr-defined]
+    if version is not None:
+        package.__version__ = version  # `from . import __version__` in aiohttp.http
+
+    def complete(name: str) -> Any:
+        if not name.startswith("__"):
+            try:
+                return importlib.import_module(f"aiohttp.{name}")
+            except ModuleNotFoundError as e:
+                if e.name != f"aiohttp.{name}":
+                    raise
+        del package.__getattr__
+        with _contexts_without_roots():
+            loader.exec_module(package)
+        return getattr(package, name)
+
+    package.__getattr__ = complete  # type: ignore[method-assign]
+    sys.modules["aiohttp"] = package
+
+
+def _version_constant(code: Any) -> str | None:
+    """`__version__` is the package's first constant that looks like a version."""
+    for constant in getattr(code, "co_consts", ()):
+        if isinstance(constant, str) and constant[:1].isdigit() and "." in constant:
+            return constant
+    return None
 
 
 def trusted_roots() -> tuple[str | None, str | None]:

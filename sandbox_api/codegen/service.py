@@ -30,7 +30,8 @@ DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_TOKEN_LIMIT = 30000
 SKIPPED_DIRS = frozenset({"node_modules", "vendor", ".git", "dist", "build", "target", "__pycache__", ".venv"})
 MAX_RERANK_FILE_BYTES = 1024 * 1024  # larger files are data, not code worth ranking
-PROVIDER_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
+PROVIDER_TIMEOUT_SECONDS = 120.0
+PROVIDER_CONNECT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def _configured() -> Provider:
 async def _post(p: Provider, url: str, body: dict[str, Any]) -> Any:
     headers = {"Authorization": f"Bearer {p.key}", "Content-Type": "application/json"}
     try:
-        async with await outbound.session(timeout=PROVIDER_TIMEOUT) as session:
+        async with await outbound.session(
+            timeout=aiohttp.ClientTimeout(total=PROVIDER_TIMEOUT_SECONDS, sock_connect=PROVIDER_CONNECT_SECONDS)
+        ) as session:
             async with session.post(url, json=body, headers=headers) as response:
                 text = await response.text(errors="replace")
                 if response.status >= 300:
@@ -76,7 +79,7 @@ async def _post(p: Provider, url: str, body: dict[str, Any]) -> Any:
     except aiohttp.ClientError as e:
         raise Unprocessable(f"{p.name} request failed: {e}") from None
     except asyncio.TimeoutError:
-        raise Unprocessable(f"{p.name} did not answer within {PROVIDER_TIMEOUT.total:g} s") from None
+        raise Unprocessable(f"{p.name} did not answer within {PROVIDER_TIMEOUT_SECONDS:g} s") from None
 
 
 async def merge(p: Provider, original: str, edit: str, model: str | None) -> str:

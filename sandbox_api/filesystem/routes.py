@@ -8,7 +8,8 @@ import re
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import web
+from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable
 from ..http import paths

@@ -13,7 +13,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, hdrs, web
+from aiohttp import hdrs, web
+from aiohttp.http import WSCloseCode, WSMsgType
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 

@@ -12,7 +12,8 @@ import json
 import logging
 from importlib import resources
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from aiohttp.http import WSMsgType
 
 from ..http.responses import head_ok
 from .sessions import Terminals
