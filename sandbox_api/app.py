@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import subprocess
@@ -189,6 +190,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> upgra
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
         await site.start()
         log.info("sandbox-api %s listening on %s:%d", config.version(), settings.host, settings.port)
+        # Start-up ran without the cyclic collector (~5% of it): what it built lives as long
+        # as the daemon, so it is set aside for good and later collections skip it.
+        gc.freeze()
+        gc.enable()
         if ready is not None:
             ready.set()
         await stop.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    gc.disable()  # until the daemon listens (app.serve): collections during start-up find nothing
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in CLIENT_COMMANDS:
         from . import client  # urllib and http.client: not for the daemon's start

@@ -4,6 +4,7 @@ CPython finds built-in modules only by top-level name; ours are dotted
 (`aiohttp._http_parser`), so a finder for them goes first on `sys.meta_path`.
 """
 
+import gc
 import sys
 
 import _imp
@@ -20,6 +21,7 @@ class DottedBuiltins:
         return None
 
 
+gc.disable()  # until the daemon listens (app.serve): collections during start-up find nothing
 sys.meta_path.insert(0, DottedBuiltins)
 sys.frozen = True  # what tools look for to tell a one-file program
 

@@ -34,7 +34,8 @@ import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Collection
+import zlib
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -84,12 +85,12 @@ def main() -> None:
     cython = step("cython", cython_tool)
     objects = step("extensions", lambda: build_extensions(cpython, sources, cython))
     executable = step("link", lambda: link(cpython, objects))
-    archive = step("code", lambda: build_archive(cpython, sources))
+    archive = step("code", lambda: build_archive(cpython, sources, executable))
     step("assemble", lambda: assemble(executable, archive, out))
-    # What a start imports is stored uncompressed (inflating it costs ~60 ms of start):
+    # What a start imports is stored uncompressed (inflating it costs start time):
     # learnt by starting the result, then the archive is made again if that changed.
     if step("start-up imports", lambda: learn_startup_imports(out)):
-        archive = step("code", lambda: build_archive(cpython, sources))
+        archive = step("code", lambda: build_archive(cpython, sources, executable))
         step("assemble", lambda: assemble(executable, archive, out))
     print(f"built {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -218,9 +219,10 @@ class Extension:
 
     def __init__(self, project: str, name: str, sources: list[str], *, cpp: bool = False,
                  include: tuple[str, ...] = (), defines: tuple[str, ...] = (), flags: tuple[str, ...] = (),
-                 cythonize: str | None = None) -> None:  # fmt: skip
+                 cythonize: str | None = None, trim: Callable[[Path], None] | None = None) -> None:  # fmt: skip
         self.project, self.name, self.sources, self.cpp = project, name, sources, cpp
         self.include, self.defines, self.flags, self.cythonize = include, defines, flags, cythonize
+        self.trim = trim  # edits the .pyx before Cython runs
 
     @property
     def symbol(self) -> str:
@@ -235,6 +237,24 @@ RF_INCLUDE = ("src/rapidfuzz", "extern/rapidfuzz-cpp", "extern/taskflow", "src/r
 # -Os: the scorers are template instantiations for every character width (2.4 MB at -O2).
 # Only what fuzzy search uses is built: `rapidfuzz.fuzz` (unused) runs as Python.
 RF_FLAGS = ("-std=c++17", "-Os")
+
+
+def lcs_seq_only(pyx: Path) -> None:
+    """rapidfuzz's metrics_cpp holds every metric (1.7 MiB linked); fuzzy search scores
+    with LCSseq alone. Each rapidfuzz.distance module imports its functions by name
+    from metrics_cpp and falls back to the pure-Python ones on ImportError, so the
+    others still work, in Python."""
+    text = pyx.read_text()
+    first = text.find("\ndef levenshtein_distance(")
+    lcs_seq = text.find("\ndef lcs_seq_distance(")
+    after = text.find("\ndef indel_distance(")
+    if first < 0 and after < 0 and lcs_seq > 0:
+        return  # already trimmed
+    if not 0 < first < lcs_seq < after:
+        raise SystemExit(f"build: {pyx} is not laid out as expected (levenshtein, ..., lcs_seq, indel, ...)")
+    pyx.write_text(text[:first] + text[lcs_seq:after])
+
+
 EXTENSIONS = [
     Extension("multidict", "multidict._multidict", ["multidict/_multidict.c"]),
     Extension("yarl", "yarl._quoting_c", ["yarl/_quoting_c.c"], cythonize="yarl/_quoting_c.pyx"),
@@ -261,8 +281,9 @@ EXTENSIONS = [
               include=RF_INCLUDE, flags=RF_FLAGS),
     Extension("rapidfuzz", "rapidfuzz.distance._initialize_cpp", ["src/rapidfuzz/distance/_initialize_cpp.cxx"],
               cpp=True, include=RF_INCLUDE, flags=RF_FLAGS),
-    Extension("rapidfuzz", "rapidfuzz.distance.metrics_cpp", ["src/rapidfuzz/distance/metrics_cpp.cxx"],
-              cpp=True, include=RF_INCLUDE, flags=RF_FLAGS),
+    Extension("rapidfuzz", "rapidfuzz.distance.metrics_cpp", ["src/rapidfuzz/distance/metrics_cpp_lcs_seq.cxx"],
+              cpp=True, include=RF_INCLUDE, flags=RF_FLAGS, cythonize="src/rapidfuzz/distance/metrics_cpp.pyx",
+              trim=lcs_seq_only),
     # Our own: the Linux calls the standard library lacks (the venv builds it via setup.py).
     Extension("sandbox-api", "sandbox_api.linux._native", ["sandbox_api/linux/_native.c"]),
 ]  # fmt: skip
@@ -277,7 +298,10 @@ def build_extensions(cpython: Path, sources: dict[str, Path], cython: Path) -> l
             root = sources[ext.project]
             target = root / ext.sources[0]
             if not target.exists():
-                args = [str(cython), "-3", "-o", str(target), str(root / ext.cythonize)]
+                if ext.trim is not None:
+                    ext.trim(root / ext.cythonize)
+                includes = [f"-I{root / d}" for d in ext.include]
+                args = [str(cython), "-3", *includes, "-o", str(target), str(root / ext.cythonize)]
                 if ext.cpp:
                     args.insert(1, "--cplus")
                 run(args, cwd=root, log=WORK / "cython.log")
@@ -287,7 +311,8 @@ def build_extensions(cpython: Path, sources: dict[str, Path], cython: Path) -> l
         out = objdir / f"{ext.name}.o"
         files = [f for pattern in ext.sources for f in sorted(glob.glob(str(root / pattern)))]
         # The sources decide (third-party headers come from pinned archives).
-        digest = hashlib.sha256(repr(vars(ext)).encode() + CPYTHON_VERSION.encode() + COMPILE_FLAGS_VERSION)
+        described = {k: getattr(v, "__name__", v) for k, v in vars(ext).items()}  # a function by its name
+        digest = hashlib.sha256(repr(described).encode() + CPYTHON_VERSION.encode() + COMPILE_FLAGS_VERSION)
         for f in files:
             digest.update(Path(f).read_bytes())
         stamp = objdir / f"{ext.name}.sha256"
@@ -386,35 +411,51 @@ def pyc(source: bytes, name: str) -> bytes:
 STARTUP_IMPORTS = WORK / "startup-imports.txt"
 
 
+# The file's size limit (issue: every image carries it): start-up modules are stored
+# while the whole fits, the biggest deflated first when it would not.
+MAX_FILE_BYTES = int(float(os.environ.get("SANDBOX_BINARY_MAX_MIB", "20")) * 2**20)
+
+
 class Archive:
-    def __init__(self, path: Path) -> None:
-        self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_STORED)
-        self.names: set[str] = set()
+    def __init__(self, path: Path, frozen: Collection[str], room: int) -> None:
+        """`frozen`: modules the interpreter holds itself (never looked up in the zip);
+        `room`: bytes the zip may take."""
+        self.path, self.frozen, self.room = path, frozen, room
+        self.entries: dict[str, tuple[bytes, bool]] = {}  # name -> (data, stored)
         known = STARTUP_IMPORTS.read_text().split() if STARTUP_IMPORTS.exists() else []
-        # SANDBOX_BINARY_SMALL=1: everything deflated, ~4 MB smaller, ~60 ms slower to start.
+        # SANDBOX_BINARY_SMALL=1: everything deflated, ~3 MB smaller, slower to start.
         small = os.environ.get("SANDBOX_BINARY_SMALL") == "1"
         self.stored = {"_sandbox_boot"} if small else {"_sandbox_boot", *known}
 
     def add_module(self, arcname: str, source: bytes) -> None:
         """`arcname` like "pkg/mod.py"; stored as "pkg/mod.pyc"."""
         name = arcname[:-3] + ".pyc"
-        if name not in self.names:
-            self.names.add(name)
+        module = name[:-4].removesuffix("/__init__").replace("/", ".")
+        if name not in self.entries and module not in self.frozen:
             # Deflated, but for what a start imports (see main).
-            module = name[:-4].removesuffix("/__init__").replace("/", ".")
-            early = module in self.stored
-            self._write(name, pyc(source, arcname), zipfile.ZIP_STORED if early else zipfile.ZIP_DEFLATED)
+            self.entries[name] = (pyc(source, arcname), module in self.stored)
 
     def add_data(self, arcname: str, data: bytes, compress: bool = True) -> None:
-        if arcname not in self.names:
-            self.names.add(arcname)
-            self._write(arcname, data, zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
+        if arcname not in self.entries:
+            self.entries[arcname] = (data, not compress)
 
-    def _write(self, name: str, data: bytes, method: int) -> None:
-        info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible
-        info.compress_type = method
-        info.external_attr = 0o644 << 16
-        self.zip.writestr(info, data, compresslevel=9 if method == zipfile.ZIP_DEFLATED else None)
+    def close(self) -> None:
+        deflated = {name: zlib.compress(data, 9)[2:-4] for name, (data, stored) in self.entries.items() if not stored}
+        stored = {name: data for name, (data, keep) in self.entries.items() if keep}
+        size = sum(map(len, deflated.values())) + sum(map(len, stored.values())) + 100 * len(self.entries)
+        for name in sorted(stored, key=lambda n: -len(stored[n])):  # the biggest first: fewest inflated
+            if size <= self.room:
+                break
+            deflated[name] = zlib.compress(stored.pop(name), 9)[2:-4]
+            size -= len(self.entries[name][0]) - len(deflated[name])
+        with zipfile.ZipFile(self.path, "w", zipfile.ZIP_STORED) as archive:
+            for name, (data, _) in self.entries.items():
+                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
+                archive.writestr(info, data, compresslevel=9 if name in deflated else None)
+        if stored:
+            print(f"  {len(stored)} start-up modules stored, {len(deflated)} entries deflated", flush=True)
 
     def add_tree(self, root: Path, package: str, skip: Collection[str] = (), data: bool = False) -> None:
         base = root / package
@@ -431,13 +472,9 @@ class Archive:
                 elif data and not filename.endswith((".pyc", ".pyx", ".pxd", ".pyi", ".c", ".cpp", ".cxx", ".h", ".hpp", ".so", ".o")):
                     self.add_data(arcname, path.read_bytes())
 
-    def close(self) -> None:
-        self.zip.close()
-
-
-def build_archive(cpython: Path, sources: dict[str, Path]) -> Path:
+def build_archive(cpython: Path, sources: dict[str, Path], executable: Path) -> Path:
     path = WORK / "code.zip"
-    archive = Archive(path)
+    archive = Archive(path, frozen_modules(cpython), MAX_FILE_BYTES - executable.stat().st_size)
     archive.add_module("_sandbox_boot.py", (HERE / "boot.py").read_bytes())
     lib = cpython / "Lib"
     for entry in sorted(lib.iterdir()):
@@ -463,6 +500,17 @@ def build_archive(cpython: Path, sources: dict[str, Path]) -> Path:
     archive.add_data("sandbox_api/_bundled/rg", ripgrep(), compress=True)
     archive.close()
     return path
+
+
+def frozen_modules(cpython: Path) -> set[str]:
+    """The modules compiled into the interpreter (Python/frozen.c), which it imports
+    from there: their copies in the zip would never be read."""
+    table = (cpython / "Python" / "frozen.c").read_text()
+    names = set(re.findall(r'^\s*\{"([\w.]+)", NULL, 0, false, GET_CODE', table, re.M))
+    if not {"os", "codecs", "_frozen_importlib", "zipimport"} <= names:
+        raise SystemExit("build: Python/frozen.c does not list the frozen modules as expected")
+    aliases = {"_frozen_importlib": "importlib._bootstrap", "_frozen_importlib_external": "importlib._bootstrap_external"}
+    return {aliases.get(n, n) for n in names} - {"os.path"}
 
 
 def build_stamp() -> bytes:

@@ -44,9 +44,14 @@ class SlotPool:
         if key is None:
             key = new_key()
             self._create(key)
-        if len(self._free) < self._size // 2 and (self._refilling is None or self._refilling.done()):
-            self._refilling = asyncio.get_running_loop().create_task(self.fill())
+        if len(self._free) < self._size // 2:
+            self.refill()
         return key
+
+    def refill(self) -> None:
+        """Top the pool up in the background (nothing waits for it: take() copes with a dry pool)."""
+        if self._refilling is None or self._refilling.done():
+            self._refilling = asyncio.get_running_loop().create_task(self.fill())
 
     async def fill(self) -> None:
         missing = self._size - len(self._free)

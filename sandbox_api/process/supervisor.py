@@ -164,7 +164,7 @@ class Supervisor:
             self._restore(record)
         if self.store.needs_compaction():
             self.store.compact([p.record for p in self._processes.values()])
-        await self.slots.fill()
+        self.slots.refill()  # not awaited: the daemon serves meanwhile
         self._devnull()  # every child's stdin unless asked: held for life, opened now
         self._sweeper = asyncio.create_task(self._sweep_caps())
 
