@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web

@@ -89,6 +89,11 @@ async def test_find(client, tree):
     assert {m["path"] for m in found["matches"]} == {BAD_SHOWN, NEWLINE, f"{SUB_SHOWN}/{BAD_SHOWN}"}
     directories = await get_json(client, "/filesystem-find/d", type="directory")
     assert [m["path"] for m in directories["matches"]] == [".", SUB_SHOWN]
+    # Globs match the real name: `?` is the invalid byte (a typed U+FFFD is not).
+    globbed = await get_json(client, "/filesystem-find/d", patterns="bad?.txt")
+    assert {m["path"] for m in globbed["matches"]} == {BAD_SHOWN, f"{SUB_SHOWN}/{BAD_SHOWN}"}
+    globbed = await get_json(client, "/filesystem-content-search/d", query="needle", filePattern="bad?.txt")
+    assert {m["path"] for m in globbed["matches"]} == {BAD_SHOWN, f"{SUB_SHOWN}/{BAD_SHOWN}"}
 
 
 async def test_fuzzy_search(client, tree):
