@@ -7,7 +7,6 @@ thread. Errors are raised as `sandbox_api.errors` types with the original's mess
 
 from __future__ import annotations
 
-import codecs
 import errno
 import fnmatch
 import os
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .. import names  # noqa: F401  (registers the go_replace codec error handler used below)
 from ..errors import (
     ApiError,
     Conflict,
@@ -54,14 +54,6 @@ def api_error(e: OSError, prefix: str, cls: type[ApiError] = Unprocessable, op: 
     if e.errno in FULL_DISK:
         return InsufficientStorage(message)
     return cls(message)
-
-
-def go_replace(error: UnicodeDecodeError) -> tuple[str, int]:
-    """Go's lossy decoding: one U+FFFD per invalid byte."""
-    return "\ufffd", error.start + 1
-
-
-codecs.register_error("go_replace", go_replace)
 
 
 def parse_permissions(value: str | None, default: int, *, quoted: bool = True) -> int:

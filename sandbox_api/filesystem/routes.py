@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
 
+from .. import names
 from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable
 from ..http import paths
 from ..http.appkeys import SETTINGS
@@ -105,7 +106,7 @@ async def _download(request: web.Request, d: Download) -> web.StreamResponse:
     try:
         headers = {
             "Content-Type": CONTENT_TYPES.get(os.path.splitext(d.name)[1], "application/octet-stream"),
-            "Content-Disposition": f'attachment; filename="{d.name}"',
+            "Content-Disposition": f'attachment; filename="{names.display(d.name)}"',  # as shown elsewhere
             "Accept-Ranges": "bytes",
             "Last-Modified": formatdate(d.mtime, usegmt=True),
         }

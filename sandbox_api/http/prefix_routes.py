@@ -4,12 +4,19 @@ aiohttp matches routes on the still-encoded path, so `/filesystem%2Ftmp/x` (what
 original's clients send) would never match `/filesystem/{tail}`. These routes are
 therefore matched here, on the decoded path, before aiohttp's router has its say.
 The handler finds the decoded rest of the path in `request[TAIL]`.
+
+A file name is bytes, and a URL addresses any byte by percent-encoding it (RFC 3986):
+`%FF` is the byte 0xFF, as in the Go original. aiohttp leaves a sequence that is not
+UTF-8 encoded (and `%25FF` decodes to the same `%FF`), so such a path is decoded here
+from the raw bytes, the way os.fsdecode holds them (a lone surrogate per invalid byte).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
@@ -54,7 +61,7 @@ class PrefixRouter:
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware
         async def prefix_route_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            found = self.match(request.method, request.path)
+            found = self.match(request.method, decoded_path(request))
             if found is None:
                 return await handler(request)
             route_handler, tail = found
@@ -62,6 +69,14 @@ class PrefixRouter:
             return await route_handler(request)
 
         return prefix_route_middleware
+
+
+def decoded_path(request: web.Request) -> str:
+    """The URL path decoded byte for byte: `%FF` is the byte 0xFF of a file name."""
+    path = request.path
+    if "%" not in path:
+        return path  # aiohttp decoded every escape: the bytes were UTF-8
+    return os.fsdecode(unquote_to_bytes(request.rel_url.raw_path))
 
 
 PREFIX_ROUTER = web.AppKey("prefix_router", PrefixRouter)

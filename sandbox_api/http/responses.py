@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import names
 from ..errors import Invalid
 from ..linux.syscalls import release_free_memory
 
@@ -28,9 +29,15 @@ class JsonResponse(web.Response):
             release_free_memory()  # give the freed megabytes back to the system now
 
 
+def json_bytes(data: Any) -> bytes:
+    """`data` as compact JSON in UTF-8. A name that is not UTF-8 (lone surrogates, see
+    names.py) shows one U+FFFD per invalid byte, as Go's encoding/json does."""
+    return names.utf8(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     return JsonResponse(
-        body=json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(),
+        body=json_bytes(data),
         status=status,
         content_type=JSON_TYPE,
         charset="utf-8",

@@ -61,8 +61,11 @@ def rg_argv(
     exclude_dirs: frozenset[str] = frozenset(),
 ) -> list[str]:
     """rg's plain output, NUL after the path: `path\\0LINE:COL:text` for a match and
-    `path\\0LINE-text` for context (cheaper to produce and to parse than --json)."""
+    `path\\0LINE-text` for context (cheaper to produce and to parse than --json). No
+    `--` between context groups: a line without a NUL is then the start of a path that
+    holds a newline (see _whole_lines)."""
     argv = [rg, "--null", "--line-number", "--column", "--no-heading", "--with-filename", "--color=never"]
+    argv.append("--no-context-separator")
     argv += ["--hidden", "--no-config", "--no-require-git", "--no-messages"]
     if not regex:
         argv.append("--fixed-strings")
@@ -222,9 +225,31 @@ async def _collect(stream: asyncio.StreamReader, matches: list[dict[str, Any]], 
             parser.settle(None)
             return True
         lines = (tail + block).split(b"\n")
-        tail = lines.pop()
+        lines, tail = _whole_lines(lines, lines.pop())
         if parser.feed(lines):
             return True
+
+
+def _whole_lines(pieces: list[bytes], tail: bytes) -> tuple[list[bytes], bytes]:
+    """rg's lines out of `pieces` (the output split at newlines), and what is left unfinished.
+
+    A file name may hold a newline, and a line's text holds none: a piece without the NUL
+    that ends a path is the start of the next piece's path."""
+    if all(b"\0" in piece for piece in pieces):
+        return pieces, tail  # no name with a newline: the usual case
+    lines: list[bytes] = []
+    start: bytes | None = None
+    for piece in pieces:
+        if start is not None:
+            piece = start + b"\n" + piece
+            start = None
+        if b"\0" in piece:
+            lines.append(piece)
+        else:
+            start = piece
+    if start is not None:
+        tail = start + b"\n" + tail
+    return lines, tail
 
 
 class _Parser:
@@ -296,7 +321,8 @@ class _Parser:
         return False
 
     def _result(self, path: bytes, line: int, column: int, text: str) -> dict[str, Any]:
-        result = {"path": path.decode("utf-8", "replace").removeprefix("./"), "line": line, "column": column, "text": text}
+        # The name as os.fsdecode holds it: bytes that are not UTF-8 show as U+FFFD on the wire (names.py).
+        result = {"path": os.fsdecode(path).removeprefix("./"), "line": line, "column": column, "text": text}
         self.matches.append(result)
         if self.limit and len(self.matches) >= self.limit:
             self.full = True

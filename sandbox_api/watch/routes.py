@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 
 from ..http import paths
 from ..http.appkeys import SETTINGS
 from ..http.prefix_routes import PrefixRouter
-from ..http.responses import start_stream
+from ..http.responses import json_bytes, start_stream
 from ..http.streams import disconnected
 from ..process.routes import SUPERVISOR
 from .watcher import Watch
@@ -47,7 +46,8 @@ async def watch_filesystem(request: web.Request) -> web.StreamResponse:
                     events = waiting.result()
                     waiting = None
                     if events:
-                        await response.write(b"".join(json.dumps(e.to_dict()).encode() + b"\n" for e in events))
+                        # Compact, as Go sends it; a name that is not UTF-8 shows U+FFFD (names.py).
+                        await response.write(b"".join(json_bytes(e.to_dict()) + b"\n" for e in events))
                 elif done:
                     break  # the client left, or the daemon is shutting down
                 else:
