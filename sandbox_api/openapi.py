@@ -892,7 +892,7 @@ def _network() -> dict[str, Schema]:
     return {
         "/network/process/{pid}/ports": {
             "get": op("network", "Sockets of a process tree",
-                      {**ok(ref("PortsResponse")), **errors({**bad_pid, 404: "No such process."})},
+                      {**ok(ref("PortsResponse")), **errors(bad_pid)},
                       parameters=(PID,)),
         },
         "/network/process/{pid}/monitor": {

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from ..errors import Invalid, NotFound
+from ..errors import Invalid
 from ..http.responses import field, head_ok, json_response, read_json_object
 from . import ports
 from .monitors import Monitors
@@ -29,9 +29,7 @@ def _pid(request: web.Request) -> int:
 async def process_ports(request: web.Request) -> web.Response:
     pid = _pid(request)
     tree = await asyncio.to_thread(ports.tree_pids, pid)
-    if not tree:
-        raise NotFound(f"process {pid} not found")
-    found = await asyncio.to_thread(ports.ports_of, tree)
+    found = await asyncio.to_thread(ports.ports_of, tree) if tree else []  # no such pid: none, as the original
     return json_response({"pid": pid, "ports": [p.to_dict() for p in found]})
 
 
