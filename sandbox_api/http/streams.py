@@ -18,8 +18,8 @@ from ..linux.syscalls import release_free_memory
 
 # A long stream holds at most about this much unsent output in user space: past it the
 # writer waits for the client (the rest stays on disk), and reads come in small steps.
-WRITE_HIGH_WATER = 32 * 1024
-READ_STEP = 32 * 1024
+WRITE_HIGH_WATER = 16 * 1024
+READ_STEP = 16 * 1024
 # Memory given back to the system once open streams fall to half their peak (of at least this many).
 TRIM_MIN_PEAK = 8
 TRIM_DELAY = 1.0
@@ -119,7 +119,7 @@ LOAD = _Load()
 
 @contextlib.contextmanager
 def bounded(request: web.Request) -> Iterator[None]:
-    """Around a long response: a small transport write buffer (see `drain`), and the
+    """Around a long response: a small transport write buffer (the writer waits past it), and the
     memory it used given back once enough of these have ended."""
     transport = request.transport
     if transport is not None:
@@ -131,8 +131,13 @@ def bounded(request: web.Request) -> Iterator[None]:
         LOAD.closed()
 
 
-async def write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
-    """Write, then wait until the client took enough of it (back-pressure: nothing more
-    is read from disk for a client that does not read)."""
-    await response.write(data)
-    await request.writer.drain()
+def forget(error: BaseException) -> None:
+    """Drop the tracebacks of a client's disconnection: aiohttp's drain waiter, its
+    exception and the frames of the traceback form a cycle, which would hold each
+    stream's buffers until a full garbage collection (tens of ms with the loop stopped)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__

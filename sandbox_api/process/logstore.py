@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import struct
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -507,19 +507,24 @@ async def follow(
     keepalive: float,
     stops: Iterable[asyncio.Future[None] | None] = (),
     step: int = _READ_STEP,
+    ready: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[list[Chunk] | None]:
     """Every line from the first, then new lines as they come, until the log finishes.
 
     Yields lists of chunks, or KEEPALIVE after `keepalive` seconds without output.
     Ends when the log is finished and fully read, or when one of `stops` resolves
-    (the client left, the daemon is shutting down). Each yield holds about `step` bytes.
+    (the client left, the daemon is shutting down). Each yield holds about `step` bytes,
+    and `ready` (the consumer's back-pressure) is awaited before each read from disk.
     """
     watched = {f for f in stops if f is not None}
     with log.reader() as reader:
         while True:
+            if ready is not None:
+                await ready()
             chunks = reader.read(step)
             if chunks:
                 yield chunks
+                del chunks  # not held while the consumer waits for its client
                 continue
             if log.finished or any(f.done() for f in watched):
                 return

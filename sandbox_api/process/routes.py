@@ -159,16 +159,15 @@ async def _exec_stream(
                     await response.write(_ndjson("error", e.message))
                     return response
             stops = (supervisor.closing, gone)
-            async for item in follow(proc.log, settings.exec_stream_keepalive, stops, streams.READ_STEP):
-                if item is KEEPALIVE:
-                    await streams.write(request, response, _ndjson("keepalive"))
-                else:
-                    await streams.write(request, response, ndjson_events(item))
+            ready = request.writer.drain  # back-pressure: read on only once the client took its share
+            async for item in follow(proc.log, settings.exec_stream_keepalive, stops, streams.READ_STEP, ready):
+                await response.write(_ndjson("keepalive") if item is KEEPALIVE else ndjson_events(item))
+                del item
             if proc.final.is_set():
                 result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
                 await response.write(_ndjson("result", result))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the client went away; the process keeps running
+    except (ConnectionError, asyncio.CancelledError) as e:
+        streams.forget(e)  # the client went away; the process keeps running
     finally:
         gone.cancel()
     return response
@@ -188,22 +187,26 @@ async def list_processes(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     pending: list[bytes] = [b"["]
     size = total = 0
-    with streams.bounded(request):
-        for i, proc in enumerate(procs):
-            if i:
-                pending.append(b",")
-            item = json.dumps(summary_view(proc, settings, completed_null=True), ensure_ascii=False, separators=(",", ":"))
-            data = item.encode()
-            pending.append(data)
-            size += len(data)
-            if size >= LIST_WRITE_BYTES:
-                await streams.write(request, response, b"".join(pending))
-                total += size
-                pending, size = [], 0
-            await asyncio.sleep(0)  # one record at a time: the loop stays responsive
-        pending.append(b"]")
-        await response.write(b"".join(pending))
-        await response.write_eof()
+    try:
+        with streams.bounded(request):
+            for i, proc in enumerate(procs):
+                if i:
+                    pending.append(b",")
+                view = summary_view(proc, settings, completed_null=True)
+                data = json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode()
+                pending.append(data)
+                size += len(data)
+                if size >= LIST_WRITE_BYTES:
+                    await response.write(b"".join(pending))
+                    await request.writer.drain()
+                    total += size
+                    pending, size = [], 0
+                await asyncio.sleep(0)  # one record at a time: the loop stays responsive
+            pending.append(b"]")
+            await response.write(b"".join(pending))
+            await response.write_eof()
+    except ConnectionError as e:
+        streams.forget(e)  # the client left mid-list
     if total + size >= 1 << 20:
         release_free_memory()
     return response
@@ -232,10 +235,12 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
     try:
         with streams.bounded(request):
             stops = (supervisor.closing, gone)
-            async for item in follow(proc.log, settings.log_stream_keepalive, stops, streams.READ_STEP):
-                await streams.write(request, response, b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+            ready = request.writer.drain
+            async for item in follow(proc.log, settings.log_stream_keepalive, stops, streams.READ_STEP, ready):
+                await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
+                del item
+    except (ConnectionError, asyncio.CancelledError) as e:
+        streams.forget(e)
     finally:
         gone.cancel()
     return response
