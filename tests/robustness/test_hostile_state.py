@@ -432,3 +432,28 @@ async def test_a_missing_shell_falls_back_to_bin_sh(tmp_path, workdir):
         assert daemon.log().count("/nonexistent/zsh") == 1, daemon.log()
     finally:
         daemon.stop()
+
+
+# --- 11. port monitors end with their process ---------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_a_port_monitor_ends_when_its_process_exits(client):
+    from sandbox_api.network.routes import MONITORS
+
+    monitors = client.app[MONITORS]
+    resp = await client.post("/process", json={"command": "sleep 1", "name": "short"})
+    pid = (await resp.json())["pid"]
+    resp = await client.post(f"/network/process/{pid}/monitor", json={"callback": "http://127.0.0.1:9/hook"})
+    assert resp.status == 200, await resp.text()
+    assert monitors.monitored == [int(pid)]
+    resp = await client.get("/process/short/wait?timeout=10")
+    assert (await resp.json())["status"] == "completed"
+    assert await wait_until(lambda: not monitors.monitored, 5), monitors.monitored
+    # Its poller (a /proc and socket scan every 500 ms) stops with the last monitor.
+    assert monitors._poller is None
+    # Stopping it afterwards is harmless; a pid that is gone cannot be monitored.
+    resp = await client.delete(f"/network/process/{pid}/monitor")
+    assert resp.status == 200
+    resp = await client.post(f"/network/process/{pid}/monitor", json={"callback": "http://127.0.0.1:9/hook"})
+    assert resp.status == 404
