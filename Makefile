@@ -22,8 +22,9 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
 
+# Its own state dir inside the checkout: never the one of an installed daemon.
 run: install
-	$(BIN)/sandbox-api -p $(PORT)
+	$(BIN)/sandbox-api -p $(PORT) --state-dir .state
 
 # One static executable that unpacks nothing (packaging/static/); rebuilt when a source changes.
 BINARY_SOURCES := $(shell find sandbox_api packaging -type f -not -name '*.pyc') pyproject.toml scripts/build-binary.sh

@@ -26,6 +26,7 @@ from .http.access_log import access_log_middleware
 from .http.appkeys import SETTINGS
 from .http.auth import make_auth_middleware
 from .http.cors import options_middleware
+from .http.deadlines import GuardedAppRunner
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
@@ -172,8 +173,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> upgra
     """Run until SIGTERM or SIGINT (or a validated upgrade), then shut down cleanly
     (managed processes stay). Returns what to exec next after an upgrade."""
     app = build_app(settings)
-    runner = web.AppRunner(
+    runner = GuardedAppRunner(
         app,
+        header_timeout=settings.header_timeout,
+        body_idle_timeout=settings.body_idle_timeout,
         access_log=None,
         handle_signals=False,
         keepalive_timeout=KEEPALIVE_IDLE_SECONDS,

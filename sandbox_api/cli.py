@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import config, identity, logsetup, outbound
+from .statelock import StateDirInUse, StateLock
 
 log = logging.getLogger("sandbox_api")
 
@@ -70,6 +71,16 @@ def main(argv: list[str] | None = None) -> None:
     except identity.IdentityError as e:
         log.error("workload user: %s", e)
         sys.exit(1)
+    try:
+        lock = StateLock.acquire(settings.state_dir, settings.state_lock_fd)
+    except StateDirInUse as e:
+        log.error("%s", e)
+        sys.exit(2)
+    except OSError as e:
+        log.error("cannot lock the state dir %s: %s", settings.state_dir, e)
+        sys.exit(1)
+    if settings.missing_shell:
+        log.warning("SHELL %r is not an executable program: processes run with /bin/sh", settings.missing_shell)
     if settings.identity is not None:
         who = settings.identity
         log.info("workload user: %s (uid %d, gid %d, groups %s)", who.name, who.uid, who.gid, list(who.groups))
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         # An upgrade: become the new binary (same pid; supervised processes stay our children).
         log.info("exec %s", successor.path)
         try:
-            os.execve(successor.path, successor.argv, successor.env)
+            os.execve(successor.path, successor.argv, {**successor.env, **lock.for_exec()})
         except OSError as e:  # validated moments ago, so very unlikely; a supervisor restarts us
             log.error("upgrade: cannot exec %s: %s", successor.path, e)
             sys.exit(1)

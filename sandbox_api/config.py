@@ -148,6 +148,14 @@ class Settings:
     blfs_path: str = "/usr/local/bin/blfs"
     # The workload user processes run as and files are written as (None: the daemon's own).
     identity: Identity | None = None
+    # The state dir's lock, inherited from the daemon that exec'ed us (in-place upgrade).
+    state_lock_fd: int | None = None
+    # SHELL when it named a program that is not there (then `shell` is /bin/sh).
+    missing_shell: str = ""
+    # Slow senders: the whole request head within this many seconds, and no pause longer
+    # than this in a request body the daemon is waiting for (0 disables either).
+    header_timeout: float = 30.0
+    body_idle_timeout: float = 60.0
 
     @property
     def processes_dir(self) -> Path:
@@ -195,8 +203,16 @@ def from_environment(**overrides: object) -> Settings:
         max_upload_bytes=_env_int("SANDBOX_MAX_UPLOAD_BYTES", 0),
         upload_ttl_seconds=_env_float("SANDBOX_UPLOAD_TTL_SECONDS", 24 * 3600.0),
         search_timeout=_env_float("SANDBOX_SEARCH_TIMEOUT_SECONDS", 30.0),
+        header_timeout=_env_float("SANDBOX_HEADER_TIMEOUT_SECONDS", 30.0),
+        body_idle_timeout=_env_float("SANDBOX_BODY_IDLE_TIMEOUT_SECONDS", 60.0),
         blfs_path=_env("SANDBOX_BLFS_PATH").strip() or "/usr/local/bin/blfs",
     )
+    lock_fd = _env_int("SANDBOX_STATE_LOCK_FD", -1)
+    if lock_fd >= 0:
+        values["state_lock_fd"] = lock_fd
+    if (not os.access(shell, os.X_OK)) if os.sep in shell else not shutil.which(shell):
+        values["missing_shell"] = shell
+        values["shell"] = "/bin/sh"
     if state_dir:
         values["state_dir"] = Path(state_dir)
     if log_dir:
@@ -254,6 +270,7 @@ def child_environment(extra: dict[str, str] | None = None, identity: Identity | 
     env = runtime_environment()
     env.pop(b"SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
     env.pop(b"BL_NETWORKING_CONFIG", None)  # holds the tunnel's private key
+    env.pop(b"SANDBOX_STATE_LOCK_FD", None)  # an fd number of ours, meaningless to a child
     if extra:
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
     if identity is not None:

@@ -86,6 +86,7 @@ class Uploads:
 
         def create() -> None:
             directory = self.directory / upload_id
+            self.directory.mkdir(parents=True, exist_ok=True)  # the state dir may have been wiped
             directory.mkdir(mode=0o700)
             (directory / "session.json").write_text(json.dumps(session))
 
@@ -117,7 +118,11 @@ class Uploads:
     async def list_sessions(self) -> dict[str, Any]:
         def collect() -> list[dict[str, Any]]:
             sessions = []
-            for entry in sorted(os.scandir(self.directory), key=lambda e: e.name):
+            try:
+                entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
+            except FileNotFoundError:  # removed with the state dir: no session left
+                return sessions
+            for entry in entries:
                 try:
                     session = json.loads((Path(entry.path) / "session.json").read_text())
                     parts = self._parts(Path(entry.path))
@@ -202,6 +207,8 @@ class Uploads:
             return 0
         removed = 0
         cutoff = time.time() - self.ttl
+        if not self.directory.is_dir():
+            return 0
         for entry in os.scandir(self.directory):
             try:
                 latest = max([entry.stat().st_mtime] + [e.stat().st_mtime for e in os.scandir(entry.path)])

@@ -8,9 +8,21 @@ module's escaper are ten times slower. Invalid UTF-8 becomes U+FFFD.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 
 from aiohttp import web
+
+from ..linux.syscalls import release_free_memory
+
+# A long stream holds at most about this much unsent output in user space: past it the
+# writer waits for the client (the rest stays on disk), and reads come in small steps.
+WRITE_HIGH_WATER = 16 * 1024
+READ_STEP = 16 * 1024
+# Memory given back to the system once open streams fall to half their peak (of at least this many).
+TRIM_MIN_PEAK = 8
+TRIM_DELAY = 1.0
 
 
 def valid_utf8(data: bytes) -> bytes:
@@ -75,3 +87,57 @@ def disconnected(request: web.Request, interval: float = 1.0) -> asyncio.Future[
 
     loop.call_later(interval, check)
     return future
+
+
+class _Load:
+    """How many long streams are open; when many have closed, free memory goes back to
+    the system (a burst of slow clients must not leave the daemon's RSS up for good)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.peak = 0
+        self._trim: asyncio.TimerHandle | None = None
+
+    def opened(self) -> None:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+
+    def closed(self) -> None:
+        self.active -= 1
+        if self.peak >= TRIM_MIN_PEAK and self.active <= self.peak // 2:
+            self.peak = self.active
+            if self._trim is None:
+                self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY, self._release)
+
+    def _release(self) -> None:
+        self._trim = None
+        release_free_memory()
+
+
+LOAD = _Load()
+
+
+@contextlib.contextmanager
+def bounded(request: web.Request) -> Iterator[None]:
+    """Around a long response: a small transport write buffer (the writer waits past it), and the
+    memory it used given back once enough of these have ended."""
+    transport = request.transport
+    if transport is not None:
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+    LOAD.opened()
+    try:
+        yield
+    finally:
+        LOAD.closed()
+
+
+def forget(error: BaseException) -> None:
+    """Drop the tracebacks of a client's disconnection: aiohttp's drain waiter, its
+    exception and the frames of the traceback form a cycle, which would hold each
+    stream's buffers until a full garbage collection (tens of ms with the loop stopped)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__

@@ -23,13 +23,16 @@ bytes first), which keeps every offset valid while the child goes on appending.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import struct
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..linux.syscalls import data_start, punch_hole
+
+log = logging.getLogger("sandbox_api.process")
 
 STDOUT = 1
 STDERR = 2
@@ -81,6 +84,7 @@ class OutputLog:
         self._scanned = {STDOUT: 0, STDERR: 0}
         self._fds: dict[int, int] = {}
         self._index_fd = -1
+        self._index_failed = False
         self._finished = False
         self._waiters: list[asyncio.Future[None]] = []
         self._largest = 0  # data bytes of the biggest file, as of the last cap check
@@ -217,12 +221,19 @@ class OutputLog:
         else:
             self.records.append([stream, end])
         number = self.base + len(self.records) - 1
-        if self._index_fd < 0 and number >= 1:
-            # The output switched streams: from now on the order needs a file.
-            self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-            os.pwrite(self._index_fd, b"".join(_RECORD.pack(*r) for r in self.records), self.base * _RECORD.size)
-        elif self._index_fd >= 0:
-            os.pwrite(self._index_fd, _RECORD.pack(stream, end), number * _RECORD.size)
+        try:
+            if self._index_fd < 0 and number >= 1 and not self._index_failed:
+                # The output switched streams: from now on the order needs a file.
+                self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+                os.pwrite(self._index_fd, b"".join(_RECORD.pack(*r) for r in self.records), self.base * _RECORD.size)
+            elif self._index_fd >= 0:
+                os.pwrite(self._index_fd, _RECORD.pack(stream, end), number * _RECORD.size)
+        except OSError as e:
+            # Disk full or log dir removed: the index stays in memory (only a daemon
+            # restart would lose the interleaving of stdout and stderr).
+            if not self._index_failed:
+                log.warning("cannot write %s: %s", self.index_path, e.strerror)
+            self._index_failed = True
         if len(self.records) > MAX_RECORDS:
             self._trim()
 
@@ -238,16 +249,21 @@ class OutputLog:
             punch_hole(self._index_fd, 0, self.base * _RECORD.size // _PAGE * _PAGE)
 
     def append_notice(self, text: str) -> None:
-        """Write a daemon notice (restart, stop, kill) into the stdout log."""
+        """Write a daemon notice (restart, stop, kill) into the stdout log (a full or
+        removed log disk loses the notice, not the operation)."""
         fd = self._fds.get(STDOUT)
-        if fd is None:
-            fd = os.open(self.paths[STDOUT], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
+        try:
+            if fd is None:
+                fd = os.open(self.paths[STDOUT], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+                try:
+                    os.write(fd, text.encode())
+                finally:
+                    os.close(fd)
+                return
+            os.write(fd, text.encode())
+        except OSError as e:
+            log.warning("cannot write a notice into %s: %s", self.paths[STDOUT], e.strerror)
             return
-        os.write(fd, text.encode())
         self.scan(STDOUT)
 
     # --- caps -------------------------------------------------------------------------
@@ -490,19 +506,25 @@ async def follow(
     log: OutputLog,
     keepalive: float,
     stops: Iterable[asyncio.Future[None] | None] = (),
+    step: int = _READ_STEP,
+    ready: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[list[Chunk] | None]:
     """Every line from the first, then new lines as they come, until the log finishes.
 
     Yields lists of chunks, or KEEPALIVE after `keepalive` seconds without output.
     Ends when the log is finished and fully read, or when one of `stops` resolves
-    (the client left, the daemon is shutting down).
+    (the client left, the daemon is shutting down). Each yield holds about `step` bytes,
+    and `ready` (the consumer's back-pressure) is awaited before each read from disk.
     """
     watched = {f for f in stops if f is not None}
     with log.reader() as reader:
         while True:
-            chunks = reader.read()
+            if ready is not None:
+                await ready()
+            chunks = reader.read(step)
             if chunks:
                 yield chunks
+                del chunks  # not held while the consumer waits for its client
                 continue
             if log.finished or any(f.done() for f in watched):
                 return

@@ -68,6 +68,7 @@ class RecordStore:
         self._bytes = 0
         self._live: dict[str, int] = {}  # key -> size of its latest line
         self._live_bytes = 0
+        self.lost = False  # the journal file was removed while open: rewrite every record
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -84,9 +85,24 @@ class RecordStore:
         values = {name: getattr(record, name) for name in _FIELD_NAMES}  # asdict deep-copies: slow
         return json.dumps(values, separators=(",", ":")).encode() + b"\n"
 
+    def _check_present(self) -> None:
+        """A journal deleted while open (its state dir wiped) would swallow every later
+        line: open a new one, and flag that the caller must rewrite every record."""
+        try:
+            if os.fstat(self._fd).st_nlink > 0:
+                return
+        except OSError:
+            pass
+        log.warning("%s was removed: writing a new one", self.path)
+        self.close()
+        self.open()
+        self._bytes, self._live, self._live_bytes = 0, {}, 0
+        self.lost = True
+
     def save(self, record: ProcessRecord) -> None:
         line = self._line(record)
         try:
+            self._check_present()
             os.write(self._fd, line)
         except OSError:
             log.exception("could not save process record %s", record.key)
@@ -103,6 +119,7 @@ class RecordStore:
         tmp = self.path.with_suffix(".tmp")
         lines = [self._line(r) for r in records]
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.writelines(lines)
                 f.flush()
@@ -113,6 +130,7 @@ class RecordStore:
             return
         self.close()
         self.open()
+        self.lost = False
         self._live = {r.key: len(line) for r, line in zip(records, lines)}
         self._live_bytes = sum(self._live.values())
 

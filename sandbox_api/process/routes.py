@@ -13,6 +13,7 @@ from ..errors import Invalid, Unprocessable
 from ..http import streams
 from ..http.appkeys import SETTINGS
 from ..http.responses import field, head_ok, json_response, read_json_object, start_stream
+from ..linux.syscalls import release_free_memory
 from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
 from .supervisor import ManagedProcess, ProcessSpec, Supervisor
 from .views import logs_view, process_view, summary_view
@@ -24,6 +25,8 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 WAIT_DEFAULT_SECONDS = 60
 WAIT_MAX_SECONDS = 3600
 STDIN_CHUNK = 64 * 1024
+LIST_AT_ONCE = 16  # a longer process list is streamed
+LIST_WRITE_BYTES = 64 * 1024
 
 
 def parse_process_request(data: dict[str, Any]) -> tuple[ProcessSpec, bool, list[int]]:
@@ -148,31 +151,65 @@ async def _exec_stream(
     response = await start_stream(request, "application/x-ndjson")
     gone = streams.disconnected(request)
     try:
-        if ports:
-            try:
-                await supervisor.wait_ports(proc, ports, timeout)
-            except Unprocessable as e:
-                await response.write(_ndjson("error", e.message))
-                return response
-        async for item in follow(proc.log, settings.exec_stream_keepalive, (supervisor.closing, gone)):
-            if item is KEEPALIVE:
-                await response.write(_ndjson("keepalive"))
-            else:
-                await response.write(ndjson_events(item))
-        if proc.final.is_set():
-            result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
-            await response.write(_ndjson("result", result))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the client went away; the process keeps running
+        with streams.bounded(request):
+            if ports:
+                try:
+                    await supervisor.wait_ports(proc, ports, timeout)
+                except Unprocessable as e:
+                    await response.write(_ndjson("error", e.message))
+                    return response
+            stops = (supervisor.closing, gone)
+            ready = request.writer.drain  # back-pressure: read on only once the client took its share
+            async for item in follow(proc.log, settings.exec_stream_keepalive, stops, streams.READ_STEP, ready):
+                await response.write(_ndjson("keepalive") if item is KEEPALIVE else ndjson_events(item))
+                del item
+            if proc.final.is_set():
+                result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
+                await response.write(_ndjson("result", result))
+    except (ConnectionError, asyncio.CancelledError) as e:
+        streams.forget(e)  # the client went away; the process keeps running
     finally:
         gone.cancel()
     return response
 
 
-async def list_processes(request: web.Request) -> web.Response:
+async def list_processes(request: web.Request) -> web.StreamResponse:
+    """The array is sent as it is made, a record at a time (each inlines up to 64 KiB per
+    stream, so a long list is tens of MB): memory holds about one record, and other
+    requests are served between records."""
     settings = request.app[SETTINGS]
     procs = request.app[SUPERVISOR].list()
-    return json_response([summary_view(p, settings, completed_null=True) for p in procs])
+    if len(procs) <= LIST_AT_ONCE:
+        return json_response([summary_view(p, settings, completed_null=True) for p in procs])
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/json"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    pending: list[bytes] = [b"["]
+    size = total = 0
+    try:
+        with streams.bounded(request):
+            for i, proc in enumerate(procs):
+                if i:
+                    pending.append(b",")
+                view = summary_view(proc, settings, completed_null=True)
+                data = json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode()
+                pending.append(data)
+                size += len(data)
+                if size >= LIST_WRITE_BYTES:
+                    await response.write(b"".join(pending))
+                    await request.writer.drain()
+                    total += size
+                    pending, size = [], 0
+                await asyncio.sleep(0)  # one record at a time: the loop stays responsive
+            pending.append(b"]")
+            await response.write(b"".join(pending))
+            await response.write_eof()
+    except ConnectionError as e:
+        streams.forget(e)  # the client left mid-list
+    if total + size >= 1 << 20:
+        release_free_memory()
+    return response
 
 
 async def get_process(request: web.Request) -> web.Response:
@@ -196,10 +233,14 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
     response = await start_stream(request, "text/plain; charset=utf-8")
     gone = streams.disconnected(request)
     try:
-        async for item in follow(proc.log, settings.log_stream_keepalive, (supervisor.closing, gone)):
-            await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+        with streams.bounded(request):
+            stops = (supervisor.closing, gone)
+            ready = request.writer.drain
+            async for item in follow(proc.log, settings.log_stream_keepalive, stops, streams.READ_STEP, ready):
+                await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
+                del item
+    except (ConnectionError, asyncio.CancelledError) as e:
+        streams.forget(e)
     finally:
         gone.cancel()
     return response

@@ -74,7 +74,11 @@ class SlotPool:
 
     def _create(self, key: str) -> None:
         for path in self._paths_for(key):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:  # the directory was removed under us: make it again
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             os.close(fd)
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ processes that are still alive.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from .. import config
 from ..config import Settings
-from ..errors import Conflict, Invalid, NotFound, Unprocessable
+from ..errors import Conflict, InsufficientStorage, Invalid, NotFound, Unprocessable
 from ..linux.inotify import Inotify
 from ..linux.syscalls import set_oom_score_adj
 from ..network import ports as port_scan
@@ -57,6 +58,9 @@ ADOPTED_POLL_INTERVAL = 0.5
 STARTED_CHECK_DELAY = 0.05
 KILL_WAIT = 2.0
 CAP_SWEEP_INTERVAL = 5.0
+# Below this much free space on the log disk a new process is refused (507): its output
+# could not be written, and it would end `failed` with nothing to show why.
+MIN_FREE_LOG_BYTES = 64 * 1024
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 _GO_INT = re.compile(r"^[+-]?\d+$")
 
@@ -146,8 +150,52 @@ class Supervisor:
 
     def _save(self, record: ProcessRecord) -> None:
         self.store.save(record)
-        if self.store.needs_compaction():
-            self.store.compact([p.record for p in self._processes.values()])
+        if self.store.lost or self.store.needs_compaction():
+            records = [p.record for p in self._processes.values()]
+            if record.key not in self._processes:
+                records.append(record)
+            self.store.compact(records)
+
+    def _recreate_dirs(self) -> None:
+        """The state dir can be wiped while we run: make its directories again."""
+        for directory in (self._logs_dir, self.settings.processes_dir):
+            if not directory.is_dir():
+                log.warning("%s is missing: creating it again", directory)
+                directory.mkdir(parents=True, exist_ok=True)
+
+    def _check_log_space(self) -> None:
+        if self._log_disk_full():
+            log.error("refusing a new process: the log disk %s is full", self._logs_dir)
+            raise InsufficientStorage(
+                f"failed to start process: no space left on device for its log files in {self._logs_dir}"
+            )
+
+    def _open_output(self, key: str) -> OutputLog:
+        """The log files of a new process, opened; the state dir is recreated if it was removed."""
+        output = OutputLog(self._logs_dir, key)
+        try:
+            try:
+                output.open()
+            except FileNotFoundError:
+                self._recreate_dirs()
+                output.open()
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise InsufficientStorage(
+                    f"failed to start process: no space left on device for its log files in {self._logs_dir}"
+                ) from None
+            raise Unprocessable(f"failed to start process: cannot open log files: {e.strerror}") from None
+        return output
+
+    def _take_key(self) -> str:
+        try:
+            return self.slots.take()
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise InsufficientStorage(
+                    f"failed to start process: no space left on device for its log files in {self._logs_dir}"
+                ) from None
+            raise Unprocessable(f"failed to start process: cannot create log files: {e.strerror}") from None
 
     async def open(self) -> None:
         self.closing = asyncio.get_running_loop().create_future()
@@ -247,8 +295,9 @@ class Supervisor:
         timeout = spec.timeout
         if spec.keep_alive and timeout is None:
             timeout = KEEPALIVE_DEFAULT_TIMEOUT
+        self._check_log_space()
         record = ProcessRecord(
-            key=self.slots.take(),
+            key=self._take_key(),
             pid="",
             name=name,
             command=spec.command,
@@ -261,13 +310,9 @@ class Supervisor:
             timeout=timeout or 0,
             stdin=spec.stdin,
         )
-        proc = ManagedProcess(record, OutputLog(self._logs_dir, record.key))
+        proc = ManagedProcess(record, self._open_output(record.key))
         try:
-            proc.log.open()
             self._spawn_run(proc)
-        except OSError as e:
-            proc.log.close()
-            raise Unprocessable(f"failed to start process: cannot open log files: {e.strerror}") from None
         except Unprocessable:
             proc.log.close()
             self.slots.add(record.key)  # its files are still empty: reuse them
@@ -453,6 +498,16 @@ class Supervisor:
             record.status = COMPLETED
         elif record.status not in (STOPPED, KILLED):
             record.status = FAILED
+            if self._log_disk_full():
+                log.error("process %s (pid %s) failed with exit code %d while the log disk %s is full: "
+                          "its output may be lost", record.name, record.pid, record.exit_code, self._logs_dir)
+
+    def _log_disk_full(self) -> bool:
+        try:
+            st = os.statvfs(self._logs_dir)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < MIN_FREE_LOG_BYTES
 
     @staticmethod
     def _should_restart(record: ProcessRecord, exit_known: bool) -> bool:
