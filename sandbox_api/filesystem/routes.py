@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import re
 from email.utils import formatdate, parsedate_to_datetime
@@ -14,16 +16,19 @@ from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable
 from ..http import paths
 from ..http.appkeys import SETTINGS
 from ..http.prefix_routes import TAIL, PrefixRouter
-from ..http.responses import field, head_ok, json_response, read_json_object
+from ..http.responses import JSON_TYPE, field, head_ok, json_response, read_json_object
 from .atomic import AtomicFile
 from .files import Download, Files, TreeOptions, api_error, parse_permissions
 from .pipeline import ThreadedWriter
 from .uploads import Uploads
 
+log = logging.getLogger("sandbox_api.filesystem")
+
 FILES = web.AppKey("files", Files)
 UPLOADS = web.AppKey("uploads", Uploads)
 
 CHUNK = 1024 * 1024
+SMALL_READ = 1024 * 1024  # a JSON read of a file up to this size is answered in one piece
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 CONTENT_TYPES = {
@@ -72,7 +77,52 @@ async def get_path(request: web.Request) -> web.StreamResponse:
         return json_response(await files.list_directory(p))
     if wants_download(request):
         return await _download(request, await files.open_download(p))
-    return json_response(await files.read_text(p))
+    return await _read_json(request, files, p)
+
+
+async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) -> web.StreamResponse:
+    """The File with its content. A small file is one plain response; past SMALL_READ the
+    JSON is streamed as the file is read, so memory stays a few chunks whatever its size,
+    and the read stops when the client goes (the next write fails)."""
+    entry, reader = await files.open_text(p)
+    try:
+        pieces: list[str] = []
+        while reader.bytes_read < SMALL_READ:
+            try:
+                piece = await reader.next()
+            except OSError as e:
+                raise api_error(e, "error reading file: ", op="read") from None
+            if piece is None:
+                entry["content"] = "".join(pieces)
+                return json_response(entry)
+            pieces.append(piece)
+        response = web.StreamResponse(headers={"Content-Type": f"{JSON_TYPE}; charset=utf-8"})
+        await response.prepare(request)
+        head = json.dumps({**entry, "content": ""}, ensure_ascii=False, separators=(",", ":"))
+        await response.write(head[:-2].encode())  # up to the opening quote of the content
+        await response.write(_json_string_body("".join(pieces)))
+        del pieces
+        while True:
+            try:
+                piece = await reader.next()
+            except OSError as e:
+                # The status is sent: all that is left is to cut the answer short.
+                log.warning("reading %s failed after %d bytes: %s", p.absolute, reader.bytes_read, e)
+                raise ConnectionResetError(f"reading {p.absolute} failed") from None
+            if piece is None:
+                break
+            await response.write(_json_string_body(piece))
+        await response.write(b'"}')
+        await response.write_eof()
+        return response
+    finally:
+        reader.close()
+
+
+def _json_string_body(text: str) -> bytes:
+    """`text` escaped as inside a JSON string. Escaping is per character, so the escaped
+    pieces of a text make the escaped text."""
+    return json.dumps(text, ensure_ascii=False)[1:-1].encode()
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
