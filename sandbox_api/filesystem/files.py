@@ -58,6 +58,17 @@ def api_error(e: OSError, prefix: str, cls: type[ApiError] = Unprocessable, op: 
     return cls(message)
 
 
+def stat_error(e: OSError, path: str) -> ApiError:
+    """A failed stat of a path the client named. A symlink loop is the path's fault (422), a
+    name too long the request's (400); others (EACCES, ENOTDIR) stay 500 as in the original."""
+    text = os_error_text(e, "stat", path)
+    if e.errno == errno.ELOOP:
+        return Unprocessable(text)
+    if e.errno == errno.ENAMETOOLONG:
+        return Invalid(text)
+    return Internal(text)
+
+
 def go_replace(error: UnicodeDecodeError) -> tuple[str, int]:
     """Go's lossy decoding: one U+FFFD per invalid byte."""
     return "\ufffd", error.start + 1
@@ -97,7 +108,7 @@ class Files:
     """Filesystem operations on user paths, in worker threads acting as the workload
     user when one is configured (see identity.py)."""
 
-    def __init__(self, identity: Identity | None = None, max_text_read: int = 1024 * 1024) -> None:
+    def __init__(self, identity: Identity | None = None, max_text_read: int = 256 * 1024) -> None:
         self.identity = identity
         self.max_text_read = max_text_read  # bytes: reads answered in one message (MCP, codegen)
 
@@ -114,7 +125,7 @@ class Files:
         except FileNotFoundError:
             raise NotFound(f"stat {p.absolute}: no such file or directory") from None
         except OSError as e:
-            raise Internal(os_error_text(e, "stat", p.absolute)) from None
+            raise stat_error(e, p.absolute) from None
         return stat.S_ISDIR(st.st_mode)
 
     async def list_directory(self, p: ResolvedPath) -> dict[str, Any]:

@@ -28,7 +28,9 @@ FILES = web.AppKey("files", Files)
 UPLOADS = web.AppKey("uploads", Uploads)
 
 CHUNK = 1024 * 1024
-SMALL_READ = 1024 * 1024  # a JSON read of a file up to this size is answered in one piece
+# A JSON read of a file up to this size is one plain response; larger ones stream. Small,
+# because escaping can make 6 bytes of a byte (a NUL is \u0000), and it all is in memory.
+SMALL_READ = 256 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 CONTENT_TYPES = {
@@ -87,7 +89,7 @@ async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) 
     entry, reader = await files.open_text(p)
     try:
         pieces: list[str] = []
-        while reader.bytes_read < SMALL_READ:
+        while reader.bytes_read <= SMALL_READ:
             try:
                 piece = await reader.next()
             except OSError as e:
@@ -99,21 +101,27 @@ async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) 
         response = web.StreamResponse(headers={"Content-Type": f"{JSON_TYPE}; charset=utf-8"})
         await response.prepare(request)
         head = json.dumps({**entry, "content": ""}, ensure_ascii=False, separators=(",", ":"))
-        await response.write(head[:-2].encode())  # up to the opening quote of the content
-        await response.write(_json_string_body("".join(pieces)))
-        del pieces
-        while True:
-            try:
-                piece = await reader.next()
-            except OSError as e:
-                # The status is sent: all that is left is to cut the answer short.
-                log.warning("reading %s failed after %d bytes: %s", p.absolute, reader.bytes_read, e)
-                raise ConnectionResetError(f"reading {p.absolute} failed") from None
-            if piece is None:
-                break
-            await response.write(_json_string_body(piece))
-        await response.write(b'"}')
-        await response.write_eof()
+        try:
+            await response.write(head[:-2].encode())  # up to the opening quote of the content
+            for piece in pieces:
+                await response.write(_json_string_body(piece))
+            del pieces
+            while True:
+                try:
+                    piece = await reader.next()
+                except OSError as e:
+                    # The status is sent: all that is left is to cut the answer short.
+                    log.warning("reading %s failed after %d bytes: %s", p.absolute, reader.bytes_read, e)
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
+                if piece is None:
+                    break
+                await response.write(_json_string_body(piece))
+            await response.write(b'"}')
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away: nothing more is read
         return response
     finally:
         reader.close()
@@ -126,15 +134,18 @@ def _json_string_body(text: str) -> bytes:
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """A single `bytes=a-b` range as (offset, count); None when unusable (serve it all)."""
+    """A single `bytes=a-b` range as (offset, count); count -1 when unsatisfiable (a start
+    past the end, a zero-length suffix, an empty file); None when unusable (serve it all)."""
     if not header.startswith("bytes=") or "," in header:
         return None
     start_text, _, end_text = header[6:].strip().partition("-")
     try:
         if start_text == "":
-            length = int(end_text)
-            if length <= 0:
+            if not end_text.isdigit():
                 return None
+            length = int(end_text)
+            if length == 0 or size == 0:  # RFC 9110 14.1.1: a zero-length suffix overlaps nothing
+                return 0, -1
             start = max(0, size - length)
             return start, size - start
         start = int(start_text)
@@ -147,6 +158,19 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
         return None
     end = min(end, size - 1)
     return start, end - start + 1
+
+
+def _if_range_holds(header: str | None, mtime: float) -> bool:
+    """RFC 9110 13.1.5: a Range applies only when If-Range (if sent) matches exactly. We send
+    no ETag, so an entity tag never matches; a date matches our Last-Modified second only;
+    anything else is no match (send the whole file)."""
+    if header is None:
+        return True
+    try:
+        date = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    return date.tzinfo is not None and date.timestamp() == int(mtime)
 
 
 async def _download(request: web.Request, d: Download) -> web.StreamResponse:
@@ -166,7 +190,9 @@ async def _download(request: web.Request, d: Download) -> web.StreamResponse:
             except (TypeError, ValueError):
                 pass
         offset, count, status = 0, d.size, 200
-        wanted = _parse_range(request.headers.get("Range", ""), d.size)
+        wanted = None
+        if _if_range_holds(request.headers.get("If-Range"), d.mtime):
+            wanted = _parse_range(request.headers.get("Range", ""), d.size)
         if wanted is not None:
             offset, count = wanted
             if count < 0:  # Go's text
