@@ -525,7 +525,8 @@ def _copy(source: str, destination: str, no_overwrite: bool) -> str:
         raise Invalid(f"cannot copy directory {source} into itself")
     if not (stat.S_ISREG(src_st.st_mode) or stat.S_ISDIR(src_st.st_mode) or stat.S_ISLNK(src_st.st_mode)):
         # A device's or FIFO's content is endless or blocks, and none is copied inside a directory.
-        raise Unprocessable(f"error copying: {source}: not a regular file, directory or symlink ({node_kind(src_st.st_mode)})")
+        kind = node_kind(src_st.st_mode)
+        raise Unprocessable(f"error copying: {source}: not a regular file, directory or symlink ({kind})")
     if no_overwrite and os.path.lexists(target):
         raise Conflict(f"destination already exists: {target}", code="FILE_ALREADY_EXISTS")
     try:

@@ -135,7 +135,9 @@ async def test_a_small_json_read_is_still_one_plain_response(client, area):
     assert (await resp.json())["content"] == "a\ufffd\ufffdb\ufffd\n"
 
 
-async def _read_counting(session: aiohttp.ClientSession, address: str, pid: int, rss: list[float]) -> tuple[bytes, bytes, int]:
+async def _read_counting(
+    session: aiohttp.ClientSession, address: str, pid: int, rss: list[float]
+) -> tuple[bytes, bytes, int]:
     """Stream a response, keeping its head and tail and the daemon's RSS as it goes."""
     head, tail, total = b"", b"", 0
     async with session.get(address, timeout=aiohttp.ClientTimeout(total=120)) as resp:
@@ -212,7 +214,8 @@ def _cpu_ticks(pid: int) -> int:
         ("fsReadFile", {"path": "/dev/zero"}),
         ("fsReadFile", {"path": "/dev/urandom"}),
         ("fsEditFile", {"path": "/dev/zero", "oldString": "a", "newString": "b"}),
-        ("codegenReadFileRange", {"targetFile": "/dev/zero", "startLineOneIndexed": 1, "endLineOneIndexedInclusive": 2}),
+        ("codegenReadFileRange",
+         {"targetFile": "/dev/zero", "startLineOneIndexed": 1, "endLineOneIndexedInclusive": 2}),
     ],
 )
 async def test_mcp_reads_of_an_endless_device_fail_at_once(client, tool, arguments):
@@ -242,14 +245,14 @@ async def test_mcp_reads_past_the_limit_name_the_download_route(client, area):
 async def test_mcp_line_range_of_a_large_file_reads_only_what_it_needs(client, area):
     big = area / "lines.txt"
     big.write_text("".join(f"{i}\n" for i in range(1, 600_001)))  # ~4.5 MiB, past the limit
-    result = await mcp_call(client, "codegenReadFileRange",
-                            {"targetFile": str(big), "startLineOneIndexed": 599_999, "endLineOneIndexedInclusive": 600_001})
+    def lines(start: int, end: int) -> dict:
+        return {"targetFile": str(big), "startLineOneIndexed": start, "endLineOneIndexedInclusive": end}
+
+    result = await mcp_call(client, "codegenReadFileRange", lines(599_999, 600_001))
     assert result["structuredContent"]["content"] == "599999\n600000\n"  # the last "line" is the empty one after \n
-    result = await mcp_call(client, "codegenReadFileRange",
-                            {"targetFile": str(big), "startLineOneIndexed": 2, "endLineOneIndexedInclusive": 3})
+    result = await mcp_call(client, "codegenReadFileRange", lines(2, 3))
     assert result["structuredContent"]["content"] == "2\n3"
-    result = await mcp_call(client, "codegenReadFileRange",
-                            {"targetFile": str(big), "startLineOneIndexed": 600_000, "endLineOneIndexedInclusive": 600_002})
+    result = await mcp_call(client, "codegenReadFileRange", lines(600_000, 600_002))
     assert result["isError"] is True and result["content"][0]["text"] == "invalid line range"
 
 
@@ -404,7 +407,8 @@ async def test_multipart_completion_onto_a_directory_is_422(client, area):
     directory.mkdir()
     (directory / "inside").write_text("i")
     upload_id, etag = await _upload_one_part(client, directory)
-    resp = await client.post(f"/filesystem-multipart/{upload_id}/complete", json={"parts": [{"partNumber": 1, "etag": etag}]})
+    parts = [{"partNumber": 1, "etag": etag}]
+    resp = await client.post(f"/filesystem-multipart/{upload_id}/complete", json={"parts": parts})
     assert resp.status == 422
     assert "is a directory" in (await resp.json())["error"]
     assert (directory / "inside").read_text() == "i"
