@@ -31,7 +31,7 @@ from ..http.paths import ResolvedPath
 from ..identity import Identity, run_as
 from .atomic import AtomicFile, NotRegularFile, make_parents_of
 from .entries import file_entry, sorted_entries
-from .reading import TextReader, node_kind, open_regular, read_bounded, read_line_range
+from .reading import TextReader, node_kind, open_regular, read_at_most, read_bounded, read_line_range
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 TREE_MAX_FILES = 10_000
@@ -257,10 +257,13 @@ def _list_directory(p: ResolvedPath) -> dict[str, Any]:
     return {"path": p.display, "name": p.name, "files": files, "subdirectories": subdirectories}
 
 
-def _read_all(path: str) -> bytes:
-    """Until EOF: /proc files report size 0 and still have content."""
-    with open(path, "rb") as f:
-        return f.read()
+def _read_up_to(path: str, budget: int) -> bytearray | None:
+    """The regular file's bytes, None past `budget` of them."""
+    fd, _ = open_regular(path)
+    try:
+        return read_at_most(fd, budget)
+    finally:
+        os.close(fd)
 
 
 def _open_text(p: ResolvedPath) -> tuple[dict[str, Any], int]:
@@ -489,11 +492,16 @@ def _read_tree(root: ResolvedPath, options: TreeOptions) -> dict[str, Any]:
                 except OSError:
                     target = None
                 if target is not None and stat.S_ISREG(target.st_mode):
-                    total_bytes += target.st_size
-                    if total_bytes > options.max_bytes:
-                        raise Unprocessable(f"tree holds more than maxBytes ({options.max_bytes}) bytes of content")
+                    too_much = Unprocessable(f"tree holds more than maxBytes ({options.max_bytes}) bytes of content")
+                    if total_bytes + target.st_size > options.max_bytes:
+                        raise too_much
                     try:
-                        item["content"] = _read_all(entry.path).decode("utf-8", "go_replace")
+                        # At most what is left of maxBytes: a file may grow, /proc files say size 0.
+                        data = _read_up_to(entry.path, options.max_bytes - total_bytes)
+                        if data is None:
+                            raise too_much
+                        total_bytes += len(data)
+                        item["content"] = data.decode("utf-8", "go_replace")
                     except OSError as e:
                         raise Unprocessable(f"error reading file: {os_error_text(e, 'open', entry.path)}") from None
             files.append(item)

@@ -110,13 +110,21 @@ class TextReader:
             self.fd = -1
 
 
-def read_bounded(fd: int, path: str, limit: int) -> str:
-    """The whole text, or `too_large` past `limit` bytes (st_size is not trusted: /proc)."""
+def read_at_most(fd: int, budget: int) -> bytearray | None:
+    """Everything up to EOF, or None past `budget` bytes (st_size is not trusted: /proc)."""
     data = bytearray()
-    while chunk := os.read(fd, min(CHUNK, limit + 1 - len(data))):
+    while chunk := os.read(fd, min(CHUNK, budget + 1 - len(data))):
         data += chunk
-        if len(data) > limit:
-            raise too_large(path, limit)
+        if len(data) > budget:
+            return None
+    return data
+
+
+def read_bounded(fd: int, path: str, limit: int) -> str:
+    """The whole text, or `too_large` past `limit` bytes."""
+    data = read_at_most(fd, limit)
+    if data is None:
+        raise too_large(path, limit)
     return data.decode("utf-8", "go_replace")
 
 
