@@ -108,7 +108,7 @@ class Files:
     """Filesystem operations on user paths, in worker threads acting as the workload
     user when one is configured (see identity.py)."""
 
-    def __init__(self, identity: Identity | None = None, max_text_read: int = 256 * 1024) -> None:
+    def __init__(self, identity: Identity | None = None, max_text_read: int = 128 * 1024) -> None:
         self.identity = identity
         self.max_text_read = max_text_read  # bytes: reads answered in one message (MCP, codegen)
 
@@ -550,7 +550,8 @@ def _copy_entry(source: str, target: str, no_overwrite: bool) -> None:
     st = os.lstat(source)
     if stat.S_ISLNK(st.st_mode):
         if not no_overwrite and os.path.lexists(target) and not os.path.isdir(target):
-            if not stat.S_ISREG(os.lstat(target).st_mode) and not os.path.islink(target):
+            mode = os.lstat(target).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
                 raise NotRegularFile(target)  # a device or FIFO in the way is not ours to remove
             os.unlink(target)
         os.symlink(os.readlink(source), target)

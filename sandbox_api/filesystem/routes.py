@@ -99,9 +99,9 @@ async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) 
                 return json_response(entry)
             pieces.append(piece)
         response = web.StreamResponse(headers={"Content-Type": f"{JSON_TYPE}; charset=utf-8"})
-        await response.prepare(request)
         head = json.dumps({**entry, "content": ""}, ensure_ascii=False, separators=(",", ":"))
         try:
+            await response.prepare(request)
             await response.write(head[:-2].encode())  # up to the opening quote of the content
             for piece in pieces:
                 await response.write(_json_string_body(piece))
