@@ -162,9 +162,11 @@ async def test_json_read_of_a_huge_sparse_file_keeps_the_daemon_small(daemon_fac
         async with session.get(f"{d.url}/health") as resp:
             assert resp.status == 200
         baseline = snapshot(d.proc.pid).rss_mb
+        reset_peak(d.proc.pid)
         rss: list[float] = []
         head, tail, total = await _read_counting(session, f"{d.url}{url(big)}", d.proc.pid, rss)
-    assert max(rss) - baseline < 64, f"RSS went from {baseline:.0f} to {max(rss):.0f} MiB"
+    peak = max(rss + [peak_mb(d.proc.pid)])
+    assert peak - baseline < 64, f"RSS went from {baseline:.0f} to {peak:.0f} MiB"
     assert head.startswith(b'{"path":"' + str(big).encode()) and b'"content":"\\u0000\\u0000' in head
     assert tail.endswith(b'\\u0000"}')
     prefix = head[: head.index(b'"content":"') + len(b'"content":"')]
@@ -200,6 +202,16 @@ async def test_a_client_that_leaves_mid_read_stops_the_read(daemon_factory, area
     await asyncio.sleep(1.5)
     assert _cpu_ticks(pid) - before < 20, "the daemon is still busy with the read"  # 20 ticks = 0.2 s
     assert snapshot(pid).rss_mb - baseline.rss_mb < 64
+
+
+def reset_peak(pid: int) -> None:
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # VmHWM starts again from the current RSS
+
+
+def peak_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -254,6 +266,52 @@ async def test_mcp_line_range_of_a_large_file_reads_only_what_it_needs(client, a
     assert result["structuredContent"]["content"] == "2\n3"
     result = await mcp_call(client, "codegenReadFileRange", lines(600_000, 600_002))
     assert result["isError"] is True and result["content"][0]["text"] == "invalid line range"
+
+
+async def test_mcp_reads_cost_bounded_memory(daemon_factory, area):
+    """The worst content for an MCP answer (NUL bytes: escaped twice) at the limit, and a
+    huge file (refused), both through a real daemon whose peak RSS is watched."""
+    at_limit = area / "nuls.bin"
+    at_limit.write_bytes(b"\0" * 128 * 1024)
+    huge = area / "huge.bin"
+    with open(huge, "wb") as f:
+        f.truncate(64 * MIB)  # enough to show; a regression should not take the machine's memory
+    d = daemon_factory()
+    d.start()
+    pid = d.proc.pid
+
+    async def read(session: aiohttp.ClientSession, path: Path) -> dict:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "fsReadFile", "arguments": {"path": str(path)}}}
+        async with session.post(f"{d.url}/mcp", json=body, headers=MCP_HEADERS) as resp:
+            return (await resp.json())["result"]
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        assert (await read(session, at_limit))["isError"] is False  # warm: the MCP code is loaded
+        for path, refused in ((at_limit, False), (huge, True)):
+            before = snapshot(pid).rss_mb
+            reset_peak(pid)
+            result = await read(session, path)
+            assert result["isError"] is refused, path
+            if not refused:
+                assert result["structuredContent"]["content"] == "\0" * 128 * 1024
+            assert peak_mb(pid) - before < 16, f"{path.name}: peak {peak_mb(pid):.1f} MiB from {before:.1f} MiB"
+
+
+async def test_the_one_message_read_limit_is_a_setting(daemon_factory, area):
+    (area / "ten.txt").write_text("0123456789")
+    (area / "eleven.txt").write_text("0123456789A")
+    d = daemon_factory(env={"SANDBOX_MAX_TEXT_READ_BYTES": "10"})
+    d.start()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for name, refused in (("ten.txt", False), ("eleven.txt", True)):
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "fsReadFile", "arguments": {"path": str(area / name)}}}
+            async with session.post(f"{d.url}/mcp", json=body, headers=MCP_HEADERS) as resp:
+                result = (await resp.json())["result"]
+            assert result["isError"] is refused, name
+        async with session.get(f"{d.url}{url(area / 'eleven.txt')}") as resp:  # HTTP: no such limit
+            assert (await resp.json())["content"] == "0123456789A"
 
 
 # --- 2. a write never replaces a node that is not a regular file ---------------------------------
