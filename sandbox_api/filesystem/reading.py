@@ -103,11 +103,16 @@ class TextReader:
         """Close the fd, at once or when the read in flight ends (its number must not be
         reused under it)."""
         if self._pending is not None and not self._pending.done():
-            self._pending.add_done_callback(lambda _: self.close())
+            self._pending.add_done_callback(self._close_after)
             return
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def _close_after(self, read: asyncio.Future[str | None]) -> None:
+        if not read.cancelled():
+            read.exception()  # its caller has gone: an error of it is nobody's to report
+        self.close()
 
 
 def read_at_most(fd: int, budget: int) -> bytearray | None:

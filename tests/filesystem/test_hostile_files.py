@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.codegen.test_codegen import FakeProvider
 from tests.robustness.support import settle, snapshot, tmpfs
 
 MIB = 1024 * 1024
@@ -320,6 +321,22 @@ async def test_the_one_message_read_limit_is_a_setting(daemon_factory, area):
             assert result["isError"] is refused, name
         async with session.get(f"{d.url}{url(area / 'eleven.txt')}") as resp:  # HTTP: no such limit
             assert (await resp.json())["content"] == "0123456789A"
+
+
+async def test_codegen_fastapply_reads_are_bounded(client, area, monkeypatch):
+    big = area / "big.py"
+    with open(big, "wb") as f:
+        f.truncate(64 * MIB)
+    async with FakeProvider() as fake:
+        monkeypatch.setenv("RELACE_API_KEY", "k")
+        monkeypatch.setenv("RELACE_BASE_URL", fake.url)
+        monkeypatch.delenv("MORPH_API_KEY", raising=False)
+        for path, expected in (("/dev/zero", "not a regular file"), (str(big), "SANDBOX_MAX_TEXT_READ_BYTES")):
+            resp = await asyncio.wait_for(client.put(f"/codegen/fastapply/{path}", json={"codeEdit": "x"}), 5)
+            assert resp.status == 422, path
+            assert expected in (await resp.json())["error"], path
+        assert fake.requests == []  # nothing was sent to the provider
+    assert big.stat().st_size == 64 * MIB
 
 
 # --- 2. a write never replaces a node that is not a regular file ---------------------------------
