@@ -35,7 +35,7 @@ def node_kind(st_mode: int) -> str:
         return "a socket"
     if stat.S_ISDIR(st_mode):
         return "a directory"
-    return "not a regular file"
+    return "a special file"
 
 
 def not_regular(path: str, st_mode: int) -> Unprocessable:
@@ -69,6 +69,7 @@ def too_large(path: str, limit: int) -> Unprocessable:
 
 
 def _decoder() -> codecs.IncrementalDecoder:
+    # "go_replace" (one U+FFFD per invalid byte) is registered by files.py, which imports this.
     return codecs.getincrementaldecoder("utf-8")("go_replace")
 
 

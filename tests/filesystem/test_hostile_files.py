@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from sandbox_api.filesystem import reading
 from tests.codegen.test_codegen import FakeProvider
 from tests.robustness.support import settle, snapshot, tmpfs
 
@@ -337,6 +338,25 @@ async def test_codegen_fastapply_reads_are_bounded(client, area, monkeypatch):
             assert expected in (await resp.json())["error"], path
         assert fake.requests == []  # nothing was sent to the provider
     assert big.stat().st_size == 64 * MIB
+
+
+def test_line_ranges_match_splitting_the_whole_text(tmp_path, monkeypatch):
+    """Tiny reads, so that ranges start, end and get cut across read boundaries."""
+    monkeypatch.setattr(reading, "CHUNK", 5)
+    path = tmp_path / "lines.txt"
+    texts = (b"", b"\n", b"a", b"a\n", b"one\ntwo\n\nfour\xe2\x82\nfive", b"\n\n\nxyz\n\n", b"long line " * 7 + b"\nz")
+    for data in texts:
+        path.write_bytes(data)
+        lines = go_decode(data).split("\n")
+        for start in range(1, len(lines) + 2):
+            for end in range(start, len(lines) + 2):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    got = reading.read_line_range(fd, str(path), start, end, 1 << 20)
+                finally:
+                    os.close(fd)
+                want = "\n".join(lines[start - 1 : end]) if end <= len(lines) else None
+                assert got == want, (data, start, end)
 
 
 # --- 2. a write never replaces a node that is not a regular file ---------------------------------
