@@ -5,13 +5,13 @@ clear 4xx or a correct answer, memory stays bounded, and no node is replaced."""
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import json
 import os
 import socket
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -43,7 +43,7 @@ def node_identity(path: Path) -> tuple[int, int, int]:
 
 
 @pytest.fixture
-def nodes(area: Path):  # noqa: ANN201 - yields {name: path}
+def nodes(area: Path) -> Iterator[dict[str, Path]]:
     """A FIFO, a unix socket and a character device (the null device's numbers) of the test's own."""
     made = {"fifo": area / "fifo", "socket": area / "sock", "device": area / "null"}
     os.mkfifo(made["fifo"])
