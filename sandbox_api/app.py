@@ -82,7 +82,7 @@ def build_app(settings: Settings) -> web.Application:
     app[SHUTDOWN] = asyncio.Event()
     app[system_routes.UPGRADER] = upgrade.Upgrader(app[HEALTH], children, app[SHUTDOWN].set)
     app[system_routes.ENVIRONMENT] = EnvironmentReloader(settings.metadata_path)
-    app[filesystem_routes.FILES] = Files(settings.identity)
+    app[filesystem_routes.FILES] = Files(settings.identity, settings.max_text_read_bytes)
     app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds, settings.identity)
     app[network_routes.MONITORS] = Monitors()
     app[network_routes.TUNNEL] = Tunnel(children)

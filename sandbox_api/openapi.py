@@ -661,15 +661,18 @@ def _filesystem() -> dict[str, Schema]:
                         },
                         "A directory listing, a file as JSON, or (with `Accept: application/octet-stream` or "
                         "`download=true`) its raw bytes, with the type its extension gives (`.txt`: text/plain, "
-                        "otherwise application/octet-stream).",
+                        "otherwise application/octet-stream). A JSON read of a file over 256 KiB is streamed "
+                        "(chunked), so any size costs the server bounded memory.",
                     ),
                     "206": {"description": "The requested range.", "content": {"*/*": {"schema": BINARY}}},
                     "304": {"description": "Not modified since `If-Modified-Since`."},
                     **errors({
                         **path_errors,
                         404: "No such file or directory.",
-                        416: "The range starts past the end of the file.",
-                        422: "The file cannot be read.",
+                        400: "Invalid path (a NUL byte, `~` without a home directory...), or a name too long.",
+                        416: "The range starts past the end of the file, or is an empty suffix (`bytes=-0`).",
+                        422: "The file cannot be read: permission denied, a symlink loop, or not a regular file "
+                        "(a device, FIFO or socket is not read as JSON content; its download is as before).",
                         500: "stat failed for another reason than a missing file (not a directory, permission "
                         "denied...): the original's status.",
                     }),
@@ -678,6 +681,8 @@ def _filesystem() -> dict[str, Schema]:
                     FILE_PATH,
                     query("download", boolean(), "Raw bytes rather than JSON."),
                     header("Range", "Raw bytes only: one `bytes=a-b` range."),
+                    header("If-Range", "Raw bytes only: the Range applies only if this is the file's Last-Modified "
+                           "date; anything else (an ETag, garbage) gets the whole file."),
                     header("If-Modified-Since", "Raw bytes only: 304 when the file is not newer."),
                 ),
             ),
@@ -689,7 +694,8 @@ def _filesystem() -> dict[str, Schema]:
                     **errors({
                         400: f"{BAD_BODY} Also: invalid permissions, a multipart form without `file`.",
                         413: "The body is over `SANDBOX_MAX_UPLOAD_BYTES`.",
-                        422: "The file cannot be written (a directory is in the way, permission denied...).",
+                        422: "The file cannot be written (a directory is in the way, permission denied, the path "
+                        "is a device, FIFO or socket, which is never replaced...).",
                         507: "The disk is full; the old file is left as it was.",
                     }),
                 },
@@ -728,7 +734,9 @@ def _filesystem() -> dict[str, Schema]:
                 "filesystem",
                 "Write many files at once",
                 {**ok(ref("Directory"), "The directory, listed after the writes."),
-                 **errors({400: BAD_BODY, 422: "A file cannot be written.", 507: "The disk is full."})},
+                 **errors({400: f"{BAD_BODY} Also: a key with a `..` component, or naming the root.",
+                           422: "A file cannot be written (what this request created is removed).",
+                           507: "The disk is full (what this request created is removed)."})},
                 parameters=(FILE_PATH,),
                 body=json_body(ref("TreeRequest")),
             ),
@@ -749,7 +757,8 @@ def _filesystem() -> dict[str, Schema]:
                  **errors({400: f"{BAD_BODY} Also: a copy onto or into itself.",
                            404: "No such source.",
                            409: "The target exists and `noOverwrite` is set (`code: FILE_ALREADY_EXISTS`).",
-                           422: "The copy failed.", 507: "The disk is full."})},
+                           422: "The copy failed; the source is a device, FIFO or socket; the target is one.",
+                           507: "The disk is full."})},
                 description="`cp -r` semantics; paths are relative to WORKDIR unless absolute.",
                 body=json_body(ref("CopyRequest")),
             ),
@@ -792,8 +801,9 @@ def _multipart() -> dict[str, Schema]:
                 "multipart",
                 "Assemble the parts into the file",
                 {**ok(ref("SuccessResponse")),
-                 **errors({400: f"{BAD_BODY} Also: no parts, a part missing, an etag mismatch.",
+                 **errors({400: f"{BAD_BODY} Also: no parts, a part listed twice, a part missing, an etag mismatch.",
                            404: "No such upload.",
+                           422: "The destination is a directory, device, FIFO or socket (left as it is).",
                            500: "The final file cannot be created (`failed to complete upload: ...`)."})},
                 parameters=(UPLOAD_ID,),
                 body=json_body(ref("MultipartCompleteRequest")),

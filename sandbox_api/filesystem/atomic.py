@@ -9,6 +9,8 @@ instead and removed on failure.
 
 An existing file keeps its mode and owner (as an in-place overwrite would); a new one
 gets the requested mode, less the umask. A symlink is written through, not replaced.
+A target that is neither a regular file nor absent (a device such as /dev/null, a FIFO,
+a socket) is refused: the rename would replace the node itself.
 """
 
 from __future__ import annotations
@@ -33,6 +35,27 @@ def make_parents_of(path: str) -> None:
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), e.filename) from None
 
 
+class NotRegularFile(OSError):
+    """The target exists and is a device, FIFO or socket (a directory is EISDIR)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EINVAL, "not a regular file", path)
+
+
+def check_replaceable(path: str) -> os.stat_result | None:
+    """The stat of `path` (links followed), None when absent; a node that is not a regular
+    file is refused (IsADirectoryError, NotRegularFile)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path)
+    return st
+
+
 class AtomicFile:
     """Blocking operations; run them in a worker thread."""
 
@@ -51,13 +74,8 @@ class AtomicFile:
         self.target = target
         parent = os.path.dirname(target) or "/"
         make_parents_of(target)
-        try:
-            existing = os.stat(target)
-        except FileNotFoundError:
-            existing = None
+        existing = check_replaceable(target)
         if existing is not None:
-            if stat.S_ISDIR(existing.st_mode):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), target)
             self._existing_mode = stat.S_IMODE(existing.st_mode)
             if os.geteuid() == 0:
                 self._owner = (existing.st_uid, existing.st_gid)
@@ -94,6 +112,7 @@ class AtomicFile:
             finally:
                 os.close(dir_fd)
             self._named_temp = os.path.join(parent, named)
+        check_replaceable(self.target)  # again: a node may have taken the file's place meanwhile
         os.replace(self._named_temp, self.target)
         self._named_temp = None
         self.close()

@@ -7,6 +7,7 @@ thread. Errors are raised as `sandbox_api.errors` types with the original's mess
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import os
@@ -28,8 +29,9 @@ from ..errors import (
 )
 from ..http.paths import ResolvedPath
 from ..identity import Identity, run_as
-from .atomic import AtomicFile, make_parents_of
+from .atomic import AtomicFile, NotRegularFile, make_parents_of
 from .entries import file_entry, sorted_entries
+from .reading import TextReader, node_kind, open_regular, read_at_most, read_bounded, read_line_range
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 TREE_MAX_FILES = 10_000
@@ -54,6 +56,17 @@ def api_error(e: OSError, prefix: str, cls: type[ApiError] = Unprocessable, op: 
     if e.errno in FULL_DISK:
         return InsufficientStorage(message)
     return cls(message)
+
+
+def stat_error(e: OSError, path: str) -> ApiError:
+    """A failed stat of a path the client named. A symlink loop is the path's fault (422), a
+    name too long the request's (400); others (EACCES, ENOTDIR) stay 500 as in the original."""
+    text = os_error_text(e, "stat", path)
+    if e.errno == errno.ELOOP:
+        return Unprocessable(text)
+    if e.errno == errno.ENAMETOOLONG:
+        return Invalid(text)
+    return Internal(text)
 
 
 def parse_permissions(value: str | None, default: int, *, quoted: bool = True) -> int:
@@ -87,8 +100,9 @@ class Files:
     """Filesystem operations on user paths, in worker threads acting as the workload
     user when one is configured (see identity.py)."""
 
-    def __init__(self, identity: Identity | None = None) -> None:
+    def __init__(self, identity: Identity | None = None, max_text_read: int = 128 * 1024) -> None:
         self.identity = identity
+        self.max_text_read = max_text_read  # bytes: reads answered in one message (MCP, codegen)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a worker thread, with the workload user's file permissions."""
@@ -103,7 +117,7 @@ class Files:
         except FileNotFoundError:
             raise NotFound(f"stat {p.absolute}: no such file or directory") from None
         except OSError as e:
-            raise Internal(os_error_text(e, "stat", p.absolute)) from None
+            raise stat_error(e, p.absolute) from None
         return stat.S_ISDIR(st.st_mode)
 
     async def list_directory(self, p: ResolvedPath) -> dict[str, Any]:
@@ -112,8 +126,19 @@ class Files:
         except OSError as e:
             raise api_error(e, "error listing directory: ") from None
 
+    async def open_text(self, p: ResolvedPath) -> tuple[dict[str, Any], TextReader]:
+        """The JSON read's File entry (no content yet) and a reader of its text, to stream."""
+        entry, fd = await self.run(_open_text, p)
+        return entry, TextReader(fd)
+
     async def read_text(self, p: ResolvedPath) -> dict[str, Any]:
-        return await self.run(_read_text, p)
+        """The JSON read's File entry with its content in one piece: refused past max_text_read."""
+        return await self.run(_read_text, p, self.max_text_read)
+
+    async def read_lines(self, p: ResolvedPath, start: int, end: int) -> str | None:
+        """Lines start..end (1-based, inclusive; more than max_text_read bytes of them are
+        refused); None when the file has fewer lines."""
+        return await self.run(_read_lines, p, start, end, self.max_text_read)
 
     async def open_download(self, p: ResolvedPath) -> Download:
         return await self.run(_open_download, p)
@@ -224,25 +249,48 @@ def _list_directory(p: ResolvedPath) -> dict[str, Any]:
     return {"path": p.display, "name": p.name, "files": files, "subdirectories": subdirectories}
 
 
-def _read_all(path: str) -> bytes:
-    """Until EOF: /proc files report size 0 and still have content."""
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _read_text(p: ResolvedPath) -> dict[str, Any]:
+def _read_up_to(path: str, budget: int) -> bytearray | None:
+    """The regular file's bytes, None past `budget` of them."""
+    fd, _ = open_regular(path)
     try:
-        st = os.stat(p.absolute)
-        owner_st = os.lstat(p.absolute)
-        if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
-            raise Unprocessable(f"error reading file: read {p.absolute}: not a regular file")
-        data = _read_all(p.absolute)
+        return read_at_most(fd, budget)
+    finally:
+        os.close(fd)
+
+
+def _open_text(p: ResolvedPath) -> tuple[dict[str, Any], int]:
+    try:
+        fd, st = open_regular(p.absolute)
     except OSError as e:
         raise api_error(e, "error reading file: ", op="open") from None
-    entry = file_entry(p.display, st, owner_st)
+    try:
+        entry = file_entry(p.display, st, os.lstat(p.absolute))
+    except OSError as e:
+        os.close(fd)
+        raise api_error(e, "error reading file: ", op="lstat") from None
     entry["name"] = ""  # the original never fills it on a JSON read
-    entry["content"] = data.decode("utf-8", "go_replace")
+    return entry, fd
+
+
+def _read_text(p: ResolvedPath, limit: int) -> dict[str, Any]:
+    entry, fd = _open_text(p)
+    try:
+        entry["content"] = read_bounded(fd, p.absolute, limit)
+    except OSError as e:
+        raise api_error(e, "error reading file: ", op="read") from None
+    finally:
+        os.close(fd)
     return entry
+
+
+def _read_lines(p: ResolvedPath, start: int, end: int, limit: int) -> str | None:
+    _, fd = _open_text(p)
+    try:
+        return read_line_range(fd, p.absolute, start, end, limit)
+    except OSError as e:
+        raise api_error(e, "error reading file: ", op="read") from None
+    finally:
+        os.close(fd)
 
 
 def _open_download(p: ResolvedPath) -> Download:
@@ -313,23 +361,63 @@ def _delete(path: str, recursive: bool) -> str:
     return "file"
 
 
+def tree_target(root: str, key: str) -> str:
+    """Where a PUT tree key is written: below `root`, never outside it. A leading `/` is
+    joined under the root (as Go's filepath.Join does); a `..` component could escape, and
+    a key naming the root itself names no file: both are 400."""
+    parts = key.split("/")
+    if ".." in parts or all(part in ("", ".") for part in parts):
+        raise Invalid(f"invalid file key {key!r}: keys are file paths below the tree root, without '..'")
+    return os.path.normpath(f"{root}/{key}")
+
+
+def _missing_ancestors(path: str) -> list[str]:
+    """`path` and its ancestors that do not exist, the deepest first."""
+    missing = []
+    while not os.path.lexists(path) and path not in ("", "/"):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
 def _write_tree(root: str, files: dict[str, bytes]) -> None:
-    if not os.path.isdir(root):
-        try:
-            _make_directory(root, 0o755)
-        except OSError as e:
-            raise api_error(e, "error creating root directory: ", op="mkdir") from None
-    for relative, content in files.items():
-        # Go's filepath.Join: a leading `/` in the key is joined under the root too.
-        target = os.path.normpath(f"{root}/{relative}")
-        try:
-            make_parents_of(target)
-        except OSError as e:
-            raise api_error(e, "error creating parent directory: ", op="mkdir") from None
-        try:
-            _write_atomic(target, content, 0o644)
-        except OSError as e:
-            raise api_error(e, "error writing file: ", op="open") from None
+    """All or nothing, as far as this request is concerned: on a failure (a full disk...)
+    the files and directories it created are removed (files it replaced keep their new
+    content: their old one is gone)."""
+    targets = {key: tree_target(root, key) for key in files}  # every key checked before anything is written
+    created_dirs: list[str] = []
+    created_files: list[str] = []
+    try:
+        if not os.path.isdir(root):
+            missing = _missing_ancestors(root)
+            try:
+                _make_directory(root, 0o755)
+            except OSError as e:
+                raise api_error(e, "error creating root directory: ", op="mkdir") from None
+            created_dirs.extend(reversed(missing))
+        for key, content in files.items():
+            target = targets[key]
+            missing = _missing_ancestors(os.path.dirname(target))
+            try:
+                make_parents_of(target)
+            except OSError as e:
+                raise api_error(e, "error creating parent directory: ", op="mkdir") from None
+            created_dirs.extend(reversed(missing))
+            existed = os.path.lexists(target)
+            try:
+                _write_atomic(target, content, 0o644)
+            except OSError as e:
+                raise api_error(e, "error writing file: ", op="open") from None
+            if not existed:
+                created_files.append(target)
+    except BaseException:
+        for path in created_files:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        for path in reversed(created_dirs):  # children before their parents
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
 
 
 def _delete_tree(root: str, recursive: bool) -> None:
@@ -396,11 +484,16 @@ def _read_tree(root: ResolvedPath, options: TreeOptions) -> dict[str, Any]:
                 except OSError:
                     target = None
                 if target is not None and stat.S_ISREG(target.st_mode):
-                    total_bytes += target.st_size
-                    if total_bytes > options.max_bytes:
-                        raise Unprocessable(f"tree holds more than maxBytes ({options.max_bytes}) bytes of content")
+                    too_much = Unprocessable(f"tree holds more than maxBytes ({options.max_bytes}) bytes of content")
+                    if total_bytes + target.st_size > options.max_bytes:
+                        raise too_much
                     try:
-                        item["content"] = _read_all(entry.path).decode("utf-8", "go_replace")
+                        # At most what is left of maxBytes: a file may grow, /proc files say size 0.
+                        data = _read_up_to(entry.path, options.max_bytes - total_bytes)
+                        if data is None:
+                            raise too_much
+                        total_bytes += len(data)
+                        item["content"] = data.decode("utf-8", "go_replace")
                     except OSError as e:
                         raise Unprocessable(f"error reading file: {os_error_text(e, 'open', entry.path)}") from None
             files.append(item)
@@ -430,6 +523,10 @@ def _copy(source: str, destination: str, no_overwrite: bool) -> str:
         raise Invalid(f"cannot copy {source} onto itself")
     if stat.S_ISDIR(src_st.st_mode) and (os.path.realpath(target) + "/").startswith(os.path.realpath(source) + "/"):
         raise Invalid(f"cannot copy directory {source} into itself")
+    if not (stat.S_ISREG(src_st.st_mode) or stat.S_ISDIR(src_st.st_mode) or stat.S_ISLNK(src_st.st_mode)):
+        # A device's or FIFO's content is endless or blocks, and none is copied inside a directory.
+        kind = node_kind(src_st.st_mode)
+        raise Unprocessable(f"error copying: {source}: not a regular file, directory or symlink ({kind})")
     if no_overwrite and os.path.lexists(target):
         raise Conflict(f"destination already exists: {target}", code="FILE_ALREADY_EXISTS")
     try:
@@ -445,6 +542,9 @@ def _copy_entry(source: str, target: str, no_overwrite: bool) -> None:
     st = os.lstat(source)
     if stat.S_ISLNK(st.st_mode):
         if not no_overwrite and os.path.lexists(target) and not os.path.isdir(target):
+            mode = os.lstat(target).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                raise NotRegularFile(target)  # a device or FIFO in the way is not ours to remove
             os.unlink(target)
         os.symlink(os.readlink(source), target)
     elif stat.S_ISDIR(st.st_mode):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import re
 from email.utils import formatdate, parsedate_to_datetime
@@ -16,16 +18,21 @@ from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable
 from ..http import paths
 from ..http.appkeys import SETTINGS
 from ..http.prefix_routes import TAIL, PrefixRouter
-from ..http.responses import field, head_ok, json_response, read_json_object
+from ..http.responses import JSON_TYPE, field, head_ok, json_response, read_json_object
 from .atomic import AtomicFile
 from .files import Download, Files, TreeOptions, api_error, parse_permissions
 from .pipeline import ThreadedWriter
 from .uploads import Uploads
 
+log = logging.getLogger("sandbox_api.filesystem")
+
 FILES = web.AppKey("files", Files)
 UPLOADS = web.AppKey("uploads", Uploads)
 
 CHUNK = 1024 * 1024
+# A JSON read of a file up to this size is one plain response; larger ones stream. Small,
+# because escaping can make 6 bytes of a byte (a NUL is \u0000), and it all is in memory.
+SMALL_READ = 256 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 CONTENT_TYPES = {
@@ -74,19 +81,73 @@ async def get_path(request: web.Request) -> web.StreamResponse:
         return json_response(await files.list_directory(p))
     if wants_download(request):
         return await _download(request, await files.open_download(p))
-    return json_response(await files.read_text(p))
+    return await _read_json(request, files, p)
+
+
+async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) -> web.StreamResponse:
+    """The File with its content. A small file is one plain response; past SMALL_READ the
+    JSON is streamed as the file is read, so memory stays a few chunks whatever its size,
+    and the read stops when the client goes (the next write fails)."""
+    entry, reader = await files.open_text(p)
+    try:
+        pieces: list[str] = []
+        while reader.bytes_read <= SMALL_READ:
+            try:
+                piece = await reader.next()
+            except OSError as e:
+                raise api_error(e, "error reading file: ", op="read") from None
+            if piece is None:
+                entry["content"] = "".join(pieces)
+                return json_response(entry)
+            pieces.append(piece)
+        response = web.StreamResponse(headers={"Content-Type": f"{JSON_TYPE}; charset=utf-8"})
+        head = json.dumps({**entry, "content": ""}, ensure_ascii=False, separators=(",", ":"))
+        try:
+            await response.prepare(request)
+            await response.write(head[:-2].encode())  # up to the opening quote of the content
+            for piece in pieces:
+                await response.write(_json_string_body(piece))
+            del pieces
+            while True:
+                try:
+                    piece = await reader.next()
+                except OSError as e:
+                    # The status is sent: all that is left is to cut the answer short.
+                    log.warning("reading %s failed after %d bytes: %s", p.absolute, reader.bytes_read, e)
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
+                if piece is None:
+                    break
+                await response.write(_json_string_body(piece))
+            await response.write(b'"}')
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away: nothing more is read
+        return response
+    finally:
+        reader.close()
+
+
+def _json_string_body(text: str) -> bytes:
+    """`text` escaped as inside a JSON string. Escaping is per character, so the escaped
+    pieces of a text make the escaped text."""
+    return json.dumps(text, ensure_ascii=False)[1:-1].encode()
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """A single `bytes=a-b` range as (offset, count); None when unusable (serve it all)."""
+    """A single `bytes=a-b` range as (offset, count); count -1 when unsatisfiable (a start
+    past the end, a zero-length suffix, an empty file); None when unusable (serve it all)."""
     if not header.startswith("bytes=") or "," in header:
         return None
     start_text, _, end_text = header[6:].strip().partition("-")
     try:
         if start_text == "":
-            length = int(end_text)
-            if length <= 0:
+            if not end_text.isdigit():
                 return None
+            length = int(end_text)
+            if length == 0 or size == 0:  # RFC 9110 14.1.1: a zero-length suffix overlaps nothing
+                return 0, -1
             start = max(0, size - length)
             return start, size - start
         start = int(start_text)
@@ -99,6 +160,19 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
         return None
     end = min(end, size - 1)
     return start, end - start + 1
+
+
+def _if_range_holds(header: str | None, mtime: float) -> bool:
+    """RFC 9110 13.1.5: a Range applies only when If-Range (if sent) matches exactly. We send
+    no ETag, so an entity tag never matches; a date matches our Last-Modified second only;
+    anything else is no match (send the whole file)."""
+    if header is None:
+        return True
+    try:
+        date = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    return date.tzinfo is not None and date.timestamp() == int(mtime)
 
 
 async def _download(request: web.Request, d: Download) -> web.StreamResponse:
@@ -118,7 +192,9 @@ async def _download(request: web.Request, d: Download) -> web.StreamResponse:
             except (TypeError, ValueError):
                 pass
         offset, count, status = 0, d.size, 200
-        wanted = _parse_range(request.headers.get("Range", ""), d.size)
+        wanted = None
+        if _if_range_holds(request.headers.get("If-Range"), d.mtime):
+            wanted = _parse_range(request.headers.get("Range", ""), d.size)
         if wanted is not None:
             offset, count = wanted
             if count < 0:  # Go's text

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import Internal, Invalid, NotFound
 from ..identity import Identity, call_as
-from .atomic import AtomicFile
+from .atomic import AtomicFile, NotRegularFile
 from .entries import rfc3339_nano
 from .files import api_error, copy_data
 from .pipeline import write_all
@@ -168,6 +168,11 @@ class Uploads:
     async def complete(self, upload_id: str, listed: list[tuple[int, str]]) -> str:
         if not listed:
             raise Invalid("at least one part is required")
+        seen: set[int] = set()
+        for number, _ in listed:
+            if number in seen:  # it would be written twice
+                raise Invalid(f"failed to complete upload: part {number} is listed more than once")
+            seen.add(number)
         directory = self._session_dir(upload_id)
         session = await asyncio.to_thread(self._session, upload_id)
         parts = await asyncio.to_thread(self._parts, directory)
@@ -194,6 +199,9 @@ class Uploads:
 
         try:
             await asyncio.to_thread(assemble)
+        except (IsADirectoryError, NotRegularFile) as e:
+            # The destination is a directory, device, FIFO or socket: not ours to replace.
+            raise api_error(e, "failed to complete upload: ", op="open") from None
         except OSError as e:
             raise api_error(e, "failed to complete upload: failed to create final file: ", cls=Internal) from None
         await asyncio.to_thread(shutil.rmtree, directory, True)

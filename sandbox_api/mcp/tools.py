@@ -396,10 +396,11 @@ class Tools:
 
     async def codegen_read_range(self, targetFile: str, startLineOneIndexed: int, endLineOneIndexedInclusive: int) -> dict[str, Any]:  # noqa: N803
         resolved = self._path(targetFile)
-        lines = (await self.files.read_text(resolved))["content"].split("\n")
-        if startLineOneIndexed < 1 or endLineOneIndexedInclusive > len(lines) or startLineOneIndexed > endLineOneIndexedInclusive:
+        start, end = startLineOneIndexed, endLineOneIndexedInclusive
+        content = await self.files.read_lines(resolved, start, end) if 1 <= start <= end else None
+        if content is None:
             raise ApiError("invalid line range")
-        return {"success": True, "content": "\n".join(lines[startLineOneIndexed - 1 : endLineOneIndexedInclusive]), "file": resolved.display}
+        return {"success": True, "content": content, "file": resolved.display}
 
     async def codegen_reapply(self, targetFile: str) -> dict[str, Any]:  # noqa: N803
         return {"success": False, "message": "Reapply functionality not yet implemented"}
