@@ -27,6 +27,7 @@ from .http.auth import make_auth_middleware
 from .http.cors import options_middleware
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
+from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
@@ -62,7 +63,8 @@ CLIENT_MAX_SIZE = 64 * 1024 * 1024
 
 
 def build_app(settings: Settings) -> web.Application:
-    middlewares = [options_middleware, timing_middleware]
+    guard = BrowserGuard(settings.allowed_hosts, settings.allowed_origins, token_required=bool(settings.auth_token))
+    middlewares = [guard.middleware(), options_middleware, timing_middleware]
     if not settings.disable_request_logging:
         middlewares.append(access_log_middleware)
     middlewares.append(error_middleware)

@@ -66,6 +66,11 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+def _env_list(name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks dropped."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
 def _mem_total() -> int:
     try:
         with open("/proc/meminfo") as f:
@@ -148,6 +153,10 @@ class Settings:
     blfs_path: str = "/usr/local/bin/blfs"
     # The workload user processes run as and files are written as (None: the daemon's own).
     identity: Identity | None = None
+    # Browsers (http/origins.py): extra names accepted in Host on a loopback connection, and
+    # origins treated as this server's own ("*" in either turns that check off).
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def processes_dir(self) -> Path:
@@ -196,6 +205,8 @@ def from_environment(**overrides: object) -> Settings:
         upload_ttl_seconds=_env_float("SANDBOX_UPLOAD_TTL_SECONDS", 24 * 3600.0),
         search_timeout=_env_float("SANDBOX_SEARCH_TIMEOUT_SECONDS", 30.0),
         blfs_path=_env("SANDBOX_BLFS_PATH").strip() or "/usr/local/bin/blfs",
+        allowed_hosts=_env_list("SANDBOX_ALLOWED_HOSTS"),
+        allowed_origins=_env_list("SANDBOX_ALLOWED_ORIGINS"),
     )
     if state_dir:
         values["state_dir"] = Path(state_dir)
