@@ -80,7 +80,7 @@ def build_app(settings: Settings) -> web.Application:
     app[SUPERVISOR] = Supervisor(settings, children)
     app[HEALTH] = Health(upgrade_count=settings.upgrade_count, last_upgrade=upgrade.status_from_previous_life())
     app[SHUTDOWN] = asyncio.Event()
-    app[system_routes.UPGRADER] = upgrade.Upgrader(app[HEALTH], children, app[SHUTDOWN].set)
+    app[system_routes.UPGRADER] = upgrade.Upgrader(app[HEALTH], children, app[SHUTDOWN].set, settings.auth_token)
     app[system_routes.ENVIRONMENT] = EnvironmentReloader(settings.metadata_path)
     app[filesystem_routes.FILES] = Files(settings.identity)
     app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds, settings.identity)

@@ -20,6 +20,11 @@ from .identity import resolve as resolve_identity
 KIB = 1024
 MIB = 1024 * 1024
 
+# The bearer token, or a file holding it (read once at start-up, then forgotten by the
+# environment: see take_token).
+TOKEN_VARIABLE = "SANDBOX_API_TOKEN"
+TOKEN_FILE_VARIABLE = "SANDBOX_API_TOKEN_FILE"
+
 # Marks every managed child so that its whole tree can be found later, even the
 # members that left the process group and were re-parented (see process/tree.py).
 PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
@@ -187,7 +192,7 @@ def from_environment(**overrides: object) -> Settings:
         shell=shell,
         shell_args=shell_args,
         workdir=_workdir(),
-        auth_token=_env("SANDBOX_API_TOKEN"),
+        auth_token=_env(TOKEN_VARIABLE),
         disable_request_logging=_env("DISABLE_REQUEST_LOGGING") == "true",
         enable_processing_time=_env("ENABLE_PROCESSING_TIME") == "true",
         disable_process_logging=_env("SANDBOX_DISABLE_PROCESS_LOGGING") in ("true", "1"),
@@ -263,13 +268,45 @@ def child_environment(extra: dict[str, str] | None = None, identity: Identity | 
     """The environment a child starts with: the runtime's (above) minus the daemon's
     secrets, plus `extra`, then what a login as `identity` sets (HOME, USER...)."""
     env = runtime_environment()
-    env.pop(b"SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
+    env.pop(TOKEN_VARIABLE.encode(), None)  # the daemon's secret, not the user's
+    env.pop(TOKEN_FILE_VARIABLE.encode(), None)
     env.pop(b"BL_NETWORKING_CONFIG", None)  # holds the tunnel's private key
     if extra:
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
     if identity is not None:
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in identity.environment().items())
     return env
+
+
+def take_token(flag: str | None = None, flag_file: str | None = None) -> str:
+    """The bearer token: `--token`, else `--token-file`, else SANDBOX_API_TOKEN, else the
+    file SANDBOX_API_TOKEN_FILE names ("" for none). SANDBOX_API_TOKEN then leaves our
+    environment, so that no child and no later look-up finds it. ValueError when a token
+    file cannot be read or is empty (refusing to start beats serving without auth)."""
+    from_env = os.environ.pop(TOKEN_VARIABLE, "")
+    if flag:
+        return flag
+    if flag_file:
+        return _read_token_file(flag_file)
+    if from_env:
+        return from_env
+    path = os.environ.get(TOKEN_FILE_VARIABLE, "").strip()
+    return _read_token_file(path) if path else ""
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(64 * KIB + 1)
+    except OSError as e:
+        raise ValueError(f"cannot read the token file {path}: {e.strerror}") from None
+    try:
+        token = raw.decode("utf-8").strip()  # the trailing newline an editor or `echo` leaves
+    except UnicodeDecodeError:
+        raise ValueError(f"the token file {path} is not UTF-8 text") from None
+    if not token or len(raw) > 64 * KIB:
+        raise ValueError(f"the token file {path} is {'empty' if not token else 'over 64 KiB'}")
+    return token
 
 
 def valid_variable(name: str, value: str) -> bool:
