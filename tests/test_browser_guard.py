@@ -32,14 +32,22 @@ async def _no_process_started(client: TestClient, marker: Path) -> None:
 
 @pytest.mark.parametrize(
     "content_type",
-    ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None],
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        None,
+    ],
 )
 async def test_simple_cross_site_post_is_refused_and_starts_nothing(client, tmp_path, content_type):
     marker = tmp_path / "pwned"
     headers = {"Origin": EVIL}
     if content_type is not None:
         headers["Content-Type"] = content_type
-    resp = await client.post("/process", data=_marker_command(marker), headers=headers, skip_auto_headers=["Content-Type"])
+    resp = await client.post(
+        "/process", data=_marker_command(marker), headers=headers, skip_auto_headers=["Content-Type"]
+    )
     assert resp.status == 403
     assert "cross-site request refused" in (await resp.json())["error"]
     assert "Access-Control-Allow-Origin" not in resp.headers  # the page cannot even read the refusal
@@ -101,7 +109,8 @@ async def test_with_a_token_a_foreign_page_may_call_after_a_preflight(settings, 
         assert marker.exists()
         # Without the token the guard answers first; with it, a simple post is still refused.
         no = tmp_path / "no"
-        resp = await c.post("/process", data=_marker_command(no), headers={"Origin": EVIL, "Content-Type": "text/plain"})
+        simple = {"Origin": EVIL, "Content-Type": "text/plain"}
+        resp = await c.post("/process", data=_marker_command(no), headers=simple)
         assert resp.status == 403
         await asyncio.sleep(0.3)
         assert not no.exists()
@@ -134,14 +143,16 @@ async def test_allowed_origins_are_treated_as_ours(settings, tmp_path):
     async with TestClient(TestServer(app)) as c:
         marker = tmp_path / "made"
         body = json.dumps({"command": f"touch {marker}", "waitForCompletion": True})
-        resp = await c.post("/process", data=body, headers={"Origin": "https://console.example/", "Content-Type": "text/plain"})
+        headers = {"Origin": "https://console.example/", "Content-Type": "text/plain"}
+        resp = await c.post("/process", data=body, headers=headers)
         assert resp.status == 200, await resp.text()
         assert (await c.post("/process", data=body, headers={"Origin": EVIL})).status == 403
 
 
 async def test_mcp_simple_cross_site_post_is_refused(client):
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-    resp = await client.post("/mcp", data=body, headers={"Origin": "http://localhost:1234", "Content-Type": "text/plain"})
+    headers = {"Origin": "http://localhost:1234", "Content-Type": "text/plain"}
+    resp = await client.post("/mcp", data=body, headers=headers)
     assert resp.status == 403
 
 

@@ -41,7 +41,8 @@ async def test_authorization_that_is_not_utf8_is_a_401(settings, credentials):
 
 async def test_a_token_that_is_not_ascii_matches_its_bytes(settings):
     async with TestClient(TestServer(build_app(replace(settings, auth_token="s3cr\u00e9t")))) as c:
-        head = b"GET /process HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer s3cr\xc3\xa9t\r\n\r\n"
+        head = (b"GET /process HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                b"Authorization: Bearer s3cr\xc3\xa9t\r\n\r\n")
         status, body = await _raw_request(c.port, head)
         assert status == 200, body
 
@@ -67,7 +68,8 @@ async def test_deep_json_with_a_lone_surrogate_is_a_400(client):
 
 async def test_mcp_json_nested_too_deeply_is_a_parse_error(client):
     body = b"[" * 100_000 + b"]" * 100_000
-    resp = await client.post("/mcp", data=body, headers={"Content-Type": "application/json", "Accept": "application/json"})
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    resp = await client.post("/mcp", data=body, headers=headers)
     assert resp.status == 400
     error = (await resp.json())["error"]
     assert error["code"] == -32700 and "nested too deeply" in error["message"]

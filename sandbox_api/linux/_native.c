@@ -134,7 +134,8 @@ static PyObject *native_scrub_proc_area(PyObject *self, PyObject *args) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     unsigned long long start = bounds[kind * 2], stop = bounds[kind * 2 + 1];
-    if (start == 0 || offset < 0 || length < 0 || (unsigned long long)offset + (unsigned long long)length > stop - start) {
+    if (start == 0 || offset < 0 || length < 0
+        || (unsigned long long)offset + (unsigned long long)length > stop - start) {
         PyErr_SetString(PyExc_ValueError, "range outside the area");
         return NULL;
     }

@@ -172,7 +172,9 @@ def _check_no_loop(request: web.Request, proxy: PortProxy, port: int) -> None:
         raise LoopDetected(f"port {port} is this server: /port/{port}/... would loop back into it")
     for value in request.headers.getall(hdrs.VIA, []):
         if proxy.via_name in value:
-            raise LoopDetected(f"loop detected: this request already went through this server's /port proxy (Via: {value})")
+            raise LoopDetected(
+                f"loop detected: this request already went through this server's /port proxy (Via: {value})"
+            )
 
 
 def _response_headers(port: int, headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
