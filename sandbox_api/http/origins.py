@@ -29,6 +29,7 @@ exempt from rules 2 and 3: what crosses it is the proxied app's business and its
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -79,8 +80,13 @@ def is_loopback_connection(request: web.Request) -> bool:
     sockname = transport.get_extra_info("sockname") if transport is not None else None
     if not isinstance(sockname, tuple) or not sockname:
         return False  # a Unix socket, or a connection already gone
+    return _loopback_address(str(sockname[0]))
+
+
+@functools.lru_cache(maxsize=64)  # a daemon has few local addresses: parsed once each
+def _loopback_address(text: str) -> bool:
     try:
-        address = ipaddress.ip_address(str(sockname[0]).split("%", 1)[0])
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -123,6 +129,10 @@ class BrowserGuard:
         value = request.headers.get(hdrs.HOST)
         if value is None:
             return True  # HTTP/1.0 without Host: not a browser
+        return self._host_value_allowed(value)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - the guard lives as long as the app; bounded
+    def _host_value_allowed(self, value: str) -> bool:
         parsed = split_host(value)
         if parsed is None:
             return False
