@@ -29,6 +29,7 @@ from .http.cors import options_middleware
 from .http.deadlines import GuardedAppRunner
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
+from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
@@ -64,7 +65,8 @@ CLIENT_MAX_SIZE = 64 * 1024 * 1024
 
 
 def build_app(settings: Settings) -> web.Application:
-    middlewares = [options_middleware, timing_middleware]
+    guard = BrowserGuard(settings.allowed_hosts, settings.allowed_origins, token_required=bool(settings.auth_token))
+    middlewares = [guard.middleware(), options_middleware, timing_middleware]
     if not settings.disable_request_logging:
         middlewares.append(access_log_middleware)
     middlewares.append(error_middleware)
@@ -80,7 +82,7 @@ def build_app(settings: Settings) -> web.Application:
     app[SUPERVISOR] = Supervisor(settings, children)
     app[HEALTH] = Health(upgrade_count=settings.upgrade_count, last_upgrade=upgrade.status_from_previous_life())
     app[SHUTDOWN] = asyncio.Event()
-    app[system_routes.UPGRADER] = upgrade.Upgrader(app[HEALTH], children, app[SHUTDOWN].set)
+    app[system_routes.UPGRADER] = upgrade.Upgrader(app[HEALTH], children, app[SHUTDOWN].set, settings.auth_token)
     app[system_routes.ENVIRONMENT] = EnvironmentReloader(settings.metadata_path)
     app[filesystem_routes.FILES] = Files(settings.identity, settings.max_text_read_bytes)
     app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds, settings.identity)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import config, identity, logsetup, outbound
+from .linux import syscalls
 from .statelock import StateDirInUse, StateLock
 
 log = logging.getLogger("sandbox_api")
@@ -25,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", "-host", default=None, help="address to listen on (default 0.0.0.0)")
     p.add_argument("-c", "--command", "-command", default=None, help="a command to start in the background at start-up")
     p.add_argument("--token", "-token", default=None, help="require this bearer token on every route but /health (env SANDBOX_API_TOKEN)")
+    p.add_argument("--token-file", "-token-file", default=None,
+                   help="read the token from this file (env SANDBOX_API_TOKEN_FILE); keeps it off the command line")
     p.add_argument("--state-dir", default=None, help="where process records and logs live (env SANDBOX_STATE_DIR)")
     p.add_argument("--user", "-user", default=None,
                    help="run processes and write files as this user: name, uid, name:group or uid:gid (env BL_SANDBOX_USER)")
@@ -33,6 +36,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--build-info", action="store_true", help="print how this program was built (JSON) and exit")
     args, _positional = p.parse_known_args(argv)
     return args
+
+
+def without_token(argv: list[str], token: str) -> list[str]:
+    """`argv` without the token flag and its value, however spelled (`--token T`,
+    `-token=T`, an abbreviation such as `--toke T`)."""
+
+    def token_flag(arg: str) -> bool:
+        name = arg.split("=", 1)[0].lstrip("-")
+        return arg.startswith("-") and bool(name) and "token".startswith(name)
+
+    kept: list[str] = []
+    for arg in argv:
+        if arg == token and kept and token_flag(kept[-1]) and "=" not in kept[-1]:
+            kept.pop()
+        elif not (token_flag(arg) and arg.endswith("=" + token)):
+            kept.append(arg)
+    return kept
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,11 +80,21 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as e:
             log.error("envfile: %s", e)
     try:
+        token = config.take_token(args.token, args.token_file)
+    except ValueError as e:
+        log.error("token: %s", e)
+        sys.exit(1)
+    if token:
+        # Other users read /proc/<pid>/cmdline: the token leaves it (and our environment's
+        # memory), and sys.argv, which an upgrade passes to the next binary.
+        syscalls.scrub_own_strings(os.fsencode(token), (config.TOKEN_VARIABLE.encode(),))
+        sys.argv[1:] = without_token(sys.argv[1:], token)
+    try:
         settings = config.from_environment(
             port=args.port,
             host=args.host,
             startup_command=args.command,
-            auth_token=args.token,
+            auth_token=token or None,
             state_dir=Path(args.state_dir) if args.state_dir else None,
             identity=identity.resolve(args.user) if args.user else None,
         )

@@ -20,6 +20,11 @@ from .identity import resolve as resolve_identity
 KIB = 1024
 MIB = 1024 * 1024
 
+# The bearer token, or a file holding it (read once at start-up, then forgotten by the
+# environment: see take_token).
+TOKEN_VARIABLE = "SANDBOX_API_TOKEN"
+TOKEN_FILE_VARIABLE = "SANDBOX_API_TOKEN_FILE"
+
 # Marks every managed child so that its whole tree can be found later, even the
 # members that left the process group and were re-parented (see process/tree.py).
 PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
@@ -64,6 +69,11 @@ def _env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         return default
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks dropped."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
 def _mem_total() -> int:
@@ -159,6 +169,10 @@ class Settings:
     # than this in a request body the daemon is waiting for (0 disables either).
     header_timeout: float = 30.0
     body_idle_timeout: float = 60.0
+    # Browsers (http/origins.py): extra names accepted in Host on a loopback connection, and
+    # origins treated as this server's own ("*" in either turns that check off).
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def processes_dir(self) -> Path:
@@ -189,7 +203,7 @@ def from_environment(**overrides: object) -> Settings:
         shell=shell,
         shell_args=shell_args,
         workdir=_workdir(),
-        auth_token=_env("SANDBOX_API_TOKEN"),
+        auth_token=_env(TOKEN_VARIABLE),
         disable_request_logging=_env("DISABLE_REQUEST_LOGGING") == "true",
         enable_processing_time=_env("ENABLE_PROCESSING_TIME") == "true",
         disable_process_logging=_env("SANDBOX_DISABLE_PROCESS_LOGGING") in ("true", "1"),
@@ -210,6 +224,8 @@ def from_environment(**overrides: object) -> Settings:
         header_timeout=_env_float("SANDBOX_HEADER_TIMEOUT_SECONDS", 30.0),
         body_idle_timeout=_env_float("SANDBOX_BODY_IDLE_TIMEOUT_SECONDS", 60.0),
         blfs_path=_env("SANDBOX_BLFS_PATH").strip() or "/usr/local/bin/blfs",
+        allowed_hosts=_env_list("SANDBOX_ALLOWED_HOSTS"),
+        allowed_origins=_env_list("SANDBOX_ALLOWED_ORIGINS"),
     )
     lock_fd = _env_int("SANDBOX_STATE_LOCK_FD", -1)
     if lock_fd >= 0:
@@ -272,7 +288,8 @@ def child_environment(extra: dict[str, str] | None = None, identity: Identity | 
     """The environment a child starts with: the runtime's (above) minus the daemon's
     secrets, plus `extra`, then what a login as `identity` sets (HOME, USER...)."""
     env = runtime_environment()
-    env.pop(b"SANDBOX_API_TOKEN", None)  # the daemon's secret, not the user's
+    env.pop(TOKEN_VARIABLE.encode(), None)  # the daemon's secret, not the user's
+    env.pop(TOKEN_FILE_VARIABLE.encode(), None)
     env.pop(b"BL_NETWORKING_CONFIG", None)  # holds the tunnel's private key
     env.pop(b"SANDBOX_STATE_LOCK_FD", None)  # an fd number of ours, meaningless to a child
     if extra:
@@ -280,6 +297,37 @@ def child_environment(extra: dict[str, str] | None = None, identity: Identity | 
     if identity is not None:
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in identity.environment().items())
     return env
+
+
+def take_token(flag: str | None = None, flag_file: str | None = None) -> str:
+    """The bearer token: `--token`, else `--token-file`, else SANDBOX_API_TOKEN, else the
+    file SANDBOX_API_TOKEN_FILE names ("" for none). SANDBOX_API_TOKEN then leaves our
+    environment, so that no child and no later look-up finds it. ValueError when a token
+    file cannot be read or is empty (refusing to start beats serving without auth)."""
+    from_env = os.environ.pop(TOKEN_VARIABLE, "")
+    if flag:
+        return flag
+    if flag_file:
+        return _read_token_file(flag_file)
+    if from_env:
+        return from_env
+    path = os.environ.get(TOKEN_FILE_VARIABLE, "").strip()
+    return _read_token_file(path) if path else ""
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(64 * KIB + 1)
+    except OSError as e:
+        raise ValueError(f"cannot read the token file {path}: {e.strerror}") from None
+    try:
+        token = raw.decode("utf-8").strip()  # the trailing newline an editor or `echo` leaves
+    except UnicodeDecodeError:
+        raise ValueError(f"the token file {path} is not UTF-8 text") from None
+    if not token or len(raw) > 64 * KIB:
+        raise ValueError(f"the token file {path} is {'empty' if not token else 'over 64 KiB'}")
+    return token
 
 
 def valid_variable(name: str, value: str) -> bool:

@@ -32,6 +32,10 @@ class Unauthorized(ApiError):
     status = 401
 
 
+class Forbidden(ApiError):
+    status = 403
+
+
 class NotFound(ApiError):
     status = 404
 
@@ -70,6 +74,10 @@ class BadGateway(ApiError):
     status = 502
 
 
+class ServiceUnavailable(ApiError):
+    status = 503
+
+
 class GatewayTimeout(ApiError):
     """A server this one forwards to did not answer in time (504)."""
 
@@ -78,3 +86,9 @@ class GatewayTimeout(ApiError):
 
 class InsufficientStorage(ApiError):
     status = 507
+
+
+class LoopDetected(ApiError):
+    """A request that would come back to this server through its own proxy (508)."""
+
+    status = 508

@@ -27,7 +27,9 @@ def make_auth_middleware(token: str):  # noqa: ANN201 - aiohttp middleware facto
         for header in ("X-Blaxel-Authorization", "Authorization"):
             value = request.headers.get(header, "")
             scheme, _, credentials = value.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), expected):
+            # Header bytes that are not UTF-8 arrive as surrogate escapes: compared as the bytes sent.
+            presented = credentials.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() == "bearer" and hmac.compare_digest(presented, expected):
                 return await handler(request)
         raise Unauthorized("missing or invalid bearer token")
 

@@ -1,5 +1,6 @@
-"""CORS: any origin may call the API; OPTIONS on any path is answered 204 at once,
-except on routes that take every method (the port proxy), which handle it themselves."""
+"""CORS: a preflighted request from any origin may call the API (what a page may send
+without a preflight is limited in origins.py); OPTIONS on any path is answered 204 at
+once, except on routes that take every method (the port proxy), which handle it themselves."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ CORS_HEADERS = {
 
 @web.middleware
 async def options_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    if request.method == "OPTIONS" and not _route_takes_any_method(request):
+    if request.method == "OPTIONS" and not is_relay_route(request):
         return web.Response(status=204)
     return await handler(request)
 
 
-def _route_takes_any_method(request: web.Request) -> bool:
+def is_relay_route(request: web.Request) -> bool:
+    """Whether the request is for a route that takes every method: the port proxy's."""
     # A preflight to /port/{n}/... is addressed to the app behind the proxy: it owns its
     # CORS policy (and may serve OPTIONS itself), so answering for it would misstate it.
     info = request.match_info

@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from .cors import add_cors_headers
+from .origins import CROSS_SITE_UNREADABLE
 
 NO_CACHE_HEADERS = {
     "Cache-Control": "no-cache, no-store, must-revalidate",
@@ -24,7 +25,8 @@ def make_on_prepare(processing_time: bool):  # noqa: ANN201 - aiohttp signal cal
     async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
         if request.get(RELAYED):
             return
-        add_cors_headers(response)
+        if not request.get(CROSS_SITE_UNREADABLE):
+            add_cors_headers(response)
         if request.method == "OPTIONS":
             return
         for name, value in NO_CACHE_HEADERS.items():

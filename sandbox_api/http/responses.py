@@ -65,9 +65,13 @@ async def read_json_object(request: web.Request, *, required: bool = True) -> di
 
 
 def decode_json(raw: bytes, **options: Any) -> Any:
-    """`json.loads(raw, **options)` as Go decodes: an escaped lone surrogate is U+FFFD."""
-    data = json.loads(raw, **options)
-    return _without_lone_surrogates(data) if _SURROGATE_ESCAPE.search(raw) else data
+    """`json.loads(raw, **options)` as Go decodes: an escaped lone surrogate is U+FFFD.
+    ValueError too for nesting deeper than the interpreter's recursion allows (~900)."""
+    try:
+        data = json.loads(raw, **options)
+        return _without_lone_surrogates(data) if _SURROGATE_ESCAPE.search(raw) else data
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

@@ -9,9 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/fsuid.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 static PyObject *native_inotify_init1(PyObject *self, PyObject *args) {
     int flags;
@@ -85,6 +89,60 @@ static PyObject *native_malloc_trim(PyObject *self, PyObject *unused) {
 #endif
 }
 
+/* Overwrite `length` bytes at `offset` of our own argument (kind 0) or environment (kind 1)
+ * strings with '*', within the area the kernel shows in /proc/self/cmdline or environ:
+ * a secret passed there is readable by other users (cmdline) until it is overwritten.
+ * The bounds come from /proc/self/stat (arg_start..env_end, fields 48-51), checked here. */
+static PyObject *native_scrub_proc_area(PyObject *self, PyObject *args) {
+    int kind;
+    Py_ssize_t offset, length;
+    if (!PyArg_ParseTuple(args, "inn", &kind, &offset, &length)) return NULL;
+    if (kind != 0 && kind != 1) {
+        PyErr_SetString(PyExc_ValueError, "kind must be 0 (arguments) or 1 (environment)");
+        return NULL;
+    }
+    char buf[4096];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int saved = errno;
+    close(fd);
+    if (n <= 0) {
+        errno = n < 0 ? saved : EIO;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (p == NULL) {
+        errno = EIO;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    unsigned long long bounds[4] = {0, 0, 0, 0};
+    int field = 2; /* the ')' ends field 2 */
+    for (p++; *p && field < 51;) {
+        while (*p == ' ') p++;
+        if (!*p) break;
+        field++;
+        char *end;
+        unsigned long long value = strtoull(p, &end, 10);
+        if (field >= 48) bounds[field - 48] = value;
+        p = end;
+        while (*p && *p != ' ') p++;
+    }
+    if (field < 51) {
+        errno = ENOSYS; /* a kernel before 3.5 does not show these */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    unsigned long long start = bounds[kind * 2], stop = bounds[kind * 2 + 1];
+    if (start == 0 || offset < 0 || length < 0
+        || (unsigned long long)offset + (unsigned long long)length > stop - start) {
+        PyErr_SetString(PyExc_ValueError, "range outside the area");
+        return NULL;
+    }
+    memset((char *)(uintptr_t)start + offset, '*', (size_t)length);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"inotify_init1", native_inotify_init1, METH_VARARGS, NULL},
     {"inotify_add_watch", native_inotify_add_watch, METH_VARARGS, NULL},
@@ -94,6 +152,7 @@ static PyMethodDef methods[] = {
     {"setfsgid", native_setfsgid, METH_VARARGS, NULL},
     {"set_child_subreaper", native_set_child_subreaper, METH_NOARGS, NULL},
     {"malloc_trim", native_malloc_trim, METH_NOARGS, NULL},
+    {"scrub_proc_area", native_scrub_proc_area, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

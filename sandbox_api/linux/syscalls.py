@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 
 from . import _native
 
@@ -64,3 +65,47 @@ def set_oom_score_adj(pid: int | str, value: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def scrub_own_strings(secret: bytes, variables: tuple[bytes, ...]) -> bool:
+    """Overwrite `secret` where other users could read it: in our own command line
+    (an argument equal to it, or `--flag=<it>`; /proc/<pid>/cmdline is world-readable)
+    and the values of `variables` in our initial environment (/proc/<pid>/environ).
+    The kernel shows the process's original memory there, which Python never changes."""
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            for offset, length in _secret_spans(f.read(), lambda entry: _argument_secret(entry, secret)):
+                _native.scrub_proc_area(0, offset, length)
+        with open("/proc/self/environ", "rb") as f:
+            for offset, length in _secret_spans(f.read(), lambda entry: _variable_value(entry, variables)):
+                _native.scrub_proc_area(1, offset, length)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _secret_spans(area: bytes, secret_at: Callable[[bytes], int | None]) -> list[tuple[int, int]]:
+    """(offset, length) of the secret part of each NUL-terminated entry of `area`."""
+    spans = []
+    offset = 0
+    for entry in area.split(b"\0"):
+        start = secret_at(entry)
+        if start is not None and start < len(entry):
+            spans.append((offset + start, len(entry) - start))
+        offset += len(entry) + 1
+    return spans
+
+
+def _argument_secret(entry: bytes, secret: bytes) -> int | None:
+    if not secret:
+        return None
+    if entry == secret:
+        return 0
+    if entry.startswith(b"-") and entry.endswith(b"=" + secret):
+        return len(entry) - len(secret)
+    return None
+
+
+def _variable_value(entry: bytes, names: tuple[bytes, ...]) -> int | None:
+    name, sep, _ = entry.partition(b"=")
+    return len(name) + 1 if sep and name in names else None

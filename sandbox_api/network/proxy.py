@@ -10,6 +10,9 @@ relayed message by message. HTTP through and through, so service and handler liv
 from __future__ import annotations
 
 import asyncio
+import hmac
+import re
+import secrets
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,8 +21,9 @@ from aiohttp.http import WSCloseCode, WSMsgType
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ..errors import ApiError, BadGateway, GatewayTimeout, Invalid
+from ..errors import ApiError, BadGateway, GatewayTimeout, Invalid, LoopDetected, ServiceUnavailable
 from ..http import streams
+from ..http.appkeys import SETTINGS
 from ..http.headers import RELAYED
 
 UPSTREAM_HOST = "127.0.0.1"
@@ -30,6 +34,11 @@ UPSTREAM_KEEPALIVE_SECONDS = 4.0
 UPSTREAM_MAX_HEADER_BYTES = 1024 * 1024  # as much as we accept from clients
 WEBSOCKET_CLOSE_GRACE_SECONDS = 5.0
 CLIENT_CHECK_SECONDS = 15.0
+# Each relayed request holds two sockets (client and upstream) for as long as it runs:
+# past this many at once, more are refused (503) rather than exhausting the fd limit.
+MAX_RELAYS = 1024
+# What no response header may hold (RFC 9110 5.5): our server refuses to send it.
+HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # RFC 9110 7.6.1: these describe one connection, not the message, so they stop here in
 # both directions (as do the Proxy-* family and whatever Connection itself names).
@@ -54,6 +63,11 @@ class PortProxy:
         self.connect_timeout = connect_timeout
         self.client_check_seconds = client_check_seconds
         self._session: aiohttp.ClientSession | None = None
+        self.active = 0  # relays running now
+        self.max_relays = MAX_RELAYS
+        # Our name in the Via header of what we forward: met again on a request we receive,
+        # it means the request went round a loop back to us (through another port's proxy).
+        self.via_name = f"sandbox-api-{secrets.token_hex(6)}"
 
     def session(self) -> aiohttp.ClientSession:
         # Created on first use: most sandboxes never proxy, and idle memory matters.
@@ -115,9 +129,19 @@ def _end_to_end(headers: CIMultiDictProxy[str], drop: frozenset[str] = frozenset
     )
 
 
-def request_headers(request: web.Request, *, websocket: bool = False) -> CIMultiDict[str]:
-    """The client's end-to-end headers plus X-Forwarded-*; Host becomes the upstream's."""
+def request_headers(
+    request: web.Request, *, websocket: bool = False, token: str = "", via_name: str = ""
+) -> CIMultiDict[str]:
+    """The client's end-to-end headers plus X-Forwarded-* and Via; Host becomes the
+    upstream's. The daemon's own credential is not the app's to see: X-Blaxel-Authorization
+    always stops here, and Authorization when it carries the daemon's token."""
     headers = _end_to_end(request.headers, NOT_FORWARDED | (WEBSOCKET_HANDSHAKE if websocket else frozenset()))
+    if token:
+        kept = [v for v in headers.popall(hdrs.AUTHORIZATION, []) if not _carries_token(v, token)]
+        for value in kept:
+            headers.add(hdrs.AUTHORIZATION, value)
+    if via_name:
+        headers[hdrs.VIA] = ", ".join([*request.headers.getall(hdrs.VIA, []), f"1.1 {via_name}"])
     chain = [*request.headers.getall("X-Forwarded-For", []), request.remote or ""]
     headers["X-Forwarded-For"] = ", ".join(hop for hop in chain if hop)
     # A proxy in front of us (Blaxel's gateway) knows the original scheme and host better.
@@ -125,6 +149,42 @@ def request_headers(request: web.Request, *, websocket: bool = False) -> CIMulti
     if hdrs.HOST in request.headers:
         headers.setdefault("X-Forwarded-Host", request.headers[hdrs.HOST])
     return headers
+
+
+def _carries_token(value: str, token: str) -> bool:
+    scheme, _, credentials = value.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credentials.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+    )
+
+
+def _own_ports(request: web.Request) -> set[int]:
+    """The port this request reached us on, and the one we were told to listen on."""
+    ports = {request.app[SETTINGS].port} if SETTINGS in request.app else set()
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        ports.add(sockname[1])
+    ports.discard(0)
+    return ports
+
+
+def _check_no_loop(request: web.Request, proxy: PortProxy, port: int) -> None:
+    if port in _own_ports(request):
+        raise LoopDetected(f"port {port} is this server: /port/{port}/... would loop back into it")
+    for value in request.headers.getall(hdrs.VIA, []):
+        if proxy.via_name in value:
+            raise LoopDetected(
+                f"loop detected: this request already went through this server's /port proxy (Via: {value})"
+            )
+
+
+def _response_headers(port: int, headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The upstream's end-to-end response headers; BadGateway if one cannot be sent on."""
+    relayed = _end_to_end(headers)
+    for name, value in relayed.items():
+        if HEADER_CONTROL.search(name) or HEADER_CONTROL.search(value):
+            raise BadGateway(f"port {port} sent an invalid response: header {name!r} holds a control character")
+    return relayed
 
 
 def _gateway_error(port: int, proxy: PortProxy, error: Exception) -> ApiError:
@@ -144,10 +204,22 @@ def _gateway_error(port: int, proxy: PortProxy, error: Exception) -> ApiError:
 async def forward(request: web.Request) -> web.StreamResponse:
     port = parse_port(request.match_info["port"])
     proxy = request.app[PORT_PROXY]
+    _check_no_loop(request, proxy, port)
+    if proxy.active >= proxy.max_relays:
+        raise ServiceUnavailable(f"too many proxied requests at once ({proxy.max_relays}); try again later")
     target = upstream_url(port, request)
-    if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
-        return await _relay_websocket(request, proxy, port, target)
-    return await _relay_http(request, proxy, port, target)
+    proxy.active += 1
+    try:
+        if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+            return await _relay_websocket(request, proxy, port, target)
+        return await _relay_http(request, proxy, port, target)
+    finally:
+        proxy.active -= 1
+
+
+def _forwarded_headers(request: web.Request, proxy: PortProxy, *, websocket: bool = False) -> CIMultiDict[str]:
+    token = request.app[SETTINGS].auth_token if SETTINGS in request.app else ""
+    return request_headers(request, websocket=websocket, token=token, via_name=proxy.via_name)
 
 
 async def _relay_http(request: web.Request, proxy: PortProxy, port: int, target: URL) -> web.StreamResponse:
@@ -155,7 +227,7 @@ async def _relay_http(request: web.Request, proxy: PortProxy, port: int, target:
         upstream = await proxy.session().request(
             request.method,
             target,
-            headers=request_headers(request),
+            headers=_forwarded_headers(request, proxy),
             data=request.content if request.body_exists else None,  # streamed, never read whole
             allow_redirects=False,
         )
@@ -163,7 +235,7 @@ async def _relay_http(request: web.Request, proxy: PortProxy, port: int, target:
         raise _gateway_error(port, proxy, e) from None
     async with upstream:
         response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=_end_to_end(upstream.headers)
+            status=upstream.status, reason=upstream.reason, headers=_response_headers(port, upstream.headers)
         )
         request[RELAYED] = True
         await response.prepare(request)
@@ -192,7 +264,7 @@ async def _relay_websocket(request: web.Request, proxy: PortProxy, port: int, ta
     try:
         # Upstream first: if nothing is there, the client gets a plain 502, not a dead socket.
         upstream = await proxy.session().ws_connect(
-            target, protocols=offered, headers=request_headers(request, websocket=True), max_msg_size=0
+            target, protocols=offered, headers=_forwarded_headers(request, proxy, websocket=True), max_msg_size=0
         )
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         raise _gateway_error(port, proxy, e) from None

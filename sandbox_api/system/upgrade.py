@@ -88,8 +88,11 @@ def status_from_previous_life() -> UpgradeStatus:
 
 
 class Upgrader:
-    def __init__(self, health: Health, children: Children, request_stop: Callable[[], None]) -> None:
+    def __init__(
+        self, health: Health, children: Children, request_stop: Callable[[], None], token: str = ""
+    ) -> None:
         self.health = health
+        self._token = token  # off our command line and environment (cli.py): handed on here
         self.children = children
         self._request_stop = request_stop
         self._task: asyncio.Task[None] | None = None
@@ -161,6 +164,8 @@ class Upgrader:
         env.pop(b"BL_NETWORKING_CONFIG", None)
         env[COUNT_VARIABLE.encode()] = str(self.health.upgrade_count + 1).encode()
         env[STATE_VARIABLE.encode()] = json.dumps(done.__dict__).encode()
+        if self._token:  # in the environment (readable by our user only), not in argv (by all)
+            env[config.TOKEN_VARIABLE.encode()] = os.fsencode(self._token)
         self.exec_request = ExecRequest(target, [target, *sys.argv[1:]], env)
         log.info("upgrade to %s validated; restarting as %s", version, target)
         self._request_stop()

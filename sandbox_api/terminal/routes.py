@@ -2,7 +2,10 @@
 
 Frames are JSON text: the client sends `{"type":"input","data":...}` and
 `{"type":"resize","cols":C,"rows":R}`; the server sends `{"type":"output","data":...}`
-and `{"type":"error","data":...}`.
+and `{"type":"error","data":...}`. A resize out of range (cols and rows are 1 to 65535;
+0 leaves the size as it is) gets an error frame and the socket stays. A frame over 4 MiB
+gets an error frame, then a close with code 1009 and the same reason: the page splits
+its pastes into smaller frames, so only other clients meet it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 from importlib import resources
 
 from aiohttp import web
-from aiohttp.http import WSMsgType
+from aiohttp.http import WSCloseCode, WSMsgType
 
 from ..http.responses import head_ok
 from .sessions import Terminals
@@ -23,6 +26,27 @@ log = logging.getLogger("sandbox_api.terminal")
 TERMINALS = web.AppKey("terminals", Terminals)
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css"}
 QUEUE_LIMIT = 1024  # output frames a slow client may fall behind by before it is dropped
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # one client frame (aiohttp's default, stated)
+MAX_DIMENSION = 65535  # the kernel's winsize fields are 16-bit
+
+
+def _error_frame(text: str) -> str:
+    return json.dumps({"type": "error", "data": text})
+
+
+class TerminalSocket(web.WebSocketResponse):
+    """Says why when aiohttp closes the socket for a frame over the size limit (it
+    would otherwise close with a bare 1009)."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not message and not self.closed:
+            text = f"input frame over {MAX_FRAME_BYTES // (1024 * 1024)} MiB: send input in smaller frames"
+            try:
+                await self.send_str(_error_frame(text))
+            except (ConnectionError, RuntimeError):
+                pass
+            message = text.encode()
+        return await super().close(code=code, message=message, drain=drain)
 
 
 def _static(name: str) -> bytes:
@@ -53,12 +77,29 @@ def _dimension(request: web.Request, name: str, default: int) -> int:
         value = int(request.query.get(name, default))
     except ValueError:
         return default
-    return value if 0 < value < 65536 else default
+    return value if 0 < value <= MAX_DIMENSION else default
+
+
+def _resize_size(frame: dict) -> tuple[int, int] | str:
+    """(cols, rows) from a resize frame, or why it cannot be applied."""
+    size = []
+    for name in ("cols", "rows"):
+        value = frame.get(name) or 0
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return f"resize: {name} must be an integer from 1 to {MAX_DIMENSION}"
+        try:
+            number = int(value)
+        except (ValueError, OverflowError):
+            return f"resize: {name} must be an integer from 1 to {MAX_DIMENSION}"
+        if not 0 <= number <= MAX_DIMENSION:
+            return f"resize: {name} {number} is out of range (1 to {MAX_DIMENSION})"
+        size.append(number)
+    return size[0], size[1]
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     terminals = request.app[TERMINALS]
-    ws = web.WebSocketResponse(heartbeat=30.0)
+    ws = TerminalSocket(heartbeat=30.0, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     outbox: asyncio.Queue[str | None] = asyncio.Queue()
     ended = False
@@ -110,11 +151,14 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             kind = frame.get("type") if isinstance(frame, dict) else None
             if kind == "input" and isinstance(frame.get("data"), str):
                 session.write(frame["data"].encode("utf-8", "replace"))
+                await session.input_room()  # the socket waits while the shell is behind
             elif kind == "resize":
-                try:
-                    session.resize(int(frame.get("cols") or 0), int(frame.get("rows") or 0))
-                except (TypeError, ValueError):
-                    pass
+                size = _resize_size(frame)
+                if isinstance(size, str):
+                    if outbox.qsize() < QUEUE_LIMIT:  # a client flooding bad frames gets no more answers
+                        outbox.put_nowait(_error_frame(size))
+                else:
+                    session.resize(*size)
     finally:
         terminals.detach(session, listener)
         sender.cancel()

@@ -30,6 +30,9 @@ from ..process.children import Child, Children
 log = logging.getLogger("sandbox_api.terminal")
 
 REPLAY_BYTES = 100 * 1024
+# Input waiting for the pty: past this, the socket stops being read until the shell
+# catches up (a 1 GiB paste into a program that reads nothing holds 1 MiB, not 1 GiB).
+INPUT_HIGH_WATER = 1024 * 1024
 IDLE_SECONDS = 600.0
 REAP_INTERVAL = 30.0
 SHELLS = ("/bin/zsh", "/bin/bash", "/bin/sh", "/bin/ash")
@@ -67,6 +70,14 @@ class Session:
     shell_watcher: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
     _decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     _pending_input: bytearray = field(default_factory=bytearray)
+    _input_room: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._input_room.set()
+
+    async def input_room(self) -> None:
+        """Returns once the input not yet taken by the pty is under INPUT_HIGH_WATER."""
+        await self._input_room.wait()
 
     def replay_text(self) -> str:
         return RESET + bytes(self.replay).decode("utf-8", "replace")
@@ -110,12 +121,15 @@ class Session:
                 written = os.write(self.master, self._pending_input)
             except BlockingIOError:
                 loop.add_writer(self.master, self._writable)
+                if len(self._pending_input) > INPUT_HIGH_WATER:
+                    self._input_room.clear()
                 return
             except OSError:
                 self._pending_input.clear()
-                return
+                break
             del self._pending_input[:written]
         loop.remove_writer(self.master)
+        self._input_room.set()
 
     def _writable(self) -> None:
         self._flush_input()
@@ -134,6 +148,8 @@ class Session:
         loop = asyncio.get_running_loop()
         loop.remove_reader(self.master)
         loop.remove_writer(self.master)
+        self._pending_input.clear()
+        self._input_room.set()  # nobody will take it: a waiting client goes on (and learns the end)
         for listener in list(self.listeners):
             listener(None)
 

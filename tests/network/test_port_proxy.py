@@ -353,7 +353,7 @@ async def test_a_connect_timeout_is_a_504(settings):
         listener.close()
 
 
-async def test_proxying_to_ourselves_strips_one_prefix_per_hop(client):
+async def test_proxying_to_ourselves_is_refused_as_a_loop(client):
     resp = await client.get(f"/port/{client.port}/port/{client.port}/health")
-    assert resp.status == 200
-    assert (await resp.json())["status"] == "ok"
+    assert resp.status == 508
+    assert "would loop back" in (await resp.json())["error"]
