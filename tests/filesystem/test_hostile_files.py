@@ -188,7 +188,7 @@ async def test_a_client_that_leaves_mid_read_stops_the_read(daemon_factory, area
     baseline = snapshot(pid)
     read_before = _bytes_read(pid)
     reader, writer = await asyncio.open_connection("127.0.0.1", d.port)
-    writer.write(f"GET {url(big)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"GET {url(big)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     await writer.drain()
     received = 0
     while received < 4 * MIB:

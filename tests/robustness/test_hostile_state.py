@@ -211,7 +211,7 @@ def stalled_stream(port: int, pid: str) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET /process/{pid}/logs/stream HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET /process/{pid}/logs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     return sock
 
 
@@ -340,7 +340,7 @@ async def test_a_request_head_that_dribbles_in_is_cut_at_the_header_deadline(tmp
         async def dribbler() -> float:
             reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
             started = time.monotonic()
-            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             try:
                 for _ in range(40):  # a header line every 0.25 s would go on for 10 s
                     await asyncio.sleep(0.25)
