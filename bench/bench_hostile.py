@@ -32,6 +32,8 @@ import aiohttp
 from harness import Daemon, Report, mb, percentile
 
 MIB = 1024 * 1024
+# 256 MiB of 64-byte lines: what a chatty build prints.
+LINES_COMMAND = "yes 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde | head -c 268435456"
 
 
 class Prober:
@@ -159,7 +161,7 @@ async def measure(report: Report, case: str, daemon: Daemon, load: Callable[[], 
 
 async def stalled_log_readers(daemon: Daemon, readers: int = 1000, hold: float = 15.0) -> str:
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{daemon.url}/process", json={"command": "head -c 268435456 /dev/zero | tr '\\0' x"}) as r:
+        async with session.post(f"{daemon.url}/process", json={"command": LINES_COMMAND}) as r:
             identifier = (await r.json())["pid"]
     request = f"GET /process/{identifier}/logs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     socks = []

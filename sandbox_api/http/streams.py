@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import socket
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -18,8 +20,12 @@ from ..linux.syscalls import release_free_memory
 
 # A long stream holds at most about this much unsent output in user space: past it the
 # writer waits for the client (the rest stays on disk), and reads come in small steps.
-WRITE_HIGH_WATER = 16 * 1024
-READ_STEP = 16 * 1024
+# The kernel's send buffer is capped too (it autotunes to MBs per socket otherwise, which
+# the daemon would fill, at its CPU's cost, for each client that does not read); 128 KiB
+# (256 KiB as the kernel counts it) still carries ~5 MB/s at a 50 ms round trip.
+WRITE_HIGH_WATER = 8 * 1024
+READ_STEP = 8 * 1024
+SOCKET_SEND_BUFFER = 128 * 1024
 # Memory given back to the system once open streams fall to half their peak (of at least this many).
 TRIM_MIN_PEAK = 8
 TRIM_DELAY = 1.0
@@ -111,6 +117,10 @@ class _Load:
 
     def _release(self) -> None:
         self._trim = None
+        # Connections that ended abruptly leave cycles (tens of thousands of objects after a
+        # burst) that only a full collection frees; start-up objects are frozen (app.serve),
+        # so this costs ~10 ms, once per burst.
+        gc.collect()
         release_free_memory()
 
 
@@ -124,6 +134,9 @@ def bounded(request: web.Request) -> Iterator[None]:
     transport = request.transport
     if transport is not None:
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # what a stalled client makes the kernel hold (and us copy) is bounded too
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
     LOAD.opened()
     try:
         yield

@@ -525,6 +525,8 @@ async def follow(
             if chunks:
                 yield chunks
                 del chunks  # not held while the consumer waits for its client
+                # A client that keeps up never makes the writer wait: let the others run.
+                await asyncio.sleep(0)
                 continue
             if log.finished or any(f.done() for f in watched):
                 return
