@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
@@ -58,6 +59,8 @@ HEALTH = system_routes.HEALTH
 SHUTDOWN = web.AppKey("shutdown", asyncio.Event)  # set to stop serve() (signals, upgrades)
 
 MAX_HEADER_BYTES = 1024 * 1024
+ACCEPT_BATCH = 64  # connections accepted per turn of the event loop
+LISTEN_QUEUE = 1024  # connections the kernel queues meanwhile
 KEEPALIVE_IDLE_SECONDS = 120.0
 # JSON bodies (e.g. a file written as JSON content) may be large; streamed bodies
 # (uploads, stdin) are not bound by this.
@@ -154,6 +157,20 @@ async def _end_streams(app: web.Application) -> None:
         closing.set_result(None)
 
 
+def _deepen_listen_queue(site: web.TCPSite) -> None:
+    """asyncio accepts up to `backlog` connections in one turn of the loop and uses the
+    same number for the kernel's queue: a flood of connections (3,000 at once) would hold
+    the loop ~100 ms per batch of 1024. The site is made with a small batch, and its
+    sockets' kernel queue deepened afterwards (listen() again sets only the queue)."""
+    server = getattr(site, "_server", None)  # aiohttp keeps the asyncio Server there
+    for sock in getattr(server, "sockets", ()):
+        try:
+            with socket.fromfd(sock.fileno(), sock.family, sock.type) as same:  # a dup: the same socket
+                same.listen(LISTEN_QUEUE)
+        except OSError as e:
+            log.warning("cannot deepen the listen queue: %s", e)
+
+
 def _start_command(children: Children, settings: Settings) -> Child:
     """The -c command: run in the background, its output in ours, not a managed process."""
     argv = [settings.shell_path, *settings.shell_args, settings.startup_command]
@@ -192,8 +209,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> upgra
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=ACCEPT_BATCH, reuse_address=True)
         await site.start()
+        _deepen_listen_queue(site)
         log.info("sandbox-api %s listening on %s:%d", config.version(), settings.host, settings.port)
         # Start-up ran without the cyclic collector (~5% of it): what it built lives as long
         # as the daemon, so it is set aside for good and later collections skip it.

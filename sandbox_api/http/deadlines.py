@@ -15,13 +15,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from .streams import LOAD
+
 log = logging.getLogger("sandbox_api.http")
+
+
+class _Cuts:
+    """Connections closed for slowness: one log line per reason and burst, not one per
+    connection (a flood of slow senders must not flood the log), and the memory they
+    held given back once the burst is over."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, int] = {}
+
+    def count(self, reason: str) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_later(LOG_EVERY_SECONDS, self._report)
+        self._pending[reason] = self._pending.get(reason, 0) + 1
+        LOAD.release_soon()
+
+    def _report(self) -> None:
+        for reason, count in self._pending.items():
+            log.info("closed %d connection(s): %s", count, reason)
+        self._pending.clear()
+
+
+LOG_EVERY_SECONDS = 1.0
+CUTS = _Cuts()
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -42,7 +69,10 @@ class GuardedRequestHandler(RequestHandler):
 
     def _arm_head_deadline(self) -> None:
         if self._header_timeout > 0 and self._head_timer is None:
-            self._head_timer = self._loop.call_later(self._header_timeout, self._head_expired)
+            # Up to 10 % later, at random: a flood of connections opened together is then cut
+            # a few at a time instead of all in one turn of the event loop.
+            delay = self._header_timeout * (1 + random.random() / 10)
+            self._head_timer = self._loop.call_later(delay, self._head_expired)
 
     def _cancel_head_deadline(self) -> None:
         if self._head_timer is not None:
@@ -52,7 +82,7 @@ class GuardedRequestHandler(RequestHandler):
     def _head_expired(self) -> None:
         self._head_timer = None
         if self.transport is not None:
-            log.info("closing a connection: no complete request head within %g s", self._header_timeout)
+            CUTS.count(f"no complete request head within {self._header_timeout:g} s")
             self.force_close()
 
     def data_received(self, data: bytes) -> None:
@@ -105,7 +135,7 @@ class GuardedRequestHandler(RequestHandler):
         if getattr(payload, "_waiter", None) is None:
             self._idle_since = now
         elif now - max(self._idle_since, self._last_byte) >= self._body_idle_timeout:
-            log.info("closing a connection: no byte of its request body for %g s", self._body_idle_timeout)
+            CUTS.count(f"no byte of its request body for {self._body_idle_timeout:g} s")
             self.force_close()
             return
         self._watch_body(request)

@@ -115,6 +115,12 @@ class _Load:
             if self._trim is None:
                 self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY, self._release)
 
+    def release_soon(self) -> None:
+        """Give memory back once a burst is over (TRIM_DELAY after the last call)."""
+        if self._trim is not None:
+            self._trim.cancel()
+        self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY, self._release)
+
     def _release(self) -> None:
         self._trim = None
         # Connections that ended abruptly leave cycles (tens of thousands of objects after a
