@@ -27,7 +27,14 @@ from pathlib import Path
 
 from .. import config
 from ..config import Settings
-from ..errors import Conflict, InsufficientStorage, Invalid, NotFound, Unprocessable
+from ..errors import (
+    ApiError,
+    Conflict,
+    InsufficientStorage,
+    Invalid,
+    NotFound,
+    Unprocessable,
+)
 from ..linux.inotify import Inotify
 from ..linux.syscalls import set_oom_score_adj
 from ..network import ports as port_scan
@@ -180,22 +187,21 @@ class Supervisor:
                 self._recreate_dirs()
                 output.open()
         except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise InsufficientStorage(
-                    f"failed to start process: no space left on device for its log files in {self._logs_dir}"
-                ) from None
-            raise Unprocessable(f"failed to start process: cannot open log files: {e.strerror}") from None
+            raise self._log_files_error(e, "open") from None
         return output
 
     def _take_key(self) -> str:
         try:
             return self.slots.take()
         except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise InsufficientStorage(
-                    f"failed to start process: no space left on device for its log files in {self._logs_dir}"
-                ) from None
-            raise Unprocessable(f"failed to start process: cannot create log files: {e.strerror}") from None
+            raise self._log_files_error(e, "create") from None
+
+    def _log_files_error(self, e: OSError, verb: str) -> ApiError:
+        if e.errno == errno.ENOSPC:
+            return InsufficientStorage(
+                f"failed to start process: no space left on device for its log files in {self._logs_dir}"
+            )
+        return Unprocessable(f"failed to start process: cannot {verb} log files: {e.strerror}")
 
     async def open(self) -> None:
         self.closing = asyncio.get_running_loop().create_future()

@@ -6,24 +6,15 @@ import asyncio
 import hashlib
 import os
 import stat
-from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.filesystem.conftest import url
+
 FILE_KEYS = ["path", "name", "permissions", "size", "lastModified", "owner", "group"]
 
 
-@pytest.fixture
-def area(tmp_path: Path) -> Path:
-    """A directory of the test's own (tmp_path also holds the daemon's state)."""
-    path = tmp_path / "area"
-    path.mkdir()
-    return path
-
-
-def url(path: Path | str) -> str:
-    return f"/filesystem/{path}"  # an absolute path gives //abs, as the Python SDK sends
 
 
 async def put_json(client, path, body, status=200):

@@ -19,6 +19,7 @@ import pytest
 
 from sandbox_api.filesystem import reading
 from tests.codegen.test_codegen import FakeProvider
+from tests.filesystem.conftest import url
 from tests.robustness.support import settle, snapshot, tmpfs
 
 MIB = 1024 * 1024
@@ -26,15 +27,6 @@ MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, 
 DOWNLOAD = {"Accept": "application/octet-stream"}
 
 
-@pytest.fixture
-def area(tmp_path: Path) -> Path:
-    path = tmp_path / "area"
-    path.mkdir()
-    return path
-
-
-def url(path: Path | str) -> str:
-    return f"/filesystem/{path}"
 
 
 def node_identity(path: Path) -> tuple[int, int, int]:
