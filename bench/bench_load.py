@@ -1,4 +1,4 @@
-"""The rest of the suite of ../shared/spec/peers-performance-demand.md §2.4:
+"""The rest of the benchmark suite (docs/benchmarks.md):
 
 - B1 GET /health: req/s with 64 connections, p50 with one, against aiohttp's hello world;
 - B3 exec under concurrency 1-32: execs/s and p50 against asyncio spawning at the same

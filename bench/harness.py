@@ -192,7 +192,7 @@ def markdown(data: dict, plots: list[str]) -> str:
         f"- command: `{data['command']}`",
         "- daemon pinned to CPU 0, driver to CPU 1; every ratio is against a baseline measured in the same run"
         " (these machines are noisy: compare ratios, not absolute figures).",
-        "- the suite of ../shared/spec/peers-performance-demand.md §2.4: http = B1, exec = B2 and B3,"
+        "- the suite of docs/benchmarks.md: http = B1, exec = B2 and B3,"
         " bigout = B4, stream = B5, complete = B6 and B7, upload = B8, download = B9, fs = B10,"
         " fuzzy = B11, content = B12, watch = B13, ports = B14, footprint and memory = B15,"
         " binary = B16, soak = B17; smallfile, mcp and terminal are the original's and ours.",
