@@ -1,10 +1,11 @@
 # `make run`: install and start the daemon on :8080.  `make test`: install and run every test.
+# `make check`: formatting, lint and type checks.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 
-.PHONY: run test bench install dev clean binary rootfs
+.PHONY: run test check bench install dev clean binary rootfs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,12 @@ test: dev
 	@scripts/ensure-tools.sh $(TEST_TOOLS)
 	@$(MAKE) --no-print-directory binary rootfs
 	$(BIN)/python -m pytest -n auto
+
+# The quality gate: formatting, lint and types (configured in pyproject.toml).
+check: dev
+	$(BIN)/ruff format --check sandbox_api tests bench packaging
+	$(BIN)/ruff check sandbox_api tests bench packaging
+	$(BIN)/mypy
 
 $(VENV)/.bench-installed: pyproject.toml | $(VENV)/.dev-installed
 	$(BIN)/pip install -q -e '.[dev,bench]'

@@ -55,6 +55,7 @@ async def pty_bridge(request: web.Request) -> web.WebSocketResponse:
     os.close(slave)
     os.set_blocking(master, False)
     loop = asyncio.get_running_loop()
+    sends: set[asyncio.Future[None]] = set()  # held until sent
 
     def readable() -> None:
         try:
@@ -62,7 +63,8 @@ async def pty_bridge(request: web.Request) -> web.WebSocketResponse:
         except OSError:
             data = b""
         if data:
-            asyncio.ensure_future(ws.send_str(data.decode("utf-8", "replace")))
+            sends.add(task := asyncio.ensure_future(ws.send_str(data.decode("utf-8", "replace"))))
+            task.add_done_callback(sends.discard)
         else:
             loop.remove_reader(master)
 

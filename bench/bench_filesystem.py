@@ -11,7 +11,6 @@ import os
 import time
 
 import aiohttp
-
 from harness import BaselineServer, Daemon, Report, mb, ms, summarize
 
 SIZE = 256 * 1024 * 1024
@@ -19,7 +18,7 @@ CHUNK = 1024 * 1024
 _BLOCK = os.urandom(CHUNK)
 
 
-async def body(total: int):  # noqa: ANN201 - async generator
+async def body(total: int):
     sent = 0
     while sent < total:
         n = min(CHUNK, total - sent)

@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-
 from harness import Daemon, Report, mb, percentile
 
 MIB = 1024 * 1024

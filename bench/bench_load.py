@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -28,10 +29,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-
 from bench_process import SHELL, DirectSpawner
 from harness import BaselineServer, Daemon, Report, free_port, mb, ms, percentile, summarize
 
@@ -99,7 +100,7 @@ async def exec_concurrency(report: Report) -> None:
                 latencies: list[float] = []
                 queue = iter(range(total))
 
-                async def worker() -> None:
+                async def worker(queue: Iterator[int] = queue, latencies: list[float] = latencies) -> None:
                     for _ in queue:
                         latencies.append(await one())
 
@@ -128,7 +129,7 @@ def raw_pipe(command: str) -> tuple[float, bytes]:
     return time.perf_counter() - t0, out
 
 
-async def ndjson_lines(response: aiohttp.ClientResponse):  # noqa: ANN201 - async generator
+async def ndjson_lines(response: aiohttp.ClientResponse):
     pending = b""
     async for chunk in response.content.iter_chunked(1 << 20):
         pending += chunk
@@ -354,7 +355,7 @@ async def soak(report: Report) -> None:
                     elif "keepalive" in text:
                         keepalives += 1
             elapsed = time.monotonic() - t0
-            gaps = sum(1 for a, b in zip(seen, seen[1:]) if b != a + 1)
+            gaps = sum(1 for a, b in itertools.pairwise(seen) if b != a + 1)
     intact = seen == list(range(lines))
     report.add("soak", f"/logs/stream held {seconds} s", f"{elapsed:.0f} s, {len(seen)}/{lines} lines",
                "", None, "never cut, every line", "intact" if intact else f"BROKEN: {gaps} gaps")

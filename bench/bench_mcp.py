@@ -19,7 +19,6 @@ import subprocess
 import time
 
 import aiohttp
-
 from harness import BaselineServer, Daemon, Report, ms, summarize
 
 RUNS = 500
@@ -100,7 +99,7 @@ async def keystrokes(url: str, framed: bool) -> list[float]:
             while True:  # drain the prompt
                 try:
                     await ws.receive(timeout=0.2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             key, rubout = frame("x"), frame("\x7f")
             times = []

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 from harness import Daemon, Report, mb, ms, summarize
 
 # The original's own benchmark cases (sandbox-api/src/api/api_benchmark_test.go).

@@ -16,7 +16,6 @@ import sysconfig
 import time
 
 import aiohttp
-
 from harness import Daemon, Report, ms
 
 CORPUS = sysconfig.get_paths()["stdlib"]

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-
 from harness import Daemon, Report, ms, percentile
 
 
@@ -34,7 +33,7 @@ async def collect(resp: aiohttp.ClientResponse, sink: set[str], stamps: dict[str
     while True:
         try:
             line = await asyncio.wait_for(resp.content.readline(), quiet)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         if not line or line.startswith(b"[keepalive]"):
             if not line:

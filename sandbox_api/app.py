@@ -143,7 +143,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await app[network_routes.MONITORS].close()
         await app[filesystem_routes.UPLOADS].close()
         await app[SUPERVISOR].close()
-        if startup is not None and startup.returncode is None:
+        if startup is not None and startup.returncode is None and startup.popen is not None:
             try:
                 startup.popen.send_signal(signal.SIGKILL)
             except ProcessLookupError:

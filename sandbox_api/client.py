@@ -24,7 +24,6 @@ import urllib.request
 from .cli import CLIENT_COMMANDS
 
 
-
 def _request(port: int, method: str, path: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/json"}
     token = os.environ.get("SANDBOX_API_TOKEN")

@@ -132,7 +132,6 @@ class Settings:
     workdir: str = ""
     disable_request_logging: bool = False
     enable_processing_time: bool = False
-    disable_process_logging: bool = False
     disable_terminal: bool = False
     disable_keepalive: bool = False
     scale_file: str = "/uk/libukp/scale_to_zero_disable"
@@ -206,7 +205,6 @@ def from_environment(**overrides: object) -> Settings:
         auth_token=_env(TOKEN_VARIABLE),
         disable_request_logging=_env("DISABLE_REQUEST_LOGGING") == "true",
         enable_processing_time=_env("ENABLE_PROCESSING_TIME") == "true",
-        disable_process_logging=_env("SANDBOX_DISABLE_PROCESS_LOGGING") in ("true", "1"),
         disable_terminal=_env("DISABLE_TERMINAL") in ("true", "1"),
         disable_keepalive=_env_bool("BL_DISABLE_KEEPALIVE"),
         scale_file=_env("BLAXEL_SCALE_FILE") or "/uk/libukp/scale_to_zero_disable",
@@ -244,8 +242,9 @@ def from_environment(**overrides: object) -> Settings:
         values["identity"] = resolve_identity(_env("BL_SANDBOX_USER"))  # IdentityError: a fatal start-up error
     # Absolute: the daemon briefly changes directory to spawn (process/children.py).
     for key in ("state_dir", "log_dir"):
-        if isinstance(values.get(key), Path):
-            values[key] = Path(os.path.abspath(values[key]))  # type: ignore[arg-type]
+        value = values.get(key)
+        if isinstance(value, Path):
+            values[key] = Path(os.path.abspath(value))
     return Settings(**values)  # type: ignore[arg-type]
 
 
@@ -356,14 +355,6 @@ def expand_path(path: str) -> str:
 
 def get_variable(name: str) -> str | None:
     return os.environ.get(name)
-
-
-def set_variable(name: str, value: str) -> None:
-    os.environ[name] = value
-
-
-def unset_variable(name: str) -> None:
-    os.environ.pop(name, None)
 
 
 def load_dotenv(path: str = ".env") -> int:

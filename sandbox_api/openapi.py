@@ -77,7 +77,7 @@ def path_param(name: str, description: str, schema: Schema | None = None) -> Sch
 
 
 def query(name: str, schema: Schema, description: str = "", required: bool = False) -> Schema:
-    param = {"name": name, "in": "query", "schema": schema, "description": description}
+    param: Schema = {"name": name, "in": "query", "schema": schema, "description": description}
     if required:
         param["required"] = True
     return param

@@ -51,7 +51,7 @@ def _contexts_without_roots() -> Iterator[None]:
             return real_create(purpose, **kwargs)
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies peers and host names; no roots yet
 
-    ssl.create_default_context = create  # type: ignore[assignment]
+    ssl.create_default_context = create
     ssl.SSLContext.set_default_verify_paths = lambda self: None  # type: ignore[method-assign]
     try:
         yield
@@ -85,7 +85,7 @@ def import_aiohttp() -> None:
     loader = spec.loader
     version = _version_constant(loader.get_code("aiohttp"))  # type: ignore[attr-defined]
     if version is not None:
-        package.__version__ = version  # `from . import __version__` in aiohttp.http
+        setattr(package, "__version__", version)  # noqa: B010 - `from . import __version__` in aiohttp.http
 
     def complete(name: str) -> Any:
         if not name.startswith("__"):

@@ -4,10 +4,9 @@ CPython finds built-in modules only by top-level name; ours are dotted
 (`aiohttp._http_parser`), so a finder for them goes first on `sys.meta_path`.
 """
 
+import _imp
 import gc
 import sys
-
-import _imp
 from _frozen_importlib import BuiltinImporter, ModuleSpec
 
 
@@ -15,7 +14,7 @@ class DottedBuiltins:
     """Finds the extensions compiled into this executable under their package names."""
 
     @classmethod
-    def find_spec(cls, fullname, path=None, target=None):  # noqa: ANN001, ANN206 (importlib protocol)
+    def find_spec(cls, fullname, path=None, target=None):
         if "." in fullname and _imp.is_builtin(fullname):
             return ModuleSpec(fullname, BuiltinImporter, origin="built-in")
         return None

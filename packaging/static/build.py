@@ -64,7 +64,7 @@ SKIPPED_STDLIB = {
     "multiprocessing", "site-packages", "xml", "zoneinfo", "tomllib", "turtle.py", "pydoc.py",
     "doctest.py", "pdb.py", "cProfile.py", "profile.py", "pstats.py", "tabnanny.py", "trace.py",
     "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "poplib.py", "ftplib.py", "telnetlib.py",
-    "_pydecimal.py", "decimal.py", "pickletools.py", "idlelib", "__phello__", "antigravity.py",
+    "_pydecimal.py", "decimal.py", "pickletools.py", "__phello__", "antigravity.py",
     "this.py", "lzma.py", "bz2.py", "sndhdr.py", "imghdr.py", "aifc.py", "sunau.py", "wave.py",
     "chunk.py", "cgi.py", "cgitb.py", "smtpd.py", "asynchat.py", "asyncore.py", "nturl2path.py",
     "_osx_support.py", "_aix_support.py", "_bootsubprocess.py", "crypt.py", "pty.py", "xdrlib.py",

@@ -78,7 +78,7 @@ async def _post(p: Provider, url: str, body: dict[str, Any]) -> Any:
                     raise Unprocessable(f"{p.name} returned a body that is not JSON: {text.strip()[:200]}") from None
     except aiohttp.ClientError as e:
         raise Unprocessable(f"{p.name} request failed: {e}") from None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Unprocessable(f"{p.name} did not answer within {PROVIDER_TIMEOUT_SECONDS:g} s") from None
 
 
@@ -113,7 +113,7 @@ async def rank(p: Provider, query: str, documents: list[tuple[str, str]], token_
         })
         results = reply.get("results") if isinstance(reply, dict) else reply
         index = {name: i for i, (name, _) in enumerate(documents)}
-        pairs = [(index.get(r.get("filename")), r.get("score")) for r in results or [] if isinstance(r, dict)]
+        pairs = [(index.get(str(r.get("filename"))), r.get("score")) for r in results or [] if isinstance(r, dict)]
     else:
         reply = await _post(p, f"{p.base_url}/rerank", {
             "model": "morph-rerank-v3", "query": query, "documents": [text for _, text in documents],

@@ -9,6 +9,7 @@ table, and unmounting uses `fusermount -u`, falling back to `umount`.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import logging
 import os
@@ -164,7 +165,7 @@ class Drives:
         # The uid/gid maps of the mounts made here: the mount table does not show them.
         self._maps: dict[str, tuple[str, str]] = {}
 
-    async def list(self) -> list[DriveMount]:
+    async def list(self) -> builtins.list[DriveMount]:
         entries = await self._mounts()
         found = drive_mounts(entries, _workspace_id())
         return [self._with_maps(d) for d in found]
@@ -225,7 +226,7 @@ class Drives:
 
     # --- helpers ------------------------------------------------------------------
 
-    async def _mounts(self) -> list[MountEntry]:
+    async def _mounts(self) -> builtins.list[MountEntry]:
         try:
             return await asyncio.to_thread(read_mounts, self.mounts_file)
         except OSError as e:
@@ -279,7 +280,7 @@ class Drives:
         digest = hashlib.sha1(mount_path.encode()).hexdigest()[:12]
         return self.logs_dir / f"blfs-{digest}.log"
 
-    async def _run_blfs(self, argv: list[str], path: str) -> None:
+    async def _run_blfs(self, argv: builtins.list[str], path: str) -> None:
         """Start blfs and wait until the mount serves. blfs stays our child, in its own
         session (a signal to the daemon's group must not take the drive down), its
         output in a log file under the state directory (it outlives any request)."""
@@ -329,7 +330,7 @@ class Drives:
                 await self._run_helper([helper, "-u", path])
         raise Internal(f"Failed to mount drive: timeout waiting for mount point to be ready after {self.mount_timeout:g}s")
 
-    async def _run_helper(self, argv: list[str]) -> str | None:
+    async def _run_helper(self, argv: builtins.list[str]) -> str | None:
         """Run `argv`; None when it succeeded, else what went wrong."""
         name = os.path.basename(argv[0])
         try:
@@ -356,7 +357,7 @@ def _workspace_id() -> str:
     return (config.get_variable("BL_WORKSPACE_ID") or "").strip().lower()
 
 
-def _open_log(path: Path):  # noqa: ANN202 - a binary file object
+def _open_log(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     return open(path, "ab")
 

@@ -11,8 +11,8 @@ import os
 import pwd
 import stat
 import time
-from functools import lru_cache
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 # Go's os.FileMode type bits, which the original reports as an octal string.

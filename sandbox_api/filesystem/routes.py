@@ -258,12 +258,12 @@ def _check_length(request: web.Request) -> None:
         raise PayloadTooLarge(f"request body too large: the limit is {limit} bytes")
 
 
-async def _chunks(request: web.Request):  # noqa: ANN202 - async generator of bytes
+async def _chunks(request: web.Request):
     async for chunk in request.content.iter_chunked(CHUNK):
         yield chunk
 
 
-async def _part_chunks(part: BodyPartReader):  # noqa: ANN202
+async def _part_chunks(part: BodyPartReader):
     while chunk := await part.read_chunk(CHUNK):
         yield chunk
 

@@ -117,7 +117,7 @@ class Uploads:
 
     async def list_sessions(self) -> dict[str, Any]:
         def collect() -> list[dict[str, Any]]:
-            sessions = []
+            sessions: list[dict[str, Any]] = []
             try:
                 entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
             except FileNotFoundError:  # removed with the state dir: no session left

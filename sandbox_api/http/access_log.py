@@ -9,6 +9,7 @@ import time
 from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 log = logging.getLogger("sandbox_api.access")
 
@@ -36,7 +37,7 @@ def redact_query(query: str) -> str:
 
 
 @web.middleware
-async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response = await handler(request)
     elapsed_ms = math.ceil((time.perf_counter() - started) * 1000)

@@ -11,17 +11,18 @@ from __future__ import annotations
 import hmac
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..errors import Unauthorized
 
 OPEN_PATHS = frozenset({"/health"})
 
 
-def make_auth_middleware(token: str):  # noqa: ANN201 - aiohttp middleware factory
+def make_auth_middleware(token: str):
     expected = token.encode()
 
     @web.middleware
-    async def auth_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS:
             return await handler(request)
         for header in ("X-Blaxel-Authorization", "Authorization"):

@@ -5,6 +5,7 @@ once, except on routes that take every method (the port proxy), which handle it 
 from __future__ import annotations
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -14,7 +15,7 @@ CORS_HEADERS = {
 
 
 @web.middleware
-async def options_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def options_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "OPTIONS" and not is_relay_route(request):
         return web.Response(status=204)
     return await handler(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .cors import add_cors_headers
 from .origins import CROSS_SITE_UNREADABLE
@@ -21,7 +22,7 @@ STARTED_AT = web.RequestKey("started_at", float)
 RELAYED = web.RequestKey("relayed", bool)
 
 
-def make_on_prepare(processing_time: bool):  # noqa: ANN201 - aiohttp signal callback
+def make_on_prepare(processing_time: bool):
     async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
         if request.get(RELAYED):
             return
@@ -44,6 +45,6 @@ def make_on_prepare(processing_time: bool):  # noqa: ANN201 - aiohttp signal cal
 
 
 @web.middleware
-async def timing_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def timing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[STARTED_AT] = time.perf_counter()
     return await handler(request)

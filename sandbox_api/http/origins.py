@@ -34,6 +34,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
 from yarl import URL
 
 from .cors import is_relay_route
@@ -158,9 +159,9 @@ class BrowserGuard:
                 return None
         return origin
 
-    def middleware(self):  # noqa: ANN201 - aiohttp middleware
+    def middleware(self):
         @web.middleware
-        async def browser_guard_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        async def browser_guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
             refusal = self.refusal(request)
             if refusal is not None:
                 request[CROSS_SITE_UNREADABLE] = True

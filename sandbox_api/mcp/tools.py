@@ -7,7 +7,6 @@ speaks the protocol (JSON-RPC over streamable HTTP) and calls them.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -279,14 +278,14 @@ class Tools:
         self,
         command: str,
         name: str = "",
-        workingDir: str = "/",  # noqa: N803 - the wire names
+        workingDir: str = "/",
         env: dict[str, str] | None = None,
-        waitForCompletion: bool = False,  # noqa: N803
+        waitForCompletion: bool = False,
         timeout: int | None = None,
-        waitForPorts: list[int] | None = None,  # noqa: N803
-        restartOnFailure: bool = False,  # noqa: N803
-        maxRestarts: int = 0,  # noqa: N803
-        keepAlive: bool = False,  # noqa: N803
+        waitForPorts: list[int] | None = None,
+        restartOnFailure: bool = False,
+        maxRestarts: int = 0,
+        keepAlive: bool = False,
     ) -> dict[str, Any]:
         if timeout is None and not keepAlive:
             timeout = DEFAULT_TIMEOUT
@@ -347,7 +346,7 @@ class Tools:
         data["lastModified"] = without_fraction(data["lastModified"])  # as the original's MCP tool
         return data
 
-    async def fs_write(self, path: str, content: str = "", permissions: str = "", isDirectory: bool = False) -> dict[str, Any]:  # noqa: N803
+    async def fs_write(self, path: str, content: str = "", permissions: str = "", isDirectory: bool = False) -> dict[str, Any]:
         resolved = self._path(path)
         try:
             mode = parse_permissions(permissions, 0o644)
@@ -359,12 +358,12 @@ class Tools:
         await self.files.write_bytes(resolved, content.encode("utf-8", "replace"), mode)
         return {"path": resolved.display, "message": "File created/updated successfully"}
 
-    async def fs_edit(self, path: str, oldString: str, newString: str, replaceAll: bool = False) -> dict[str, Any]:  # noqa: N803
+    async def fs_edit(self, path: str, oldString: str, newString: str, replaceAll: bool = False) -> dict[str, Any]:
         resolved = self._path(path)
         count = await self.files.edit(resolved, oldString, newString, replaceAll)
         return {"path": resolved.display, "occurrencesReplaced": count}
 
-    async def fs_delete(self, path: str, isDirectory: bool | None = None, recursive: bool = False) -> dict[str, Any]:  # noqa: N803
+    async def fs_delete(self, path: str, isDirectory: bool | None = None, recursive: bool = False) -> dict[str, Any]:
         resolved = self._path(path)
         kind = await self.files.delete(resolved, recursive)
         message = "Directory deleted successfully" if kind == "directory" else "File deleted successfully"
@@ -385,16 +384,16 @@ class Tools:
         matches = [os.path.join(root, m["path"]) for m in found["matches"] if m["type"] == "file"]
         return {"success": True, "matches": matches, "query": query}
 
-    async def codegen_codebase_search(self, query: str, targetDirectories: list[str] | None = None) -> dict[str, Any]:  # noqa: N803
+    async def codegen_codebase_search(self, query: str, targetDirectories: list[str] | None = None) -> dict[str, Any]:
         return {"success": True, "results": [], "query": query}
 
-    async def codegen_grep(self, query: str, caseSensitive: bool = False, includePattern: str = "", excludePattern: str = "") -> dict[str, Any]:  # noqa: N803
+    async def codegen_grep(self, query: str, caseSensitive: bool = False, includePattern: str = "", excludePattern: str = "") -> dict[str, Any]:
         lines = await self.content.raw_json(
             self.settings.workdir, query, case_sensitive=caseSensitive, include=includePattern, exclude=excludePattern
         )
         return {"success": True, "results": lines}
 
-    async def codegen_read_range(self, targetFile: str, startLineOneIndexed: int, endLineOneIndexedInclusive: int) -> dict[str, Any]:  # noqa: N803
+    async def codegen_read_range(self, targetFile: str, startLineOneIndexed: int, endLineOneIndexedInclusive: int) -> dict[str, Any]:
         resolved = self._path(targetFile)
         start, end = startLineOneIndexed, endLineOneIndexedInclusive
         content = await self.files.read_lines(resolved, start, end) if 1 <= start <= end else None
@@ -402,22 +401,22 @@ class Tools:
             raise ApiError("invalid line range")
         return {"success": True, "content": content, "file": resolved.display}
 
-    async def codegen_reapply(self, targetFile: str) -> dict[str, Any]:  # noqa: N803
+    async def codegen_reapply(self, targetFile: str) -> dict[str, Any]:
         return {"success": False, "message": "Reapply functionality not yet implemented"}
 
-    async def codegen_list_dir(self, relativeWorkspacePath: str) -> dict[str, Any]:  # noqa: N803
+    async def codegen_list_dir(self, relativeWorkspacePath: str) -> dict[str, Any]:
         target = self._inside_workdir(relativeWorkspacePath)
         return {"success": True, "directory": await self.files.list_directory(paths.from_value(target, self.settings.workdir))}
 
-    async def codegen_edit_file(self, targetFile: str, instructions: str, codeEdit: str) -> dict[str, Any]:  # noqa: N803
+    async def codegen_edit_file(self, targetFile: str, instructions: str, codeEdit: str) -> dict[str, Any]:
         result = await self.codegen.fastapply(self._path(targetFile), codeEdit, None)
         return {"success": True, "message": result["message"], "filePath": result["path"], "changesApplied": True}
 
-    async def codegen_rerank(self, path: str, query: str, scoreThreshold: float = 0, tokenLimit: int = 0,  # noqa: N803
+    async def codegen_rerank(self, path: str, query: str, scoreThreshold: float = 0, tokenLimit: int = 0,
                              filePattern: str | None = None) -> dict[str, Any]:
         return await self.codegen.rerank(self._path(path), query, scoreThreshold, tokenLimit, filePattern)
 
-    async def codegen_parallel_apply(self, editPlan: str, editRegions: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    async def codegen_parallel_apply(self, editPlan: str, editRegions: list[dict[str, Any]]) -> dict[str, Any]:
         return {"success": False, "message": "Parallel apply functionality not yet implemented"}
 
 
@@ -427,7 +426,7 @@ async def call(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
         return await tool.handler(**arguments)
     except ApiError as e:
         raise ToolFailure(e.message) from None
-    except (OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, OSError) as e:
         raise ToolFailure(str(e) or type(e).__name__) from None
 
 

@@ -254,7 +254,7 @@ def _param(params: dict[str, Any], key: str, kind: type, required: bool = False)
     if value is None and not required:
         return None
     if not isinstance(value, kind):
-        wanted = {str: "a string", dict: "an object"}[kind]
+        wanted = "a string" if kind is str else "an object"
         raise RpcError(INVALID_PARAMS, f"Invalid params: {json.dumps(key)} must be {wanted}, got {_json_type(value)}")
     return value
 

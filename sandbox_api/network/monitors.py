@@ -128,5 +128,5 @@ class Monitors:
         try:
             async with self._session.post(url, json={"pid": pid, "port": port}) as resp:
                 await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             log.debug("port callback %s failed: %s", url, e)

@@ -115,7 +115,7 @@ def upstream_url(port: int, request: web.Request) -> URL:
     )
 
 
-def _connection_scoped(headers: CIMultiDictProxy[str]) -> set[str]:
+def _connection_scoped(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     named = {token.strip().lower() for value in headers.getall(hdrs.CONNECTION, []) for token in value.split(",")}
     return HOP_BY_HOP | named
 
@@ -231,7 +231,7 @@ async def _relay_http(request: web.Request, proxy: PortProxy, port: int, target:
             data=request.content if request.body_exists else None,  # streamed, never read whole
             allow_redirects=False,
         )
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientError) as e:
         raise _gateway_error(port, proxy, e) from None
     async with upstream:
         response = web.StreamResponse(
@@ -242,7 +242,11 @@ async def _relay_http(request: web.Request, proxy: PortProxy, port: int, target:
         # aiohttp does not cancel a handler whose client left: a quiet upstream (an event
         # stream between events) is dropped once the client is seen gone.
         gone = streams.disconnected(request, proxy.client_check_seconds)
-        gone.add_done_callback(lambda f: f.cancelled() or upstream.close())
+        def close_upstream(f: asyncio.Future[None]) -> None:
+            if not f.cancelled():
+                upstream.close()
+
+        gone.add_done_callback(close_upstream)
         try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
@@ -266,7 +270,7 @@ async def _relay_websocket(request: web.Request, proxy: PortProxy, port: int, ta
         upstream = await proxy.session().ws_connect(
             target, protocols=offered, headers=_forwarded_headers(request, proxy, websocket=True), max_msg_size=0
         )
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientError) as e:
         raise _gateway_error(port, proxy, e) from None
     client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else [], max_msg_size=0)
     pumps: list[asyncio.Task[None]] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -141,7 +142,7 @@ class Children:
         loop = self._loop or asyncio.get_running_loop()
         if identity is not None:
             popen_kwargs.update(user=identity.uid, group=identity.gid, extra_groups=list(identity.groups))
-        popen = subprocess.Popen(list(argv), **popen_kwargs)  # noqa: S603 - argv is built by us
+        popen = subprocess.Popen(list(argv), **popen_kwargs)
         child = Child(popen.pid, loop, popen)
         self._known[child.pid] = child
         return child
@@ -161,7 +162,7 @@ class Children:
         transports = []
         for pipe in (child.popen.stdout, child.popen.stderr):
             reader = asyncio.StreamReader(limit=limit, loop=loop)
-            transport, _ = await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r), pipe)
+            transport, _ = await loop.connect_read_pipe(functools.partial(asyncio.StreamReaderProtocol, reader), pipe)
             streams.append(reader)
             transports.append(transport)
         return Piped(child, streams[0], streams[1], transports)

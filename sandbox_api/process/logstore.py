@@ -316,12 +316,6 @@ class OutputLog:
 
     # --- reading ----------------------------------------------------------------------
 
-    def has_output(self) -> bool:
-        try:
-            return any(os.stat(p).st_size > 0 for p in self.paths.values())
-        except OSError:
-            return False
-
     def tail(self, stream: int, max_bytes: int) -> str:
         """The last `max_bytes` of a stream (0 = all), as text, with the marker if cut."""
         try:

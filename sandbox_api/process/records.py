@@ -15,7 +15,6 @@ COMPLETED = "completed"
 FAILED = "failed"
 STOPPED = "stopped"
 KILLED = "killed"
-STATUSES = (RUNNING, COMPLETED, FAILED, STOPPED, KILLED)
 
 
 @dataclass

@@ -122,7 +122,7 @@ _TRUNCATED_LINE = TRUNCATION_MARKER.encode()
 
 def ndjson_events(chunks: list[Chunk]) -> bytes:
     """Each chunk is one event: its lines joined by "\\n", without the last one."""
-    out = []
+    out: list[bytes] = []
     for chunk in chunks:
         head = b'{"type":"' + chunk.stream_name.encode() + b'","data":"'
         if chunk.truncated:

@@ -12,6 +12,7 @@ processes that are still alive.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import errno
 import logging
 import os
@@ -117,7 +118,7 @@ class ManagedProcess:
             return True
         try:
             await asyncio.wait_for(self.final.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -248,7 +249,7 @@ class Supervisor:
 
     # --- lookup -------------------------------------------------------------------
 
-    def list(self) -> list[ManagedProcess]:
+    def list(self) -> builtins.list[ManagedProcess]:
         return list(self._processes.values())
 
     def find(self, identifier: str) -> ManagedProcess | None:
@@ -464,7 +465,7 @@ class Supervisor:
             proc.restarting = True
             try:
                 await asyncio.wait_for(proc.restart_cancelled.wait(), RESTART_DELAY)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             proc.restarting = False
             if proc.restart_cancelled.is_set():  # stopped or killed while waiting to restart
@@ -635,7 +636,7 @@ class Supervisor:
                 raise Conflict(f"process with Identifier {identifier} no longer reads its stdin") from None
             # The pipe is full: wait until the child reads, or the pipe goes away.
             writable = loop.create_future()
-            loop.add_writer(fd, lambda w=writable: w.done() or w.set_result(None))
+            loop.add_writer(fd, _settle, writable)
             proc.stdin_waiters.add(writable)
             try:
                 await writable
@@ -660,14 +661,14 @@ class Supervisor:
 
     # --- waiting for ports ----------------------------------------------------------
 
-    async def wait_ports(self, proc: ManagedProcess, wanted: list[int], timeout: float | None) -> None:
+    async def wait_ports(self, proc: ManagedProcess, wanted: builtins.list[int], timeout: float | None) -> None:
         """Return once every port is served on a routable address by the process tree.
 
         Raises Unprocessable after `timeout` (whole seconds) or if the process ends first.
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        pending = set(wanted)
+        pending: set[int] = set(wanted)
         interval = PORT_POLL_FIRST
         while pending:
             if proc.final.is_set():
@@ -688,7 +689,7 @@ class Supervisor:
                 delay = min(delay, max(0.0, deadline - loop.time()))
             try:
                 await asyncio.wait_for(proc.final.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _serving_ports(self, proc: ManagedProcess, wanted: set[int]) -> set[int]:
@@ -772,7 +773,7 @@ class Supervisor:
             pidfd = -1
         if pidfd >= 0:
             exited = loop.create_future()
-            loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+            loop.add_reader(pidfd, _settle, exited)
             try:
                 await exited
             finally:
@@ -809,3 +810,9 @@ def _os_error_text(e: OSError) -> str:
     if e.filename:
         return f"fork/exec {e.filename}: {e.strerror}"
     return e.strerror or str(e)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    """A readiness callback: resolve `future` once."""
+    if not future.done():
+        future.set_result(None)

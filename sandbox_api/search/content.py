@@ -216,7 +216,7 @@ async def _collect(stream: asyncio.StreamReader, matches: list[dict[str, Any]], 
             return False
         try:
             block = await asyncio.wait_for(stream.read(256 * 1024), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             parser.settle(None)
             return False
         if not block:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .walk import walk
@@ -295,7 +295,7 @@ def rank(candidates: list[tuple[str, str]], query: str, limit: int) -> list[dict
     from rapidfuzz.distance import LCSseq
 
     folded_sensitive = None
-    alive = range(len(paths))
+    alive: list[int] | range = range(len(paths))
     for term in terms:
         if term.case_sensitive:
             folded_sensitive = folded_sensitive or [_fold_text(p, True) for p in paths]

@@ -14,7 +14,7 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 _MACHINE = os.uname().machine.lower()  # (the platform module costs 4 ms to import)
 
 try:  # written by the binary build; absent in a source checkout
-    from .._build import BUILD_TIME, GIT_COMMIT  # type: ignore[import-not-found]
+    from .._build import BUILD_TIME, GIT_COMMIT
 except ImportError:
     GIT_COMMIT = "unknown"
     BUILD_TIME = "unknown"
@@ -22,7 +22,7 @@ except ImportError:
 
 def go_duration(seconds: float) -> str:
     """Go's time.Duration format after rounding to whole seconds: 0s, 45s, 3m5s, 2h0m7s."""
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -201,7 +201,7 @@ class Upgrader:
                             last = f"short download: {received} of {expected} bytes"
                             continue
                         return
-                except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                except (TimeoutError, aiohttp.ClientError) as e:
                     last = str(e) or type(e).__name__
         raise UpgradeFailed("download", f"GET {url} failed after {ATTEMPTS} attempts: {last}")
 
@@ -300,7 +300,7 @@ async def _serves_health(children: Children, path: str, env: dict[bytes, bytes],
                     async with session.get(f"http://127.0.0.1:{port}/health") as response:
                         if response.status == 200 and (await response.json()).get("status") == "ok":
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                except (TimeoutError, aiohttp.ClientError, ValueError):
                     pass
                 if time.monotonic() > deadline:
                     raise UpgradeFailed("validate", f"the new binary did not serve /health within {VALIDATE_SECONDS:g} s")
@@ -310,6 +310,6 @@ async def _serves_health(children: Children, path: str, env: dict[bytes, bytes],
             os.kill(trial.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(trial.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 os.kill(trial.pid, signal.SIGKILL)
                 await trial.wait()

@@ -34,6 +34,7 @@ import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import Internal, Invalid, NotFound, Unprocessable
 from ..linux import inotify
@@ -81,7 +82,7 @@ class _Hub:
     the loop: the maps are guarded by a lock held only around single calls.
     """
 
-    _by_loop: dict[asyncio.AbstractEventLoop, _Hub] = {}
+    _by_loop: ClassVar[dict[asyncio.AbstractEventLoop, _Hub]] = {}
 
     def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
         self.fd = fd
@@ -141,7 +142,7 @@ class _Hub:
             for wd in list(watch.wds):
                 users = self.users.get(wd)
                 path = users.get(watch) if users else None
-                if path is None or (path != top and not path.startswith(prefix)):
+                if users is None or path is None or (path != top and not path.startswith(prefix)):
                     continue
                 del users[watch]
                 watch.wds.discard(wd)
@@ -290,7 +291,7 @@ class Watch:
     def _existing_entries(self, directories: list[str]) -> list[Event]:
         """A CREATE for everything inside new directories (and theirs, recursively);
         their subdirectories are watched before being listed."""
-        events = []
+        events: list[Event] = []
         hub = self._hub
         for directory in directories:
             for dirpath, dirnames, filenames in os.walk(directory):

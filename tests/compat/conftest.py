@@ -12,10 +12,10 @@ os.environ.setdefault("BL_API_KEY", "local-dummy-key")
 os.environ.setdefault("BL_WORKSPACE", "local")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from blaxel.core import SandboxInstance  # noqa: E402
-from blaxel.core.client.models import Metadata, Sandbox, SandboxSpec  # noqa: E402
+from blaxel.core import SandboxInstance
+from blaxel.core.client.models import Metadata, Sandbox, SandboxSpec
 
-from tests.conftest import Daemon  # noqa: E402
+from tests.conftest import Daemon
 
 _real_getaddrinfo = socket.getaddrinfo
 

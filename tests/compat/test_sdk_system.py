@@ -72,10 +72,10 @@ class Releases:
 class BinaryDaemon:
     """The real binary, run from a copy it may replace."""
 
-    def __init__(self, binary: Path, base: Path) -> None:
+    def __init__(self, source: Path, base: Path) -> None:
         self.path = base / "bin" / "sandbox-api"
         self.path.parent.mkdir(parents=True)
-        shutil.copy2(binary, self.path)
+        shutil.copy2(source, self.path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = base / "daemon.log"
@@ -91,7 +91,7 @@ class BinaryDaemon:
         try:
             async with session.get(f"{self.url}/health", timeout=aiohttp.ClientTimeout(total=2)) as r:
                 return await r.json() if r.status == 200 else None
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return None
 
     async def wait_for(self, session, predicate, timeout: float = 60.0) -> dict:

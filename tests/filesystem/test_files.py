@@ -239,7 +239,7 @@ async def test_disconnected_upload_leaves_the_old_file_and_no_temp(client, area)
     target.parent.mkdir()
     target.write_bytes(b"old")
     host, port = client.server.host, client.server.port
-    reader, writer = await asyncio.open_connection(host, port)
+    _reader, writer = await asyncio.open_connection(host, port)
     writer.write(
         f"PUT /filesystem/{target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
         f"Content-Length: {10 << 20}\r\n\r\n".encode()

@@ -69,7 +69,7 @@ def go_decode(data: bytes) -> str:
     return "".join(out)
 
 
-async def mcp_call(client, name: str, arguments: dict) -> dict:  # noqa: ANN001
+async def mcp_call(client, name: str, arguments: dict) -> dict:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
     resp = await asyncio.wait_for(client.post("/mcp", json=body, headers=MCP_HEADERS), 10)
     assert resp.status == 200
@@ -410,7 +410,7 @@ async def test_copy_of_a_device_or_fifo_is_refused_not_an_empty_success(client, 
         assert not os.path.lexists(destination), name
 
 
-async def _upload_one_part(client, destination: Path) -> tuple[str, str]:  # noqa: ANN001
+async def _upload_one_part(client, destination: Path) -> tuple[str, str]:
     resp = await client.post(f"/filesystem-multipart/initiate/{destination}", json={})
     upload_id = (await resp.json())["uploadId"]
     form = aiohttp.FormData()

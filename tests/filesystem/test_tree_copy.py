@@ -166,7 +166,7 @@ async def test_lone_surrogates_in_json_become_replacement_characters(client, tmp
     # Go decodes "\ud800" as U+FFFD; kept as is, no OS call could encode it (a 500).
     source = tmp_path / "src-\ufffd.txt"
     source.write_text("s")
-    body = '{"source": "%s", "destination": "%s"}' % (tmp_path / "src-\\ud800.txt", tmp_path / "dst.txt")
+    body = '{{"source": "{}", "destination": "{}"}}'.format(tmp_path / "src-\\ud800.txt", tmp_path / "dst.txt")
     resp = await client.post("/filesystem-copy", data=body, headers={"Content-Type": "application/json"})
     assert resp.status == 200, await resp.text()
     assert (tmp_path / "dst.txt").read_text() == "s"

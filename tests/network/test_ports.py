@@ -74,7 +74,7 @@ async def test_monitor_calls_back_for_new_ports(client):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    hook_port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+    hook_port = site._server.sockets[0].getsockname()[1]
     try:
         port = free_port()
         started = await run(client, server_command(port, delay=0.8), name="monitored")

@@ -141,7 +141,7 @@ async def test_a_process_started_just_before_a_kill_9_is_adopted(daemon_factory)
     first.stop(signal.SIGKILL)  # at once: before the daemon noted the child's start time
     second = daemon_factory(state_dir=first.state_dir)
     second.start()
-    status, body = http(f"{second.url}/process/fresh")
+    _status, body = http(f"{second.url}/process/fresh")
     assert body["status"] == "running" and body["pid"] == started["pid"]
     assert http(f"{second.url}/process/fresh/kill", "DELETE")[0] == 200
     await wait_for(lambda: not pid_alive(int(started["pid"])), timeout=5)

@@ -312,7 +312,7 @@ async def test_wait_for_ports_returns_when_the_tree_serves(client, bind):
     elapsed = time.monotonic() - started
     assert body["status"] == "running"
     assert 0.3 <= elapsed < 1.5
-    reader, writer = await asyncio.open_connection("127.0.0.1" if bind == "0.0.0.0" else "::1", port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1" if bind == "0.0.0.0" else "::1", port)
     writer.close()
     await client.delete(f"/process/srv-{port}/kill")
 

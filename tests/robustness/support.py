@@ -260,7 +260,7 @@ async def raw_request_cut_mid_body(
     pause: float = 0.05,
 ) -> None:
     """Send a request head and part of its body, then go away (FIN, or RST with `reset`)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(head.encode() + sent)
         await writer.drain()

@@ -46,7 +46,7 @@ async def space_is_back(mount: Path, before: int, timeout: float = 5.0) -> None:
     assert free_bytes(mount) == before, f"{before - free_bytes(mount)} bytes still held after a failed upload"
 
 
-async def chunks(total: int, size: int = 256 * 1024):  # noqa: ANN201
+async def chunks(total: int, size: int = 256 * 1024):
     block = os.urandom(size)
     for _ in range(total // size):
         yield block

@@ -31,7 +31,7 @@ async def post_json(session: aiohttp.ClientSession, path: str, body: dict) -> tu
         return resp.status, await resp.json()
 
 
-async def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:  # noqa: ANN001
+async def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -326,7 +326,7 @@ async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool
         while await asyncio.wait_for(reader.read(4096), timeout):
             pass
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     except ConnectionResetError:
         return True
@@ -351,7 +351,7 @@ async def test_a_request_head_that_dribbles_in_is_cut_at_the_header_deadline(tmp
                     try:
                         if await asyncio.wait_for(reader.read(1), 0.01) == b"":
                             break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
             except (ConnectionResetError, BrokenPipeError):
                 pass
@@ -403,7 +403,7 @@ async def test_an_idle_request_body_is_cut_and_its_temp_file_released(tmp_path, 
         assert sorted(os.listdir(workdir)) == []
 
         # A slow upload that keeps moving takes longer than the deadline and succeeds.
-        async def trickle():  # noqa: ANN202
+        async def trickle():
             for _ in range(12):
                 yield b"y" * 10_000
                 await asyncio.sleep(0.4)

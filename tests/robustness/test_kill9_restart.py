@@ -18,7 +18,6 @@ import aiohttp
 import pytest
 
 from tests.conftest import kill_leftovers
-
 from tests.helpers import pid_alive, wait_for
 
 from .support import STREAM, files_under, form_body, form_prefix, marker, parse_log_stream, put_head, temp_like

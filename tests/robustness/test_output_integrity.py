@@ -202,7 +202,7 @@ async def read_back(session: aiohttp.ClientSession, case: Case) -> None:
     check_text("log stream stderr", replay.stderr, case.stderr.decode(), case, stream=True)
 
 
-async def bounded(limit: asyncio.Semaphore, work) -> None:  # noqa: ANN001
+async def bounded(limit: asyncio.Semaphore, work) -> None:
     async with limit:
         await work
 

@@ -36,10 +36,10 @@ CONCURRENCY = 32
 OLD = b"the old content, which must survive every aborted upload\n"
 
 
-async def gather_bounded(limit: int, coros) -> list:  # noqa: ANN001
+async def gather_bounded(limit: int, coros) -> list:
     semaphore = asyncio.Semaphore(limit)
 
-    async def one(coro):  # noqa: ANN001, ANN202
+    async def one(coro):
         async with semaphore:
             return await coro
 
@@ -56,35 +56,35 @@ async def post_json(session: aiohttp.ClientSession, path: str, body: dict, statu
         return data
 
 
-async def waited(session, mark: str, i: int) -> None:  # noqa: ANN001
+async def waited(session, mark: str, i: int) -> None:
     body = await post_json(session, "/process", {"command": f": {mark}; echo waited {i}; echo e >&2", "waitForCompletion": True, "timeout": 30})
     assert body["status"] == "completed" and body["stdout"] == f"waited {i}\n"
 
 
-async def streamed(session, mark: str, i: int) -> None:  # noqa: ANN001
+async def streamed(session, mark: str, i: int) -> None:
     async with session.post("/process", json={"command": f": {mark}; echo streamed {i}"}, headers=STREAM) as resp:
         stream = parse_exec_stream(await resp.read())
     assert stream.result is not None and stream.stdout == f"streamed {i}\n"
 
 
-async def killed(session, mark: str, i: int, name: str) -> None:  # noqa: ANN001
+async def killed(session, mark: str, i: int, name: str) -> None:
     await post_json(session, "/process", {"command": f": {mark}; echo up; exec sleep 30", "name": name})
     async with session.delete(f"/process/{name}/kill") as resp:
         assert resp.status == 200, await resp.text()
 
 
-async def stopped(session, mark: str, i: int, name: str) -> None:  # noqa: ANN001
+async def stopped(session, mark: str, i: int, name: str) -> None:
     await post_json(session, "/process", {"command": f": {mark}; sleep 30 & wait", "name": name})
     async with session.delete(f"/process/{name}") as resp:
         assert resp.status == 200, await resp.text()
 
 
-async def orphaning(session, mark: str, i: int) -> None:  # noqa: ANN001
+async def orphaning(session, mark: str, i: int) -> None:
     """The shell exits at once; its child is re-parented to the daemon, which must reap it."""
     await post_json(session, "/process", {"command": f": {mark}; sleep 0.3 & echo left", "waitForCompletion": True, "timeout": 30})
 
 
-async def stream_dropped(session, mark: str, i: int, name: str) -> None:  # noqa: ANN001
+async def stream_dropped(session, mark: str, i: int, name: str) -> None:
     """A log stream the client leaves mid-way, then the process is killed."""
     await post_json(session, "/process", {"command": f": {mark}; echo first; exec sleep 30", "name": name})
     resp = await session.get(f"/process/{name}/logs/stream")
@@ -94,7 +94,7 @@ async def stream_dropped(session, mark: str, i: int, name: str) -> None:  # noqa
         assert resp.status == 200
 
 
-async def exec_dropped(session, mark: str, i: int, name: str) -> None:  # noqa: ANN001
+async def exec_dropped(session, mark: str, i: int, name: str) -> None:
     """An NDJSON exec stream the client leaves mid-way: the process runs on, then is killed."""
     resp = await session.post("/process", json={"command": f": {mark}; echo first; exec sleep 30", "name": name}, headers=STREAM)
     assert resp.status == 200

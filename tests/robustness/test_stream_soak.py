@@ -7,6 +7,7 @@ keepalives during the silence, and end cleanly when the process ends."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -55,7 +56,7 @@ class Received:
         return sorted([t for t, _ in self.out] + [t for t, _ in self.err] + self.keepalives)
 
 
-async def read_lines(resp: aiohttp.ClientResponse, on_line) -> float:  # noqa: ANN001
+async def read_lines(resp: aiohttp.ClientResponse, on_line) -> float:
     """Feed each line to `on_line` until a clean end (EOF); when it ended. A line must
     come at least every 40 s (keepalives included): a hung stream fails here."""
     while True:
@@ -159,7 +160,7 @@ async def test_streams_held_open_for_two_minutes_are_never_cut(daemon_factory, t
         check("late log stream", late, started, live_from=FIRST, keepalive=False)
         # The exec stream's keepalives come every 5 s: the longest quiet spell is short.
         arrivals = ndjson.arrivals()
-        assert max(b - a for a, b in zip(arrivals, arrivals[1:])) < 7.0
+        assert max(b - a for a, b in itertools.pairwise(arrivals)) < 7.0
         assert len([t for t in ndjson.keepalives if ndjson.out[FIRST - 1][0] < t < ndjson.out[FIRST][0]]) >= 5
         assert ndjson.result is not None and ndjson.result["status"] == "completed" and ndjson.result["exitCode"] == 0
     finally:

@@ -13,7 +13,7 @@ from tests.conftest import Daemon
 
 
 class Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = b"hello from upstream"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))

@@ -45,7 +45,7 @@ class Terminal:
                 raise AssertionError(f"{pattern!r} not seen in {self.text[-2000:]!r}")
             try:
                 message = await self.ws.receive(timeout=remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if message.type != WSMsgType.TEXT:
                 raise AssertionError(f"socket ended ({message.type}) before {pattern!r}; got {self.text[-2000:]!r}")
