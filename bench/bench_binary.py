@@ -90,7 +90,12 @@ def start_once(argv: list[str], tmpdir: Path, first: str = "", measure_tree: boo
             assert done["stdout"] == "hi\n", done
             result["first"] = time.perf_counter() - t0
         elif first == "mcp":
-            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "processesList", "arguments": {}}}
+            call = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "processesList", "arguments": {}},
+            }
             answer = _post(port, "/mcp", call, MCP_HEADERS)
             assert "result" in answer, answer
             result["first"] = time.perf_counter() - t0
@@ -114,8 +119,9 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
 
 def import_breakdown() -> list[tuple[str, float]]:
     code = "from sandbox_api import outbound; outbound.import_aiohttp(); import sandbox_api.app"  # as cli.main does
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
-                         capture_output=True, text=True, cwd=ROOT).stderr
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=ROOT
+    ).stderr
     top = []
     for line in out.splitlines():
         found = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)

@@ -44,7 +44,9 @@ async def upload_form(session, url: str, total: int) -> None:
     await put(session, url, form)
 
 
-async def upload_parts(session, base: str, target: str, total: int, parallel: int = 2, part_size: int = 64 << 20) -> None:
+async def upload_parts(
+    session, base: str, target: str, total: int, parallel: int = 2, part_size: int = 64 << 20
+) -> None:
     async with session.post(f"{base}/filesystem-multipart/initiate/{target}") as resp:
         upload_id = (await resp.json())["uploadId"]
     numbers = list(range(1, total // part_size + 1))
@@ -96,8 +98,12 @@ async def transfers(report: Report) -> None:
                     seconds = min(seconds, await timed(make()))
                 assert target.stat().st_size == SIZE
                 report.add(
-                    "upload", f"256 MiB {name}", f"{SIZE / seconds / 1e6:.0f} MB/s",
-                    f"raw PUT {SIZE / base_up / 1e6:.0f} MB/s", base_up / seconds, ">= 0.8x",
+                    "upload",
+                    f"256 MiB {name}",
+                    f"{SIZE / seconds / 1e6:.0f} MB/s",
+                    f"raw PUT {SIZE / base_up / 1e6:.0f} MB/s",
+                    base_up / seconds,
+                    ">= 0.8x",
                 )
             # What durability costs: the minimal handler made atomic (temp + fsync + rename).
             atomic, ours = float("inf"), float("inf")
@@ -105,8 +111,11 @@ async def transfers(report: Report) -> None:
                 atomic = min(atomic, await timed(put(session, f"{baseline.url}/atomic/base.bin", body(SIZE))))
                 ours = min(ours, await timed(cases["raw body"]()))
             report.add(
-                "upload", "256 MiB raw body vs an atomic minimal PUT", f"{SIZE / ours / 1e6:.0f} MB/s",
-                f"temp+fsync+rename {SIZE / atomic / 1e6:.0f} MB/s", atomic / ours,
+                "upload",
+                "256 MiB raw body vs an atomic minimal PUT",
+                f"{SIZE / ours / 1e6:.0f} MB/s",
+                f"temp+fsync+rename {SIZE / atomic / 1e6:.0f} MB/s",
+                atomic / ours,
             )
             os.replace(target, daemon.workdir / "base.bin")
             os.link(daemon.workdir / "base.bin", target)
@@ -117,8 +126,12 @@ async def transfers(report: Report) -> None:
                 base_down = min(base_down, await timed(download(session, f"{baseline.url}/file/base.bin")))
                 ours = min(ours, await timed(download(session, f"{daemon.url}/filesystem/{target}", octet)))
             report.add(
-                "download", "256 MiB octet-stream", f"{SIZE / ours / 1e6:.0f} MB/s",
-                f"FileResponse {SIZE / base_down / 1e6:.0f} MB/s", base_down / ours, ">= 0.9x",
+                "download",
+                "256 MiB octet-stream",
+                f"{SIZE / ours / 1e6:.0f} MB/s",
+                f"FileResponse {SIZE / base_down / 1e6:.0f} MB/s",
+                base_down / ours,
+                ">= 0.9x",
             )
         baseline.close()
 
@@ -139,7 +152,9 @@ async def memory(report: Report) -> None:
                     await asyncio.sleep(0.05)
 
             sampler = asyncio.create_task(sample())
-            await put(session, f"{daemon.url}/filesystem/{target}", body(gib), {"Content-Type": "application/octet-stream"})
+            await put(
+                session, f"{daemon.url}/filesystem/{target}", body(gib), {"Content-Type": "application/octet-stream"}
+            )
             up_peak = peak
             got = await download(session, f"{daemon.url}/filesystem/{target}", {"Accept": "application/octet-stream"})
             done.set()
@@ -178,15 +193,28 @@ async def small_files(report: Report, runs: int = 200) -> None:
                 for i in range(runs + 20):  # interleaved; the first 20 are a warm-up
                     path = f"{daemon.workdir}/small-{size}-{i}.txt"
                     name = f"base-{size}-{i}.txt"
-                    await cycle(size, f"{daemon.url}/filesystem/{path}", f"{daemon.url}/filesystem/{path}",
-                                ours if i >= 20 else {"write": [], "read": [], "delete": []})
-                    await cycle(size, f"{baseline.url}/small/{name}", f"{baseline.url}/small/{name}",
-                                theirs if i >= 20 else {"write": [], "read": [], "delete": []})
+                    await cycle(
+                        size,
+                        f"{daemon.url}/filesystem/{path}",
+                        f"{daemon.url}/filesystem/{path}",
+                        ours if i >= 20 else {"write": [], "read": [], "delete": []},
+                    )
+                    await cycle(
+                        size,
+                        f"{baseline.url}/small/{name}",
+                        f"{baseline.url}/small/{name}",
+                        theirs if i >= 20 else {"write": [], "read": [], "delete": []},
+                    )
                 for op in ours:
                     p50, p99 = summarize(ours[op])
                     b50, b99 = summarize(theirs[op])
-                    report.add("smallfile", f"{op} {size} B p50 (p99)", f"{ms(p50)} ({ms(p99)})",
-                               f"minimal aiohttp {ms(b50)} ({ms(b99)})", p50 / b50)
+                    report.add(
+                        "smallfile",
+                        f"{op} {size} B p50 (p99)",
+                        f"{ms(p50)} ({ms(p99)})",
+                        f"minimal aiohttp {ms(b50)} ({ms(b99)})",
+                        p50 / b50,
+                    )
         baseline.close()
 
 

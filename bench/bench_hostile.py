@@ -128,8 +128,13 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-async def measure(report: Report, case: str, daemon: Daemon, load: Callable[[], Awaitable[str]],
-                  prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+async def measure(
+    report: Report,
+    case: str,
+    daemon: Daemon,
+    load: Callable[[], Awaitable[str]],
+    prepare: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """`prepare` runs first; then the idle figure; then `load`, with the probes on; then the after figure."""
     assert daemon.proc is not None
     pid = daemon.proc.pid
@@ -148,7 +153,8 @@ async def measure(report: Report, case: str, daemon: Daemon, load: Callable[[], 
     grown, kept = sampler.peak_rss - idle, after - idle
     ok = grown <= 64 * MIB and kept <= 8 * MIB and prober.latencies and max(prober.latencies) <= 0.05
     report.add(
-        "hostile", case,
+        "hostile",
+        case,
         f"peak +{mb(grown)}, after +{mb(kept)}",
         f"idle {mb(idle)}",
         None,
@@ -260,8 +266,13 @@ async def main(report: Report) -> None:
     with Daemon() as daemon:
         await measure(report, "1,000 stalled log-stream readers", daemon, lambda: stalled_log_readers(daemon))
     with Daemon() as daemon:
-        await measure(report, "GET /process with 1,000 processes", daemon, lambda: many_processes(daemon),
-                      prepare=lambda: start_processes(daemon))
+        await measure(
+            report,
+            "GET /process with 1,000 processes",
+            daemon,
+            lambda: many_processes(daemon),
+            prepare=lambda: start_processes(daemon),
+        )
     with Daemon() as daemon:
         await measure(report, "1 GiB file read as JSON", daemon, lambda: big_json_read(daemon))
     with Daemon() as daemon:

@@ -73,8 +73,15 @@ async def health_throughput(report: Report) -> None:
             _, one_base = await load(f"{baseline.url}/hello", 1, 3.0)
         finally:
             baseline.close()
-    report.add("http", "GET /health, 64 connections", f"{ours:.0f} req/s", f"aiohttp hello {theirs:.0f} req/s",
-               ours / theirs, ">= 0.8x", "one driver core: the client limits both")
+    report.add(
+        "http",
+        "GET /health, 64 connections",
+        f"{ours:.0f} req/s",
+        f"aiohttp hello {theirs:.0f} req/s",
+        ours / theirs,
+        ">= 0.8x",
+        "one driver core: the client limits both",
+    )
     o50, b50 = statistics.median(one), statistics.median(one_base)
     report.add("http", "GET /health p50, 1 connection", ms(o50), f"aiohttp hello {ms(b50)}", o50 / b50, "<= 1.5x")
 
@@ -113,14 +120,34 @@ async def exec_concurrency(report: Report) -> None:
                 rates["asyncio spawn (baseline)"].append(theirs)
                 p50s["sandbox-api POST /process"].append(statistics.median(latencies) * 1000)
                 p50s["asyncio spawn (baseline)"].append(statistics.median(base_latencies) * 1000)
-                report.add("exec", f"echo, {concurrency} concurrent: execs/s", f"{ours:.0f}/s", f"asyncio {theirs:.0f}/s",
-                           ours / theirs, ">= 0.7x" if concurrency == 8 else "",
-                           f"p50 {ms(statistics.median(latencies))}, p99 {ms(percentile(latencies, 99))}")
+                report.add(
+                    "exec",
+                    f"echo, {concurrency} concurrent: execs/s",
+                    f"{ours:.0f}/s",
+                    f"asyncio {theirs:.0f}/s",
+                    ours / theirs,
+                    ">= 0.7x" if concurrency == 8 else "",
+                    f"p50 {ms(statistics.median(latencies))}, p99 {ms(percentile(latencies, 99))}",
+                )
     spawner.close()
-    report.curve("exec_concurrency", "exec of `echo` against concurrency", "concurrent clients", "p50 latency (ms)",
-                 CONCURRENCY, p50s, log_x=True)
-    report.curve("exec_rate", "execs per second against concurrency", "concurrent clients", "execs/s",
-                 CONCURRENCY, rates, log_x=True)
+    report.curve(
+        "exec_concurrency",
+        "exec of `echo` against concurrency",
+        "concurrent clients",
+        "p50 latency (ms)",
+        CONCURRENCY,
+        p50s,
+        log_x=True,
+    )
+    report.curve(
+        "exec_rate",
+        "execs per second against concurrency",
+        "concurrent clients",
+        "execs/s",
+        CONCURRENCY,
+        rates,
+        log_x=True,
+    )
 
 
 def raw_pipe(command: str) -> tuple[float, bytes]:
@@ -144,12 +171,19 @@ async def ndjson_lines(response: aiohttp.ClientResponse):
 async def big_output(report: Report) -> None:
     command = "seq 1 1000000"
     base_seconds, expected = min(raw_pipe(command) for _ in range(3))
-    with Daemon(env={"SHELL": SHELL, "SANDBOX_MAX_IN_MEMORY_LOG_BYTES": str(16 << 20),
-                     "SANDBOX_MAX_LOGS_RESPONSE_BYTES": str(16 << 20)}) as daemon:
+    with Daemon(
+        env={
+            "SHELL": SHELL,
+            "SANDBOX_MAX_IN_MEMORY_LOG_BYTES": str(16 << 20),
+            "SANDBOX_MAX_LOGS_RESPONSE_BYTES": str(16 << 20),
+        }
+    ) as daemon:
         async with aiohttp.ClientSession() as session:
             before = daemon.rss()
             t0 = time.perf_counter()
-            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "big", "waitForCompletion": True}) as r:
+            async with session.post(
+                f"{daemon.url}/process", json={"command": command, "name": "big", "waitForCompletion": True}
+            ) as r:
                 result = await r.json()
             waited = time.perf_counter() - t0
             assert result["stdout"].encode() == expected, "wait: bytes differ"
@@ -160,8 +194,11 @@ async def big_output(report: Report) -> None:
             assert logs["stdout"].encode() == expected, "/logs: bytes differ"
             t0 = time.perf_counter()
             received = []
-            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "big2"},
-                                    headers={"Accept": "text/event-stream"}) as r:
+            async with session.post(
+                f"{daemon.url}/process",
+                json={"command": command, "name": "big2"},
+                headers={"Accept": "text/event-stream"},
+            ) as r:
                 async for line in ndjson_lines(r):  # the final result line holds the output too
                     event = json.loads(line)
                     if event.get("type") == "stdout":
@@ -170,8 +207,15 @@ async def big_output(report: Report) -> None:
             assert "".join(received).encode() == expected, "NDJSON: bytes differ"
             growth = daemon.rss() - before
     for case, seconds in (("waitForCompletion", waited), ("GET /logs", logs_seconds), ("NDJSON stream", streamed)):
-        report.add("bigout", f"seq 1 1000000 (6.9 MB) via {case}", ms(seconds), f"raw pipe {ms(base_seconds)}",
-                   seconds / base_seconds, "bytes identical", "bytes identical")
+        report.add(
+            "bigout",
+            f"seq 1 1000000 (6.9 MB) via {case}",
+            ms(seconds),
+            f"raw pipe {ms(base_seconds)}",
+            seconds / base_seconds,
+            "bytes identical",
+            "bytes identical",
+        )
     report.add("bigout", "RSS growth over the three", mb(growth), "", None, "<= 32 MiB")
 
 
@@ -185,17 +229,31 @@ async def line_size_curve(report: Report) -> None:
                 assert len(out) == STREAM_TOTAL
                 t0 = time.perf_counter()
                 received = 0
-                async with session.post(f"{daemon.url}/process", json={"command": command},
-                                        headers={"Accept": "text/event-stream"}) as r:
+                async with session.post(
+                    f"{daemon.url}/process", json={"command": command}, headers={"Accept": "text/event-stream"}
+                ) as r:
                     async for chunk in r.content.iter_chunked(1 << 20):
                         received += len(chunk)
                 seconds = time.perf_counter() - t0
                 ours.append(STREAM_TOTAL / seconds / 1e6)
                 theirs.append(STREAM_TOTAL / base_seconds / 1e6)
-                report.add("stream", f"64 MiB of {size}-byte lines, NDJSON", f"{ours[-1]:.0f} MB/s",
-                           f"raw pipe {theirs[-1]:.0f} MB/s", base_seconds / seconds, ">= 0.25x")
-    report.curve("stream_line_size", "NDJSON exec stream throughput against line size", "line size (bytes)",
-                 "MB/s of output", LINE_SIZES, {"sandbox-api NDJSON": ours, "raw pipe (baseline)": theirs}, log_x=True)
+                report.add(
+                    "stream",
+                    f"64 MiB of {size}-byte lines, NDJSON",
+                    f"{ours[-1]:.0f} MB/s",
+                    f"raw pipe {theirs[-1]:.0f} MB/s",
+                    base_seconds / seconds,
+                    ">= 0.25x",
+                )
+    report.curve(
+        "stream_line_size",
+        "NDJSON exec stream throughput against line size",
+        "line size (bytes)",
+        "MB/s of output",
+        LINE_SIZES,
+        {"sandbox-api NDJSON": ours, "raw pipe (baseline)": theirs},
+        log_x=True,
+    )
 
 
 async def trickle(report: Report) -> None:
@@ -204,8 +262,11 @@ async def trickle(report: Report) -> None:
     delays: dict[str, list[float]] = {"NDJSON exec stream": [], "/logs/stream": []}
     with Daemon(env={"SHELL": "/bin/bash"}) as daemon:
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{daemon.url}/process", json={"command": command, "name": "t1"},
-                                    headers={"Accept": "text/event-stream"}) as r:
+            async with session.post(
+                f"{daemon.url}/process",
+                json={"command": command, "name": "t1"},
+                headers={"Accept": "text/event-stream"},
+            ) as r:
                 async for line in r.content:
                     event = json.loads(line)
                     if event.get("type") == "stdout":
@@ -223,8 +284,15 @@ async def trickle(report: Report) -> None:
         if not values:
             continue
         d50, d99 = summarize(values)
-        report.add("stream", f"trickle, write to client: {name}", f"p50 {ms(d50)}", "", None, "p50 < 5 ms, p99 < 50 ms",
-                   f"p99 {ms(d99)}")
+        report.add(
+            "stream",
+            f"trickle, write to client: {name}",
+            f"p50 {ms(d50)}",
+            "",
+            None,
+            "p50 < 5 ms, p99 < 50 ms",
+            f"p99 {ms(d99)}",
+        )
 
 
 async def large_listing(report: Report) -> None:
@@ -269,15 +337,20 @@ async def port_detection(report: Report) -> None:
                 # Bound to all addresses: a loopback-only server is not "ready" (README).
                 command = f"exec {sys.executable} -m http.server {port}"
                 t0 = time.perf_counter()
-                async with session.post(f"{daemon.url}/process", json={"command": command, "waitForPorts": [port]}) as r:
+                async with session.post(
+                    f"{daemon.url}/process", json={"command": command, "waitForPorts": [port]}
+                ) as r:
                     result = await r.json()
                 ours.append(time.perf_counter() - t0)
                 async with session.delete(f"{daemon.url}/process/{result['pid']}/kill") as r:
                     await r.read()
                 port = free_port()
                 t0 = time.perf_counter()
-                server = subprocess.Popen([sys.executable, "-m", "http.server", str(port)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                server = subprocess.Popen(
+                    [sys.executable, "-m", "http.server", str(port)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 while True:
                     try:
                         socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -288,8 +361,15 @@ async def port_detection(report: Report) -> None:
                 server.kill()
                 server.wait()
     o, t = statistics.median(ours), statistics.median(theirs)
-    report.add("ports", "waitForPorts: start to ready (http.server)", ms(o), f"connect() polling {ms(t)}", o / t,
-               "p50 <= 300 ms", f"our overhead {ms(o - t)}")
+    report.add(
+        "ports",
+        "waitForPorts: start to ready (http.server)",
+        ms(o),
+        f"connect() polling {ms(t)}",
+        o / t,
+        "p50 <= 300 ms",
+        f"our overhead {ms(o - t)}",
+    )
 
 
 def proc_stat_cpu(pid: int) -> float:
@@ -322,8 +402,11 @@ async def footprint(report: Report) -> None:
         async with aiohttp.ClientSession() as session:
             # 100 processes, ~1 GB of logs between them (10 MiB each).
             async def one(i: int) -> None:
-                body = {"command": "head -c 10485760 /dev/zero | tr '\\0' a | fold -w 1023", "name": f"p{i}",
-                        "waitForCompletion": True}
+                body = {
+                    "command": "head -c 10485760 /dev/zero | tr '\\0' a | fold -w 1023",
+                    "name": f"p{i}",
+                    "waitForCompletion": True,
+                }
                 async with session.post(f"{daemon.url}/process", json=body) as r:
                     assert (await r.json())["status"] == "completed"
 
@@ -331,10 +414,22 @@ async def footprint(report: Report) -> None:
                 await asyncio.gather(*(one(batch * 10 + i) for i in range(10)))
         await asyncio.sleep(3)
         fds1 = len(os.listdir(f"/proc/{pid}/fd"))
-        report.add("footprint", "after 100 processes and 1 GiB of logs: RSS", mb(daemon.rss()),
-                   f"peak {mb(daemon.peak_rss())}", None, "")
-        report.add("footprint", "after: fds, zombies", f"{fds1} fds (idle {fds0}), {zombies_of(pid)} zombies", "", None,
-                   "fds back to idle, 0 zombies")
+        report.add(
+            "footprint",
+            "after 100 processes and 1 GiB of logs: RSS",
+            mb(daemon.rss()),
+            f"peak {mb(daemon.peak_rss())}",
+            None,
+            "",
+        )
+        report.add(
+            "footprint",
+            "after: fds, zombies",
+            f"{fds1} fds (idle {fds0}), {zombies_of(pid)} zombies",
+            "",
+            None,
+            "fds back to idle, 0 zombies",
+        )
 
 
 async def soak(report: Report) -> None:
@@ -357,8 +452,15 @@ async def soak(report: Report) -> None:
             elapsed = time.monotonic() - t0
             gaps = sum(1 for a, b in itertools.pairwise(seen) if b != a + 1)
     intact = seen == list(range(lines))
-    report.add("soak", f"/logs/stream held {seconds} s", f"{elapsed:.0f} s, {len(seen)}/{lines} lines",
-               "", None, "never cut, every line", "intact" if intact else f"BROKEN: {gaps} gaps")
+    report.add(
+        "soak",
+        f"/logs/stream held {seconds} s",
+        f"{elapsed:.0f} s, {len(seen)}/{lines} lines",
+        "",
+        None,
+        "never cut, every line",
+        "intact" if intact else f"BROKEN: {gaps} gaps",
+    )
 
 
 # Lines of 1-200 bytes of mixed 1-4 byte characters, so some cross every 64 KiB boundary.
@@ -373,8 +475,9 @@ COMPLETENESS_SCRIPT = r"""BEGIN {
 
 
 def completeness_expected(seed: int, n: int) -> tuple[bytes, bytes]:
-    out = subprocess.run(["awk", "-v", f"seed={seed}", "-v", f"n={n}", COMPLETENESS_SCRIPT], capture_output=True,
-                         check=True)
+    out = subprocess.run(
+        ["awk", "-v", f"seed={seed}", "-v", f"n={n}", COMPLETENESS_SCRIPT], capture_output=True, check=True
+    )
     return out.stdout, out.stderr
 
 
@@ -406,8 +509,10 @@ async def log_completeness(report: Report) -> None:
                 nonlocal lines
                 command = f"awk -v seed={seed} -v n={n} '{COMPLETENESS_SCRIPT}'"
                 async with gate:
-                    async with session.post(f"{daemon.url}/process",
-                                            json={"command": command, "name": f"c{seed}", "waitForCompletion": True}) as r:
+                    async with session.post(
+                        f"{daemon.url}/process",
+                        json={"command": command, "name": f"c{seed}", "waitForCompletion": True},
+                    ) as r:
                         assert r.status == 200, await r.text()
                     async with session.get(f"{daemon.url}/process/c{seed}/logs") as r:
                         logs = await r.json()
@@ -421,15 +526,23 @@ async def log_completeness(report: Report) -> None:
             await asyncio.gather(*(one(seed, n) for seed, n in jobs))
             seconds = time.perf_counter() - t0
     lost, duplicated, garbled = faults
-    report.add("complete", f"{procs} commands, {lines} lines, stdout+stderr, /logs",
-               f"{lost} lost, {duplicated} dup, {garbled} garbled", "expected output", None, "exactly 0",
-               f"{procs / seconds:.0f} commands/s (8 clients)")
+    report.add(
+        "complete",
+        f"{procs} commands, {lines} lines, stdout+stderr, /logs",
+        f"{lost} lost, {duplicated} dup, {garbled} garbled",
+        "expected output",
+        None,
+        "exactly 0",
+        f"{procs / seconds:.0f} commands/s (8 clients)",
+    )
 
 
 async def stream_reconnect(report: Report) -> None:
     lines = 20000
-    command = f"awk 'BEGIN {{ for (i = 0; i < {lines}; i++) {{ print \"r-\" i \"-€\"; fflush(); " \
-              f"if (i % 200 == 0) system(\"sleep 0.01\") }} }}'"
+    command = (
+        f'awk \'BEGIN {{ for (i = 0; i < {lines}; i++) {{ print "r-" i "-€"; fflush(); '
+        f'if (i % 200 == 0) system("sleep 0.01") }} }}\''
+    )
     with Daemon(env={"SHELL": SHELL}) as daemon:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             async with session.post(f"{daemon.url}/process", json={"command": command, "name": "resume"}) as r:
@@ -446,14 +559,21 @@ async def stream_reconnect(report: Report) -> None:
             async with session.get(f"{daemon.url}/process/resume/logs/stream") as r:
                 async for line in r.content:
                     if line.startswith(b"stdout:"):
-                        seen.append(line.decode()[len("stdout:"):].rstrip("\n"))
+                        seen.append(line.decode()[len("stdout:") :].rstrip("\n"))
             seconds = time.perf_counter() - t0
     expected = [f"r-{i}-€" for i in range(lines)]
     unique = set(seen)
     gaps = sum(1 for line in expected if line not in unique)
     dups = len(seen) - len(unique)
-    report.add("complete", f"log stream dropped after {first} of {lines} lines, reconnected", f"{gaps} gaps, {dups} dup",
-               "", None, "0", f"in order; replay + follow {ms(seconds)}" if seen == expected else "OUT OF ORDER")
+    report.add(
+        "complete",
+        f"log stream dropped after {first} of {lines} lines, reconnected",
+        f"{gaps} gaps, {dups} dup",
+        "",
+        None,
+        "0",
+        f"in order; replay + follow {ms(seconds)}" if seen == expected else "OUT OF ORDER",
+    )
 
 
 PARTS = os.environ.get("BENCH_LOAD_PARTS", "")  # e.g. "big_output,soak" to run only those

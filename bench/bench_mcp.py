@@ -54,10 +54,25 @@ async def mcp_call(report: Report) -> None:
                     http_times.append(t2 - t1)
             m50, m99 = summarize(mcp_times)
             h50, h99 = summarize(http_times)
-            report.add("mcp", f"processExecute echo p50 ({RUNS} runs)", ms(m50), f"POST /process {ms(h50)}", m50 / h50, "<= 1.3x")
+            report.add(
+                "mcp",
+                f"processExecute echo p50 ({RUNS} runs)",
+                ms(m50),
+                f"POST /process {ms(h50)}",
+                m50 / h50,
+                "<= 1.3x",
+            )
             report.add("mcp", "processExecute echo p99", ms(m99), f"POST /process {ms(h99)}", m99 / h99)
             c50 = await official_client_p50(daemon.url)
-            report.add("mcp", "same, official mcp client p50", ms(c50), f"POST /process {ms(h50)}", c50 / h50, "", "client overhead included")
+            report.add(
+                "mcp",
+                "same, official mcp client p50",
+                ms(c50),
+                f"POST /process {ms(h50)}",
+                c50 / h50,
+                "",
+                "client overhead included",
+            )
 
 
 async def official_client_p50(url: str) -> float:
@@ -88,6 +103,7 @@ async def read_frame_containing(ws: aiohttp.ClientWebSocketResponse, needle: str
 
 async def keystrokes(url: str, framed: bool) -> list[float]:
     """Type a key and rub it out again, KEYS times: both come back as echo."""
+
     def frame(text: str) -> str:
         return json.dumps({"type": "input", "data": text}) if framed else text
 

@@ -45,7 +45,10 @@ class DirectSpawner:
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("spawner.py")), SHELL],
             env={**os.environ, "PIN_CPU": pin},
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
 
     def run(self, command: str) -> float:
@@ -125,8 +128,12 @@ async def stream_throughput(report: Report) -> None:
                     peak = max(peak, daemon.rss())
             ndjson_seconds = time.perf_counter() - t0
             report.add(
-                "stream", "256 MiB stdout via NDJSON exec stream", f"{STREAM_BYTES / ndjson_seconds / 1e6:.0f} MB/s",
-                f"raw pipe {STREAM_BYTES / baseline / 1e6:.0f} MB/s", baseline / ndjson_seconds, ">= 0.5x",
+                "stream",
+                "256 MiB stdout via NDJSON exec stream",
+                f"{STREAM_BYTES / ndjson_seconds / 1e6:.0f} MB/s",
+                f"raw pipe {STREAM_BYTES / baseline / 1e6:.0f} MB/s",
+                baseline / ndjson_seconds,
+                ">= 0.5x",
             )
             report.add("stream", "RSS growth during NDJSON stream", mb(peak - rss_before), "", None, "<= 32 MiB")
             # Log stream of a process producing the same output, followed live.
@@ -144,8 +151,12 @@ async def stream_throughput(report: Report) -> None:
             live_seconds = time.perf_counter() - t0
             expected_payload = STREAM_BYTES
             report.add(
-                "stream", "256 MiB stdout via /logs/stream (live)", f"{expected_payload / live_seconds / 1e6:.0f} MB/s",
-                f"raw pipe {STREAM_BYTES / baseline / 1e6:.0f} MB/s", baseline / live_seconds, ">= 0.5x",
+                "stream",
+                "256 MiB stdout via /logs/stream (live)",
+                f"{expected_payload / live_seconds / 1e6:.0f} MB/s",
+                f"raw pipe {STREAM_BYTES / baseline / 1e6:.0f} MB/s",
+                baseline / live_seconds,
+                ">= 0.5x",
                 note=f"{received / 1e6:.0f} MB on the wire",
             )
             report.add("stream", "RSS growth during /logs/stream", mb(peak - base_rss), "", None, "<= 32 MiB")
@@ -157,8 +168,12 @@ async def stream_throughput(report: Report) -> None:
                     pass
             replay = time.perf_counter() - t0
             report.add(
-                "stream", "256 MiB replay via /logs/stream (finished)", f"{expected_payload / replay / 1e6:.0f} MB/s",
-                f"raw pipe {STREAM_BYTES / baseline / 1e6:.0f} MB/s", baseline / replay, ">= 0.5x",
+                "stream",
+                "256 MiB replay via /logs/stream (finished)",
+                f"{expected_payload / replay / 1e6:.0f} MB/s",
+                f"raw pipe {STREAM_BYTES / baseline / 1e6:.0f} MB/s",
+                baseline / replay,
+                ">= 0.5x",
             )
 
 

@@ -20,7 +20,18 @@ from harness import Daemon, Report, ms
 
 CORPUS = sysconfig.get_paths()["stdlib"]
 CONTENT_QUERIES = ["app", "page", "component", "router", "server"]
-FUZZY_QUERIES = ["procserv", "handler", "sandbox api", "test_", "main", "readme", "config", "utils", "init", "http client"]
+FUZZY_QUERIES = [
+    "procserv",
+    "handler",
+    "sandbox api",
+    "test_",
+    "main",
+    "readme",
+    "config",
+    "utils",
+    "init",
+    "http client",
+]
 RUNS = 5
 
 
@@ -52,22 +63,37 @@ async def content(report: Report, session: aiohttp.ClientSession, daemon: Daemon
             for _ in range(RUNS):
                 base.append(rg_alone(rg_argv(rg, query, exclude_dirs=frozenset(DEFAULT_EXCLUDES)), limit))
                 t0 = time.perf_counter()
-                async with session.get(f"{daemon.url}/filesystem-content-search/{CORPUS}", params={"query": query, "maxResults": str(limit)}) as r:
+                async with session.get(
+                    f"{daemon.url}/filesystem-content-search/{CORPUS}",
+                    params={"query": query, "maxResults": str(limit)},
+                ) as r:
                     body = await r.json()
                 ours.append(time.perf_counter() - t0)
                 totals.append(body["total"])
         o, b = statistics.median(ours), statistics.median(base)
         report.add(
-            "content", f"{len(CONTENT_QUERIES)} queries, {label} (median)", ms(o), f"rg alone {ms(b)}", o / b, "<= 1.1x",
+            "content",
+            f"{len(CONTENT_QUERIES)} queries, {label} (median)",
+            ms(o),
+            f"rg alone {ms(b)}",
+            o / b,
+            "<= 1.1x",
             note=f"{min(totals)}-{max(totals)} matches",
         )
 
 
 def fzf_top(query: str) -> tuple[float, list[str]]:
     t0 = time.perf_counter()
-    out = subprocess.run(
-        ["sh", "-c", f"find . -mindepth 1 | cut -b3- | fzf --filter '{query}'"], cwd=CORPUS, capture_output=True, check=False
-    ).stdout.decode().splitlines()
+    out = (
+        subprocess.run(
+            ["sh", "-c", f"find . -mindepth 1 | cut -b3- | fzf --filter '{query}'"],
+            cwd=CORPUS,
+            capture_output=True,
+            check=False,
+        )
+        .stdout.decode()
+        .splitlines()
+    )
     return time.perf_counter() - t0, out[:20]
 
 
@@ -91,8 +117,23 @@ async def fuzzy(report: Report, session: aiohttp.ClientSession, daemon: Daemon) 
         ours_t.append(best_ours)
         base_t.append(best_base)
     o, b = statistics.median(ours_t), statistics.median(base_t)
-    report.add("fuzzy", f"{len(FUZZY_QUERIES)} queries over {CORPUS.rsplit('/', 1)[-1]} (median)", ms(o), f"find|fzf {ms(b)}", o / b, "<= 1.0x")
-    report.add("fuzzy", "top-20 overlap with fzf (mean)", f"{statistics.mean(overlaps):.2f}", "", None, ">= 0.8", note=f"min {min(overlaps):.2f}")
+    report.add(
+        "fuzzy",
+        f"{len(FUZZY_QUERIES)} queries over {CORPUS.rsplit('/', 1)[-1]} (median)",
+        ms(o),
+        f"find|fzf {ms(b)}",
+        o / b,
+        "<= 1.0x",
+    )
+    report.add(
+        "fuzzy",
+        "top-20 overlap with fzf (mean)",
+        f"{statistics.mean(overlaps):.2f}",
+        "",
+        None,
+        ">= 0.8",
+        note=f"min {min(overlaps):.2f}",
+    )
 
 
 async def main(report: Report) -> None:

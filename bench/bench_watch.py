@@ -61,8 +61,19 @@ async def completeness(report: Report, session: aiohttp.ClientSession, daemon: D
     root.mkdir()
     log = daemon.workdir / "inotify.log"
     waiter = subprocess.Popen(
-        ["inotifywait", "-m", "-r", "-q", "-e", "create,modify,delete,moved_to,moved_from", "--format", "%w%f", str(root)],
-        stdout=open(log, "w"), stderr=subprocess.DEVNULL,
+        [
+            "inotifywait",
+            "-m",
+            "-r",
+            "-q",
+            "-e",
+            "create,modify,delete,moved_to,moved_from",
+            "--format",
+            "%w%f",
+            str(root),
+        ],
+        stdout=open(log, "w"),
+        stderr=subprocess.DEVNULL,
     )
     resp = await open_watch(session, f"{daemon.url}/watch/filesystem/{root}/**")
     await asyncio.sleep(1.0)  # inotifywait has no readiness signal
@@ -77,8 +88,12 @@ async def completeness(report: Report, session: aiohttp.ClientSession, daemon: D
     missed = theirs - seen
     created = {str(p) for p in root.rglob("*")}
     report.add(
-        "watch", "burst: 200 mkdir -p + 5,000 writes, paths seen", f"{len(seen & theirs)}/{len(theirs)}",
-        "inotifywait", len(seen & theirs) / max(1, len(theirs)), "1.0",
+        "watch",
+        "burst: 200 mkdir -p + 5,000 writes, paths seen",
+        f"{len(seen & theirs)}/{len(theirs)}",
+        "inotifywait",
+        len(seen & theirs) / max(1, len(theirs)),
+        "1.0",
         note=f"missed {len(missed)}; we saw {len(seen & created)}/{len(created)} of what was made",
     )
 
@@ -103,8 +118,15 @@ async def latency(report: Report, session: aiohttp.ClientSession, daemon: Daemon
         other = daemon.workdir / "latency-inotifywait"
         other.mkdir()
         waiter = await asyncio.create_subprocess_exec(
-            "inotifywait", "-m", "-e", "close_write", "--format", "%f", str(other),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            "inotifywait",
+            "-m",
+            "-e",
+            "close_write",
+            "--format",
+            "%f",
+            str(other),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         assert waiter.stdout is not None and waiter.stderr is not None
         while b"Watches established" not in await waiter.stderr.readline():
@@ -121,8 +143,14 @@ async def latency(report: Report, session: aiohttp.ClientSession, daemon: Daemon
     base50 = ms(percentile(theirs, 50)) if theirs else ""
     base99 = ms(percentile(theirs, 99)) if theirs else ""
     ratio = percentile(delays, 50) / percentile(theirs, 50) if theirs else None
-    report.add("watch", "write-to-event latency p50 (200 writes)", ms(percentile(delays, 50)),
-               f"inotifywait {base50}", ratio, "p50 <= 1.5 ms")
+    report.add(
+        "watch",
+        "write-to-event latency p50 (200 writes)",
+        ms(percentile(delays, 50)),
+        f"inotifywait {base50}",
+        ratio,
+        "p50 <= 1.5 ms",
+    )
     report.add("watch", "write-to-event latency p99", ms(percentile(delays, 99)), f"inotifywait {base99}")
 
 

@@ -105,7 +105,8 @@ class BaselineServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("baseline_server.py")), str(self.port), str(directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         if os.environ.get("BENCH_PIN", "1") == "1":
             pin(self.proc.pid, 0)
@@ -157,14 +158,40 @@ class Report:
     rows: list[dict] = field(default_factory=list)
     curves: list[dict] = field(default_factory=list)
 
-    def curve(self, name: str, title: str, xlabel: str, ylabel: str, x: list[float], series: dict[str, list[float]],
-              log_x: bool = False) -> None:
+    def curve(
+        self,
+        name: str,
+        title: str,
+        xlabel: str,
+        ylabel: str,
+        x: list[float],
+        series: dict[str, list[float]],
+        log_x: bool = False,
+    ) -> None:
         """A plot for results.md (bench/<name>.png): one line per series."""
-        self.curves.append({"name": name, "title": title, "xlabel": xlabel, "ylabel": ylabel, "x": x,
-                            "series": series, "log_x": log_x})
+        self.curves.append(
+            {"name": name, "title": title, "xlabel": xlabel, "ylabel": ylabel, "x": x, "series": series, "log_x": log_x}
+        )
 
-    def add(self, bench: str, case: str, value: str, baseline: str = "", ratio: float | None = None, target: str = "", note: str = "") -> None:
-        row = {"bench": bench, "case": case, "value": value, "baseline": baseline, "ratio": ratio, "target": target, "note": note}
+    def add(
+        self,
+        bench: str,
+        case: str,
+        value: str,
+        baseline: str = "",
+        ratio: float | None = None,
+        target: str = "",
+        note: str = "",
+    ) -> None:
+        row = {
+            "bench": bench,
+            "case": case,
+            "value": value,
+            "baseline": baseline,
+            "ratio": ratio,
+            "target": target,
+            "note": note,
+        }
         self.rows.append(row)
         ratio_text = f"{ratio:.2f}x" if ratio is not None else ""
         print(f"{bench:<10} {case:<44} {value:<28} {baseline:<28} {ratio_text:<8} {target} {note}", flush=True)

@@ -99,8 +99,14 @@ def build_app(settings: Settings) -> web.Application:
     def mcp_tools() -> Any:  # on the first /mcp request: the tools module is not needed before
         from .mcp.tools import Tools
 
-        return Tools(settings, app[SUPERVISOR], app[filesystem_routes.FILES], app[search_routes.CONTENT_SEARCH],
-                     app[codegen_routes.CODEGEN], codegen_enabled)
+        return Tools(
+            settings,
+            app[SUPERVISOR],
+            app[filesystem_routes.FILES],
+            app[search_routes.CONTENT_SEARCH],
+            app[codegen_routes.CODEGEN],
+            codegen_enabled,
+        )
 
     app[mcp_transport.MCP] = mcp_transport.McpEndpoint(mcp_tools)
     app.on_response_prepare.append(make_on_prepare(settings.enable_processing_time))

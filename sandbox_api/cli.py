@@ -25,12 +25,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-p", "--port", "-port", type=int, default=None, help="port to listen on (default 8080)")
     p.add_argument("--host", "-host", default=None, help="address to listen on (default 0.0.0.0)")
     p.add_argument("-c", "--command", "-command", default=None, help="a command to start in the background at start-up")
-    p.add_argument("--token", "-token", default=None, help="require this bearer token on every route but /health (env SANDBOX_API_TOKEN)")
-    p.add_argument("--token-file", "-token-file", default=None,
-                   help="read the token from this file (env SANDBOX_API_TOKEN_FILE); keeps it off the command line")
+    p.add_argument(
+        "--token",
+        "-token",
+        default=None,
+        help="require this bearer token on every route but /health (env SANDBOX_API_TOKEN)",
+    )
+    p.add_argument(
+        "--token-file",
+        "-token-file",
+        default=None,
+        help="read the token from this file (env SANDBOX_API_TOKEN_FILE); keeps it off the command line",
+    )
     p.add_argument("--state-dir", default=None, help="where process records and logs live (env SANDBOX_STATE_DIR)")
-    p.add_argument("--user", "-user", default=None,
-                   help="run processes and write files as this user: name, uid, name:group or uid:gid (env BL_SANDBOX_USER)")
+    p.add_argument(
+        "--user",
+        "-user",
+        default=None,
+        help="run processes and write files as this user: name, uid, name:group or uid:gid (env BL_SANDBOX_USER)",
+    )
     p.add_argument("--disable-telemetry", "-disable-telemetry", action="store_true", help="accepted for compatibility")
     p.add_argument("--version", "-version", action="store_true", help="print the version and exit")
     p.add_argument("--build-info", action="store_true", help="print how this program was built (JSON) and exit")

@@ -97,7 +97,10 @@ def start_process(port: int) -> int:
         print(f"sandbox-api: cannot reach the daemon on port {port}: {e}", file=sys.stderr)
         return 1
     if status != 200:
-        print(f"sandbox-api: starting {body['name']!r} failed: HTTP {status} {reply.decode(errors='replace')}", file=sys.stderr)
+        print(
+            f"sandbox-api: starting {body['name']!r} failed: HTTP {status} {reply.decode(errors='replace')}",
+            file=sys.stderr,
+        )
         return 1
     process = json.loads(reply)
     print(f"sandbox-api: started {process.get('name')!r} (pid {process.get('pid')}): {body['command']}")

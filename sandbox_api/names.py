@@ -41,4 +41,3 @@ def display(text: str) -> str:
     if text.isascii():
         return text
     return utf8(text).decode("utf-8")
-

@@ -191,8 +191,18 @@ SCHEMAS: dict[str, Schema] = {
             "lastUpgrade": ref("UpgradeStatus"),
         },
         required=(
-            "status", "version", "gitCommit", "buildTime", "goVersion", "os", "arch",
-            "uptime", "uptimeSeconds", "upgradeCount", "startedAt", "lastUpgrade",
+            "status",
+            "version",
+            "gitCommit",
+            "buildTime",
+            "goVersion",
+            "os",
+            "arch",
+            "uptime",
+            "uptimeSeconds",
+            "upgradeCount",
+            "startedAt",
+            "lastUpgrade",
         ),
     ),
     "UpgradeRequest": obj(
@@ -242,7 +252,7 @@ SCHEMAS: dict[str, Schema] = {
             "command": string(),
             "status": string(enum=["running", "completed", "failed", "stopped", "killed"]),
             "startedAt": string("RFC 1123: `Mon, 02 Jan 2006 15:04:05 GMT`."),
-            "completedAt": nullable(string("`\"\"` while running (`null` in the list).")),
+            "completedAt": nullable(string('`""` while running (`null` in the list).')),
             "exitCode": integer(),
             "workingDir": string(),
             "logs": nullable(string("stdout then stderr; `null` on a start without output yet.")),
@@ -255,11 +265,26 @@ SCHEMAS: dict[str, Schema] = {
             "stdin": boolean(),
         },
         required=(
-            "pid", "name", "command", "status", "startedAt", "completedAt", "exitCode", "workingDir",
-            "logs", "stdout", "stderr", "restartOnFailure", "maxRestarts", "restartCount", "keepAlive",
+            "pid",
+            "name",
+            "command",
+            "status",
+            "startedAt",
+            "completedAt",
+            "exitCode",
+            "workingDir",
+            "logs",
+            "stdout",
+            "stderr",
+            "restartOnFailure",
+            "maxRestarts",
+            "restartCount",
+            "keepAlive",
         ),
     ),
-    "ProcessLogs": obj({"stdout": string(), "stderr": string(), "logs": string()}, required=("stdout", "stderr", "logs")),
+    "ProcessLogs": obj(
+        {"stdout": string(), "stderr": string(), "logs": string()}, required=("stdout", "stderr", "logs")
+    ),
     "ProcessEvent": obj(
         {
             "type": string(enum=["stdout", "stderr", "keepalive", "result", "error"]),
@@ -268,9 +293,7 @@ SCHEMAS: dict[str, Schema] = {
         required=("type",),
         description="One line of the NDJSON stream of `POST /process` with `Accept: text/event-stream`.",
     ),
-    "StdinResponse": obj(
-        {"path": string(), "message": string(), "bytes": integer()}, required=("message", "bytes")
-    ),
+    "StdinResponse": obj({"path": string(), "message": string(), "bytes": integer()}, required=("message", "bytes")),
     # --- filesystem
     "File": obj(
         {
@@ -287,9 +310,7 @@ SCHEMAS: dict[str, Schema] = {
     "FileWithContent": {
         "allOf": [ref("File"), obj({"content": string("UTF-8; invalid bytes become U+FFFD.")}, required=("content",))]
     },
-    "TreeFile": {
-        "allOf": [ref("File"), obj({"content": string("With `content=true`, for regular files.")})]
-    },
+    "TreeFile": {"allOf": [ref("File"), obj({"content": string("With `content=true`, for regular files.")})]},
     "Subdirectory": obj({"path": string(), "name": string()}, required=("path", "name")),
     "Directory": obj(
         {
@@ -312,9 +333,7 @@ SCHEMAS: dict[str, Schema] = {
         {"file": BINARY, "permissions": string("Octal mode (`0644`).", pattern="^[0-7]+$")},
         required=("file",),
     ),
-    "TreeRequest": obj(
-        {"files": obj({}, additionalProperties=string(), description="Relative path -> content.")}
-    ),
+    "TreeRequest": obj({"files": obj({}, additionalProperties=string(), description="Relative path -> content.")}),
     "CopyRequest": obj(
         {
             "source": string(minLength=1),
@@ -340,7 +359,9 @@ SCHEMAS: dict[str, Schema] = {
     "MultipartCompleteRequest": obj(
         {
             "parts": array(
-                obj({"partNumber": integer(minimum=1, maximum=10000), "etag": string()}, required=("partNumber", "etag")),
+                obj(
+                    {"partNumber": integer(minimum=1, maximum=10000), "etag": string()}, required=("partNumber", "etag")
+                ),
                 "The parts to assemble, in any order; each etag must match.",
             )
         },
@@ -414,7 +435,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "PortsResponse": obj({"pid": integer(), "ports": array(ref("Port"))}, required=("pid", "ports")),
     "PortMonitorRequest": obj(
-        {"callback": string("`POST callback {\"pid\", \"port\"}` for each new local port of the tree.")}
+        {"callback": string('`POST callback {"pid", "port"}` for each new local port of the tree.')}
     ),
     "TunnelConfigRequest": obj(
         {
@@ -471,7 +492,10 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "DriveListResponse": obj({"mounts": array(ref("DriveMountInfo"))}, required=("mounts",)),
     "DriveMountResponse": {
-        "allOf": [ref("DriveMountInfo"), obj({"success": boolean(), "message": string()}, required=("success", "message"))]
+        "allOf": [
+            ref("DriveMountInfo"),
+            obj({"success": boolean(), "message": string()}, required=("success", "message")),
+        ]
     },
     "DriveUnmountResponse": obj(
         {"success": boolean(), "message": string(), "mountPath": string()}, required=("success", "message", "mountPath")
@@ -513,8 +537,10 @@ def _system() -> dict[str, Schema]:
             "post": op(
                 "system",
                 "Upgrade the daemon in place",
-                {**ok(ref("UpgradeResponse"), "Started; `/health`'s `lastUpgrade` tells how it ends."),
-                 **errors({409: "An upgrade is already running."})},
+                {
+                    **ok(ref("UpgradeResponse"), "Started; `/health`'s `lastUpgrade` tells how it ends."),
+                    **errors({409: "An upgrade is already running."}),
+                },
                 description="Downloads (or copies `path`), validates and re-execs the static binary; managed "
                 "processes keep running. A missing or invalid body means the defaults.",
                 body=json_body(ref("UpgradeRequest"), required=False),
@@ -524,9 +550,15 @@ def _system() -> dict[str, Schema]:
             "post": op(
                 "system",
                 "Apply the metadata document's environment",
-                {**ok(ref("EnvironmentReloadResponse")),
-                 **errors({404: "No metadata document (`BL_METADATA_PATH`).",
-                           500: "The metadata document is unreadable or not `{generation, environment}`."})},
+                {
+                    **ok(ref("EnvironmentReloadResponse")),
+                    **errors(
+                        {
+                            404: "No metadata document (`BL_METADATA_PATH`).",
+                            500: "The metadata document is unreadable or not `{generation, environment}`.",
+                        }
+                    ),
+                },
                 description="For processes started afterwards.",
             )
         },
@@ -561,20 +593,26 @@ def _process() -> dict[str, Schema]:
                         "The process (once over with `waitForCompletion`). With `Accept: text/event-stream`, an "
                         "NDJSON stream of `stdout`/`stderr`/`keepalive` events ending with a `result` (or `error`).",
                     ),
-                    **errors({
-                        400: f"{BAD_BODY} Also: a running process has this name; keepAlive is disabled; an "
-                        "invalid environment variable name; a NUL byte in the command or working directory.",
-                        422: "The command could not start (working directory missing...), or `timeout` ran out "
-                        "(the process keeps running).",
-                    }),
+                    **errors(
+                        {
+                            400: f"{BAD_BODY} Also: a running process has this name; keepAlive is disabled; an "
+                            "invalid environment variable name; a NUL byte in the command or working directory.",
+                            422: "The command could not start (working directory missing...), or `timeout` ran out "
+                            "(the process keeps running).",
+                        }
+                    ),
                 },
                 body=json_body(ref("ProcessRequest")),
             ),
             "get": op("process", "List processes", ok(array(ref("ProcessResponse")))),
         },
         "/process/{identifier}": {
-            "get": op("process", "Get a process", {**ok(ref("ProcessResponse")), **errors(PROCESS_404)},
-                      parameters=(PROCESS_ID,)),
+            "get": op(
+                "process",
+                "Get a process",
+                {**ok(ref("ProcessResponse")), **errors(PROCESS_404)},
+                parameters=(PROCESS_ID,),
+            ),
             "delete": op(
                 "process",
                 "Stop a process",
@@ -584,8 +622,12 @@ def _process() -> dict[str, Schema]:
             ),
         },
         "/process/{identifier}/logs": {
-            "get": op("process", "Get a process's output", {**ok(ref("ProcessLogs")), **errors(PROCESS_404)},
-                      parameters=(PROCESS_ID,)),
+            "get": op(
+                "process",
+                "Get a process's output",
+                {**ok(ref("ProcessLogs")), **errors(PROCESS_404)},
+                parameters=(PROCESS_ID,),
+            ),
         },
         "/process/{identifier}/logs/stream": {
             "get": op(
@@ -600,8 +642,10 @@ def _process() -> dict[str, Schema]:
             "get": op(
                 "process",
                 "Wait for a process to end",
-                {**ok(ref("ProcessResponse"), "The process, over or still running when the timeout ran out."),
-                 **errors({400: "Invalid timeout.", **PROCESS_404})},
+                {
+                    **ok(ref("ProcessResponse"), "The process, over or still running when the timeout ran out."),
+                    **errors({400: "Invalid timeout.", **PROCESS_404}),
+                },
                 parameters=(
                     PROCESS_ID,
                     query("timeout", number(minimum=0, maximum=3600), "Seconds to wait at most (default 60)."),
@@ -621,9 +665,15 @@ def _process() -> dict[str, Schema]:
             "post": op(
                 "process",
                 "Write to a process's stdin",
-                {**ok(ref("StdinResponse")),
-                 **errors({**PROCESS_404, 409: "The process was not started with `stdin: true`, is over, or its "
-                           "stdin is closed."})},
+                {
+                    **ok(ref("StdinResponse")),
+                    **errors(
+                        {
+                            **PROCESS_404,
+                            409: "The process was not started with `stdin: true`, is over, or its stdin is closed.",
+                        }
+                    ),
+                },
                 parameters=(PROCESS_ID,),
                 body={"required": True, "content": {"application/octet-stream": {"schema": BINARY}}},
             ),
@@ -666,23 +716,28 @@ def _filesystem() -> dict[str, Schema]:
                     ),
                     "206": {"description": "The requested range.", "content": {"*/*": {"schema": BINARY}}},
                     "304": {"description": "Not modified since `If-Modified-Since`."},
-                    **errors({
-                        **path_errors,
-                        404: "No such file or directory.",
-                        400: "Invalid path (a NUL byte, `~` without a home directory...), or a name too long.",
-                        416: "The range starts past the end of the file, or is an empty suffix (`bytes=-0`).",
-                        422: "The file cannot be read: permission denied, a symlink loop, or not a regular file "
-                        "(a device, FIFO or socket is not read as JSON content; its download is as before).",
-                        500: "stat failed for another reason than a missing file (not a directory, permission "
-                        "denied...): the original's status.",
-                    }),
+                    **errors(
+                        {
+                            **path_errors,
+                            404: "No such file or directory.",
+                            400: "Invalid path (a NUL byte, `~` without a home directory...), or a name too long.",
+                            416: "The range starts past the end of the file, or is an empty suffix (`bytes=-0`).",
+                            422: "The file cannot be read: permission denied, a symlink loop, or not a regular file "
+                            "(a device, FIFO or socket is not read as JSON content; its download is as before).",
+                            500: "stat failed for another reason than a missing file (not a directory, permission "
+                            "denied...): the original's status.",
+                        }
+                    ),
                 },
                 parameters=(
                     FILE_PATH,
                     query("download", boolean(), "Raw bytes rather than JSON."),
                     header("Range", "Raw bytes only: one `bytes=a-b` range."),
-                    header("If-Range", "Raw bytes only: the Range applies only if this is the file's Last-Modified "
-                           "date; anything else (an ETag, garbage) gets the whole file."),
+                    header(
+                        "If-Range",
+                        "Raw bytes only: the Range applies only if this is the file's Last-Modified "
+                        "date; anything else (an ETag, garbage) gets the whole file.",
+                    ),
                     header("If-Modified-Since", "Raw bytes only: 304 when the file is not newer."),
                 ),
             ),
@@ -691,13 +746,15 @@ def _filesystem() -> dict[str, Schema]:
                 "Write a file or make a directory",
                 {
                     **ok(ref("SuccessResponse")),
-                    **errors({
-                        400: f"{BAD_BODY} Also: invalid permissions, a multipart form without `file`.",
-                        413: "The body is over `SANDBOX_MAX_UPLOAD_BYTES`.",
-                        422: "The file cannot be written (a directory is in the way, permission denied, the path "
-                        "is a device, FIFO or socket, which is never replaced...).",
-                        507: "The disk is full; the old file is left as it was.",
-                    }),
+                    **errors(
+                        {
+                            400: f"{BAD_BODY} Also: invalid permissions, a multipart form without `file`.",
+                            413: "The body is over `SANDBOX_MAX_UPLOAD_BYTES`.",
+                            422: "The file cannot be written (a directory is in the way, permission denied, the path "
+                            "is a device, FIFO or socket, which is never replaced...).",
+                            507: "The disk is full; the old file is left as it was.",
+                        }
+                    ),
                 },
                 description="Atomic: readers see the old file or the new one. JSON (`content`, or `isDirectory`), "
                 "a multipart form (`file`, `permissions`) or raw bytes (`?permissions=`).",
@@ -714,9 +771,16 @@ def _filesystem() -> dict[str, Schema]:
             "delete": op(
                 "filesystem",
                 "Delete a file or directory",
-                {**ok(ref("SuccessResponse")),
-                 **errors({**path_errors, 404: "No such file or directory.",
-                           422: "The directory is not empty (without `recursive`), or permission denied."})},
+                {
+                    **ok(ref("SuccessResponse")),
+                    **errors(
+                        {
+                            **path_errors,
+                            404: "No such file or directory.",
+                            422: "The directory is not empty (without `recursive`), or permission denied.",
+                        }
+                    ),
+                },
                 parameters=(FILE_PATH, RECURSIVE),
             ),
         },
@@ -724,28 +788,48 @@ def _filesystem() -> dict[str, Schema]:
             "get": op(
                 "filesystem",
                 "A directory tree",
-                {**ok(ref("Directory")),
-                 **errors({400: "Not a directory.", 404: "No such directory.",
-                           422: "Over `maxFiles` or `maxBytes` (nothing partial), or unreadable."})},
+                {
+                    **ok(ref("Directory")),
+                    **errors(
+                        {
+                            400: "Not a directory.",
+                            404: "No such directory.",
+                            422: "Over `maxFiles` or `maxBytes` (nothing partial), or unreadable.",
+                        }
+                    ),
+                },
                 description="The path is always absolute here (`/filesystem/tree/tmp/x` is `/tmp/x`).",
                 parameters=(FILE_PATH, *tree_params),
             ),
             "put": op(
                 "filesystem",
                 "Write many files at once",
-                {**ok(ref("Directory"), "The directory, listed after the writes."),
-                 **errors({400: f"{BAD_BODY} Also: a key with a `..` component, or naming the root.",
-                           422: "A file cannot be written (what this request created is removed).",
-                           507: "The disk is full (what this request created is removed)."})},
+                {
+                    **ok(ref("Directory"), "The directory, listed after the writes."),
+                    **errors(
+                        {
+                            400: f"{BAD_BODY} Also: a key with a `..` component, or naming the root.",
+                            422: "A file cannot be written (what this request created is removed).",
+                            507: "The disk is full (what this request created is removed).",
+                        }
+                    ),
+                },
                 parameters=(FILE_PATH,),
                 body=json_body(ref("TreeRequest")),
             ),
             "delete": op(
                 "filesystem",
                 "Delete a directory",
-                {**ok(ref("SuccessResponse")),
-                 **errors({400: "Invalid path.", 404: "No such directory.",
-                           422: "Missing, not a directory, not empty (without `recursive`), or permission denied."})},
+                {
+                    **ok(ref("SuccessResponse")),
+                    **errors(
+                        {
+                            400: "Invalid path.",
+                            404: "No such directory.",
+                            422: "Missing, not a directory, not empty (without `recursive`), or permission denied.",
+                        }
+                    ),
+                },
                 parameters=(FILE_PATH, RECURSIVE),
             ),
         },
@@ -753,12 +837,18 @@ def _filesystem() -> dict[str, Schema]:
             "post": op(
                 "filesystem",
                 "Copy a file or directory",
-                {**ok(ref("CopyResponse")),
-                 **errors({400: f"{BAD_BODY} Also: a copy onto or into itself.",
-                           404: "No such source.",
-                           409: "The target exists and `noOverwrite` is set (`code: FILE_ALREADY_EXISTS`).",
-                           422: "The copy failed; the source is a device, FIFO or socket; the target is one.",
-                           507: "The disk is full."})},
+                {
+                    **ok(ref("CopyResponse")),
+                    **errors(
+                        {
+                            400: f"{BAD_BODY} Also: a copy onto or into itself.",
+                            404: "No such source.",
+                            409: "The target exists and `noOverwrite` is set (`code: FILE_ALREADY_EXISTS`).",
+                            422: "The copy failed; the source is a device, FIFO or socket; the target is one.",
+                            507: "The disk is full.",
+                        }
+                    ),
+                },
                 description="`cp -r` semantics; paths are relative to WORKDIR unless absolute.",
                 body=json_body(ref("CopyRequest")),
             ),
@@ -775,9 +865,15 @@ def _multipart() -> dict[str, Schema]:
             "post": op(
                 "multipart",
                 "Start an upload to a path",
-                {**ok(ref("MultipartInitiateResponse")),
-                 **errors({400: "Invalid path or permissions.",
-                           500: "The session cannot be created (`failed to initiate upload: ...`)."})},
+                {
+                    **ok(ref("MultipartInitiateResponse")),
+                    **errors(
+                        {
+                            400: "Invalid path or permissions.",
+                            500: "The session cannot be created (`failed to initiate upload: ...`).",
+                        }
+                    ),
+                },
                 description="A missing or broken body means the default mode (0644).",
                 parameters=(FILE_PATH,),
                 body=json_body(ref("MultipartInitiateRequest"), required=False),
@@ -787,10 +883,17 @@ def _multipart() -> dict[str, Schema]:
             "put": op(
                 "multipart",
                 "Upload a part",
-                {**ok(ref("MultipartPartResponse")),
-                 **errors({400: "Missing or invalid partNumber (1..10000), or no `file` field.",
-                           404: "No such upload.", 413: "The part is over `SANDBOX_MAX_UPLOAD_BYTES`.",
-                           500: "The part cannot be stored (`failed to upload part: ...`)."})},
+                {
+                    **ok(ref("MultipartPartResponse")),
+                    **errors(
+                        {
+                            400: "Missing or invalid partNumber (1..10000), or no `file` field.",
+                            404: "No such upload.",
+                            413: "The part is over `SANDBOX_MAX_UPLOAD_BYTES`.",
+                            500: "The part cannot be stored (`failed to upload part: ...`).",
+                        }
+                    ),
+                },
                 description="Parts may come in any order and in parallel; sending a number again replaces it.",
                 parameters=(UPLOAD_ID, query("partNumber", integer(minimum=1, maximum=10000), required=True)),
                 body={"required": True, "content": {"multipart/form-data": {"schema": ref("PartUpload")}}},
@@ -800,23 +903,36 @@ def _multipart() -> dict[str, Schema]:
             "post": op(
                 "multipart",
                 "Assemble the parts into the file",
-                {**ok(ref("SuccessResponse")),
-                 **errors({400: f"{BAD_BODY} Also: no parts, a part listed twice, a part missing, an etag mismatch.",
-                           404: "No such upload.",
-                           422: "The destination is a directory, device, FIFO or socket (left as it is).",
-                           500: "The final file cannot be created (`failed to complete upload: ...`)."})},
+                {
+                    **ok(ref("SuccessResponse")),
+                    **errors(
+                        {
+                            400: f"{BAD_BODY} Also: no parts, a part listed twice, a part missing, an etag mismatch.",
+                            404: "No such upload.",
+                            422: "The destination is a directory, device, FIFO or socket (left as it is).",
+                            500: "The final file cannot be created (`failed to complete upload: ...`).",
+                        }
+                    ),
+                },
                 parameters=(UPLOAD_ID,),
                 body=json_body(ref("MultipartCompleteRequest")),
             ),
         },
         "/filesystem-multipart/{uploadId}/abort": {
-            "delete": op("multipart", "Abort an upload", {**ok(ref("SuccessResponse")), **errors({404: "No such upload."})},
-                         parameters=(UPLOAD_ID,)),
+            "delete": op(
+                "multipart",
+                "Abort an upload",
+                {**ok(ref("SuccessResponse")), **errors({404: "No such upload."})},
+                parameters=(UPLOAD_ID,),
+            ),
         },
         "/filesystem-multipart/{uploadId}/parts": {
-            "get": op("multipart", "List an upload's parts",
-                      {**ok(ref("MultipartListPartsResponse")), **errors({404: "No such upload."})},
-                      parameters=(UPLOAD_ID,)),
+            "get": op(
+                "multipart",
+                "List an upload's parts",
+                {**ok(ref("MultipartListPartsResponse")), **errors({404: "No such upload."})},
+                parameters=(UPLOAD_ID,),
+            ),
         },
     }
 
@@ -836,7 +952,9 @@ def _search() -> dict[str, Schema]:
                     FILE_PATH,
                     query("type", string(enum=["file", "directory"]), "Default `file`."),
                     query("patterns", string(), "Comma-separated name globs (`*.py,*.md`)."),
-                    max_results, exclude_dirs, exclude_hidden,
+                    max_results,
+                    exclude_dirs,
+                    exclude_hidden,
                 ),
             ),
         },
@@ -844,8 +962,10 @@ def _search() -> dict[str, Schema]:
             "get": op(
                 "search",
                 "Fuzzy search of paths",
-                {**ok(ref("FuzzySearchResponse")),
-                 **errors({400: "Invalid parameter, or no query.", 404: "No such directory."})},
+                {
+                    **ok(ref("FuzzySearchResponse")),
+                    **errors({400: "Invalid parameter, or no query.", 404: "No such directory."}),
+                },
                 description="Ranked like fzf; space-separated terms must all match, smart case. Without `query` "
                 "the path is the pattern (the original's quirk).",
                 parameters=(FILE_PATH, query("query", string()), max_results, exclude_dirs, exclude_hidden),
@@ -857,17 +977,24 @@ def _search() -> dict[str, Schema]:
                 "Search file contents (ripgrep)",
                 {
                     **ok(ref("ContentSearchResponse")),
-                    **errors({
-                        400: "No query, an invalid parameter or regular expression, or no such directory.",
-                        422: "The directory cannot be read.",
-                        500: "ripgrep failed (`content search failed: ...`).",
-                        501: "ripgrep is not installed.",
-                    }),
+                    **errors(
+                        {
+                            400: "No query, an invalid parameter or regular expression, or no such directory.",
+                            422: "The directory cannot be read.",
+                            500: "ripgrep failed (`content search failed: ...`).",
+                            501: "ripgrep is not installed.",
+                        }
+                    ),
                 },
                 description="`.gitignore` is honoured and binary files are skipped.",
                 parameters=(
                     FILE_PATH,
-                    query("query", string(minLength=1), "Literal text, or a regular expression with `regex`.", required=True),
+                    query(
+                        "query",
+                        string(minLength=1),
+                        "Literal text, or a regular expression with `regex`.",
+                        required=True,
+                    ),
                     query("caseSensitive", boolean()),
                     query("regex", boolean()),
                     query("contextLines", integer(minimum=0), "Lines around each match (at most 20)."),
@@ -887,7 +1014,9 @@ def _search() -> dict[str, Schema]:
                         "A stream: `[keepalive]` once the watch is armed, then a JSON `WatchEvent` per line, "
                         "`[keepalive]` every 30 s. It ends when the client leaves.",
                     ),
-                    **errors({400: "Invalid path.", 404: "No such directory.", 422: "The directory cannot be watched."}),
+                    **errors(
+                        {400: "Invalid path.", 404: "No such directory.", 422: "The directory cannot be watched."}
+                    ),
                 },
                 description="End the path with `/**` to watch every level below it.",
                 parameters=(FILE_PATH, query("ignore", string(), "Comma-separated substrings of paths to leave out.")),
@@ -901,9 +1030,12 @@ def _network() -> dict[str, Schema]:
     tools_missing = "The `wg`/`ip` programs are not installed."
     return {
         "/network/process/{pid}/ports": {
-            "get": op("network", "Sockets of a process tree",
-                      {**ok(ref("PortsResponse")), **errors(bad_pid)},
-                      parameters=(PID,)),
+            "get": op(
+                "network",
+                "Sockets of a process tree",
+                {**ok(ref("PortsResponse")), **errors(bad_pid)},
+                parameters=(PID,),
+            ),
         },
         "/network/process/{pid}/monitor": {
             "post": op(
@@ -913,18 +1045,28 @@ def _network() -> dict[str, Schema]:
                 parameters=(PID,),
                 body=json_body(ref("PortMonitorRequest")),
             ),
-            "delete": op("network", "Stop the port callbacks of a process",
-                         {**ok(ref("SuccessResponse")), **errors(bad_pid)}, parameters=(PID,)),
+            "delete": op(
+                "network",
+                "Stop the port callbacks of a process",
+                {**ok(ref("SuccessResponse")), **errors(bad_pid)},
+                parameters=(PID,),
+            ),
         },
         "/network/tunnel/config": {
             "put": op(
                 "network",
                 "Bring up the WireGuard tunnel",
-                {**ok(ref("SuccessResponse")),
-                 **errors({400: f"{BAD_BODY} `config` is required.",
-                           422: "Invalid configuration (`invalid tunnel config: ...`).",
-                           500: "A step failed (`failed to apply tunnel config: ...`).",
-                           501: tools_missing})},
+                {
+                    **ok(ref("SuccessResponse")),
+                    **errors(
+                        {
+                            400: f"{BAD_BODY} `config` is required.",
+                            422: "Invalid configuration (`invalid tunnel config: ...`).",
+                            500: "A step failed (`failed to apply tunnel config: ...`).",
+                            501: tools_missing,
+                        }
+                    ),
+                },
                 description="Replaces the running tunnel, if any. The configuration holds keys: there is no GET.",
                 body=json_body(ref("TunnelConfigRequest")),
             ),
@@ -933,8 +1075,10 @@ def _network() -> dict[str, Schema]:
             "delete": op(
                 "network",
                 "Take the WireGuard tunnel down",
-                {**ok(ref("SuccessResponse")),
-                 **errors({400: "No WireGuard client is running.", 500: "Teardown failed.", 501: tools_missing})},
+                {
+                    **ok(ref("SuccessResponse")),
+                    **errors({400: "No WireGuard client is running.", 500: "Teardown failed.", 501: tools_missing}),
+                },
             ),
         },
     }
@@ -947,8 +1091,10 @@ def _codegen() -> dict[str, Schema]:
             "put": op(
                 "codegen",
                 "Merge an edit snippet into a file",
-                {**ok(ref("ApplyEditResponse")),
-                 **errors({400: f"{not_configured} {BAD_BODY}", 422: "The provider failed."})},
+                {
+                    **ok(ref("ApplyEditResponse")),
+                    **errors({400: f"{not_configured} {BAD_BODY}", 422: "The provider failed."}),
+                },
                 description="A model (Relace, else Morph) merges the edit; the file (created if missing) is "
                 "written atomically.",
                 parameters=(FILE_PATH,),
@@ -959,8 +1105,10 @@ def _codegen() -> dict[str, Schema]:
             "get": op(
                 "codegen",
                 "The files most relevant to a query",
-                {**ok(ref("RerankingResponse")),
-                 **errors({400: f"{not_configured} Also: no query, not a directory.", 422: "The provider failed."})},
+                {
+                    **ok(ref("RerankingResponse")),
+                    **errors({400: f"{not_configured} Also: no query, not a directory.", 422: "The provider failed."}),
+                },
                 parameters=(
                     FILE_PATH,
                     query("query", string(), required=True),
@@ -977,16 +1125,25 @@ def _drives() -> dict[str, Schema]:
     blfs_missing = "Blaxel's `blfs` helper (or fusermount/umount) is not installed."
     return {
         "/drives/mount": {
-            "get": op("drives", "Mounted drives", {**ok(ref("DriveListResponse")),
-                                                    **errors({500: "The mount table cannot be read."})}),
+            "get": op(
+                "drives",
+                "Mounted drives",
+                {**ok(ref("DriveListResponse")), **errors({500: "The mount table cannot be read."})},
+            ),
             "post": op(
                 "drives",
                 "Mount a drive",
-                {**ok(ref("DriveMountResponse"), "Mounted (mounting the same drive again is a no-op)."),
-                 **errors({400: f"{BAD_BODY} Also: an invalid name or path.",
-                           409: "Another mount is at that path.",
-                           500: "The mount failed (`Failed to mount drive: ...`).",
-                           501: blfs_missing})},
+                {
+                    **ok(ref("DriveMountResponse"), "Mounted (mounting the same drive again is a no-op)."),
+                    **errors(
+                        {
+                            400: f"{BAD_BODY} Also: an invalid name or path.",
+                            409: "Another mount is at that path.",
+                            500: "The mount failed (`Failed to mount drive: ...`).",
+                            501: blfs_missing,
+                        }
+                    ),
+                },
                 body=json_body(ref("DriveMountRequest")),
             ),
         },
@@ -994,10 +1151,16 @@ def _drives() -> dict[str, Schema]:
             "delete": op(
                 "drives",
                 "Unmount a drive",
-                {**ok(ref("DriveUnmountResponse")),
-                 **errors({400: "Empty or invalid path.",
-                           500: "Not a drive mount point, or the unmount failed (the original's status).",
-                           501: blfs_missing})},
+                {
+                    **ok(ref("DriveUnmountResponse")),
+                    **errors(
+                        {
+                            400: "Empty or invalid path.",
+                            500: "Not a drive mount point, or the unmount failed (the original's status).",
+                            501: blfs_missing,
+                        }
+                    ),
+                },
                 parameters=(path_param("mountPath", "The mount point (absolute whatever its spelling)."),),
             ),
         },
@@ -1062,10 +1225,14 @@ def _mcp_and_terminal() -> dict[str, Schema]:
             "get": op(
                 "terminal",
                 "The terminal's WebSocket",
-                {"101": {"description": "The WebSocket. Client frames: `{\"type\":\"input\",\"data\"}`, "
-                         "`{\"type\":\"resize\",\"cols\",\"rows\"}`; server frames: `{\"type\":\"output\",\"data\"}`, "
-                         "`{\"type\":\"error\",\"data\"}`."},
-                 **errors({400: "Not a WebSocket upgrade."})},
+                {
+                    "101": {
+                        "description": 'The WebSocket. Client frames: `{"type":"input","data"}`, '
+                        '`{"type":"resize","cols","rows"}`; server frames: `{"type":"output","data"}`, '
+                        '`{"type":"error","data"}`.'
+                    },
+                    **errors({400: "Not a WebSocket upgrade."}),
+                },
                 description="A session outlives its socket: reconnecting with the same `sessionId` replays the "
                 "last 100 KiB of output.",
                 parameters=(
@@ -1081,8 +1248,10 @@ def _mcp_and_terminal() -> dict[str, Schema]:
             "get": op(
                 "terminal",
                 "The terminal page's scripts and styles",
-                {**content({"application/javascript": string(), "text/css": string()}),
-                 **errors({404: "No such asset."})},
+                {
+                    **content({"application/javascript": string(), "text/css": string()}),
+                    **errors({404: "No such asset."}),
+                },
                 parameters=(path_param("name", "An asset name (`xterm.js`)."),),
             ),
         },
@@ -1122,8 +1291,18 @@ The daemon inside a Blaxel sandbox: processes, files, search, watch, network, MC
 def document() -> dict[str, Any]:
     """The whole document (do not mutate it: it is shared)."""
     paths: dict[str, Schema] = {}
-    for group in (_system, _process, _filesystem, _multipart, _search, _network, _codegen, _drives, _proxy,
-                  _mcp_and_terminal):
+    for group in (
+        _system,
+        _process,
+        _filesystem,
+        _multipart,
+        _search,
+        _network,
+        _codegen,
+        _drives,
+        _proxy,
+        _mcp_and_terminal,
+    ):
         paths.update(group())
     return {
         "openapi": "3.1.0",

@@ -62,7 +62,9 @@ def free_port() -> int:
 class Daemon:
     """A `sandbox-api` subprocess on a free port, for tests that need a real daemon."""
 
-    def __init__(self, state_dir: Path, workdir: Path, env: dict[str, str] | None = None, args: list[str] | None = None):
+    def __init__(
+        self, state_dir: Path, workdir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ):
         self.state_dir = state_dir
         self.workdir = workdir
         self.port = free_port()

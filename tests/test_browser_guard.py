@@ -57,8 +57,12 @@ async def test_simple_cross_site_post_is_refused_and_starts_nothing(client, tmp_
 async def test_a_foreign_site_gets_nothing_from_a_tokenless_daemon_on_loopback(client, tmp_path):
     # Our preflight grants every origin: a JSON post from a remote site must not pass either.
     preflight = await client.options(
-        "/process", headers={"Origin": EVIL, "Access-Control-Request-Method": "POST",
-                             "Access-Control-Request-Headers": "content-type"},
+        "/process",
+        headers={
+            "Origin": EVIL,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
     )
     assert preflight.status == 403 and "Access-Control-Allow-Origin" not in preflight.headers
     marker = tmp_path / "pwned"
@@ -71,8 +75,9 @@ async def test_a_foreign_site_gets_nothing_from_a_tokenless_daemon_on_loopback(c
 
 async def test_sec_fetch_site_cross_site_without_origin_is_refused(client, tmp_path):
     marker = tmp_path / "pwned"
-    resp = await client.post("/process", data=_marker_command(marker),
-                             headers={"Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"})
+    resp = await client.post(
+        "/process", data=_marker_command(marker), headers={"Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"}
+    )
     assert resp.status == 403
     await _no_process_started(client, marker)
 
@@ -82,14 +87,16 @@ async def test_a_local_page_on_another_port_uses_cors_after_a_preflight(client, 
     preflight = await client.options("/process", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
     assert preflight.status == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
     marker = tmp_path / "made"
-    resp = await client.post("/process", json={"command": f"touch {marker}", "waitForCompletion": True},
-                             headers={"Origin": origin})
+    resp = await client.post(
+        "/process", json={"command": f"touch {marker}", "waitForCompletion": True}, headers={"Origin": origin}
+    )
     assert resp.status == 200, await resp.text()
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
     assert marker.exists()
     # Its simple requests are still refused, and its plain reads unreadable.
-    refused = await client.post("/process", data=_marker_command(tmp_path / "no"),
-                                headers={"Origin": origin, "Content-Type": "text/plain"})
+    refused = await client.post(
+        "/process", data=_marker_command(tmp_path / "no"), headers={"Origin": origin, "Content-Type": "text/plain"}
+    )
     assert refused.status == 403
     read = await client.get("/process", headers={"Origin": origin})
     assert read.status == 200 and "Access-Control-Allow-Origin" not in read.headers
@@ -102,8 +109,11 @@ async def test_with_a_token_a_foreign_page_may_call_after_a_preflight(settings, 
         preflight = await c.options("/process", headers={"Origin": EVIL, "Access-Control-Request-Method": "POST"})
         assert preflight.status == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
         marker = tmp_path / "made"
-        resp = await c.post("/process", json={"command": f"touch {marker}", "waitForCompletion": True},
-                            headers={"Origin": EVIL, "Authorization": "Bearer s3cret"})
+        resp = await c.post(
+            "/process",
+            json={"command": f"touch {marker}", "waitForCompletion": True},
+            headers={"Origin": EVIL, "Authorization": "Bearer s3cret"},
+        )
         assert resp.status == 200, await resp.text()
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
         assert marker.exists()
@@ -133,8 +143,9 @@ async def test_same_origin_pages_work(client, tmp_path):
     assert resp.status == 200, await resp.text()
     assert marker.exists()
     # The same page under the name localhost (Host and Origin agree).
-    resp = await client.get("/process", headers={"Origin": f"http://localhost:{client.port}",
-                                                 "Host": f"localhost:{client.port}"})
+    resp = await client.get(
+        "/process", headers={"Origin": f"http://localhost:{client.port}", "Host": f"localhost:{client.port}"}
+    )
     assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "*"
 
 
@@ -197,8 +208,11 @@ async def test_gateway_traffic_from_a_non_loopback_address_keeps_its_public_host
         assert resp.status == 200, await resp.text()
         assert marker.exists()
         # The simple cross-site post is refused there too.
-        resp = await c.post("/process", data=_marker_command(tmp_path / "no"),
-                            headers={"Host": "sbx-1234.bl.run", "Origin": EVIL, "Content-Type": "text/plain"})
+        resp = await c.post(
+            "/process",
+            data=_marker_command(tmp_path / "no"),
+            headers={"Host": "sbx-1234.bl.run", "Origin": EVIL, "Content-Type": "text/plain"},
+        )
         assert resp.status == 403
 
 
@@ -221,8 +235,11 @@ async def test_terminal_websocket_from_its_own_page_works(client):
 async def test_the_guard_applies_to_a_real_daemon(daemon, tmp_path):
     marker = tmp_path / "pwned"
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{daemon.url}/process", data=_marker_command(marker),
-                          headers={"Origin": EVIL, "Content-Type": "text/plain"}) as resp:
+        async with s.post(
+            f"{daemon.url}/process",
+            data=_marker_command(marker),
+            headers={"Origin": EVIL, "Content-Type": "text/plain"},
+        ) as resp:
             assert resp.status == 403
         async with s.get(f"{daemon.url}/health", headers={"Host": "rebound.evil.example"}) as resp:
             assert resp.status == 403

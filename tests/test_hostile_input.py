@@ -30,8 +30,13 @@ async def _raw_request(port: int, head: bytes) -> tuple[int, bytes]:
 async def test_authorization_that_is_not_utf8_is_a_401(settings, credentials):
     async with TestClient(TestServer(build_app(replace(settings, auth_token="s3cret")))) as c:
         for header in (b"Authorization", b"X-Blaxel-Authorization"):
-            head = (b"GET /process HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                    + header + b": " + credentials + b"\r\n\r\n")
+            head = (
+                b"GET /process HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                + header
+                + b": "
+                + credentials
+                + b"\r\n\r\n"
+            )
             status, body = await _raw_request(c.port, head)
             assert status == 401, body
             assert "bearer token" in json.loads(body)["error"]
@@ -41,8 +46,10 @@ async def test_authorization_that_is_not_utf8_is_a_401(settings, credentials):
 
 async def test_a_token_that_is_not_ascii_matches_its_bytes(settings):
     async with TestClient(TestServer(build_app(replace(settings, auth_token="s3cr\u00e9t")))) as c:
-        head = (b"GET /process HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                b"Authorization: Bearer s3cr\xc3\xa9t\r\n\r\n")
+        head = (
+            b"GET /process HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Authorization: Bearer s3cr\xc3\xa9t\r\n\r\n"
+        )
         status, body = await _raw_request(c.port, head)
         assert status == 200, body
 

@@ -12,8 +12,18 @@ from sandbox_api.http.access_log import redact_query
 from sandbox_api.system.health import go_duration
 
 HEALTH_KEYS = {
-    "status", "version", "gitCommit", "buildTime", "goVersion", "os", "arch",
-    "uptime", "uptimeSeconds", "upgradeCount", "startedAt", "lastUpgrade",
+    "status",
+    "version",
+    "gitCommit",
+    "buildTime",
+    "goVersion",
+    "os",
+    "arch",
+    "uptime",
+    "uptimeSeconds",
+    "upgradeCount",
+    "startedAt",
+    "lastUpgrade",
 }
 
 
@@ -140,7 +150,9 @@ async def test_access_log_line_redacts_secrets(settings, caplog):
         await c.get("/nope")
     lines = [r for r in caplog.records if r.name == "sandbox_api.access"]
     messages = [r.getMessage() for r in lines]
-    assert any(m.startswith("GET /health?token=%5BREDACTED%5D&x=1 200 ") and m.endswith("ms") for m in messages), messages
+    assert any(m.startswith("GET /health?token=%5BREDACTED%5D&x=1 200 ") and m.endswith("ms") for m in messages), (
+        messages
+    )
     assert "hunter2" not in " ".join(messages)
     not_found = [r for r in lines if " 404 " in r.getMessage()]
     assert not_found and not_found[0].levelno == logging.ERROR

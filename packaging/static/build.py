@@ -59,17 +59,82 @@ _codecs_cn _codecs_hk _codecs_jp _codecs_kr _codecs_tw _codecs_iso2022 _multibyt
 pyexpat _elementtree _multiprocessing _posixshmem _lsprof xxsubtype _testclinic cmath _statistics
 syslog _zoneinfo _csv _pickle""".split()
 SKIPPED_STDLIB = {
-    "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "distutils", "pydoc_data",
-    "sqlite3", "dbm", "curses", "msilib", "venv", "wsgiref", "xmlrpc", "ctypes", "unittest",
-    "multiprocessing", "site-packages", "xml", "zoneinfo", "tomllib", "turtle.py", "pydoc.py",
-    "doctest.py", "pdb.py", "cProfile.py", "profile.py", "pstats.py", "tabnanny.py", "trace.py",
-    "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "poplib.py", "ftplib.py", "telnetlib.py",
-    "_pydecimal.py", "decimal.py", "pickletools.py", "__phello__", "antigravity.py",
-    "this.py", "lzma.py", "bz2.py", "sndhdr.py", "imghdr.py", "aifc.py", "sunau.py", "wave.py",
-    "chunk.py", "cgi.py", "cgitb.py", "smtpd.py", "asynchat.py", "asyncore.py", "nturl2path.py",
-    "_osx_support.py", "_aix_support.py", "_bootsubprocess.py", "crypt.py", "pty.py", "xdrlib.py",
-    "mailcap.py", "pipes.py", "uu.py", "statistics.py", "fractions.py", "csv.py",
-    "shelve.py", "getpass.py", "webbrowser.py", "_pyio.py", "ossaudiodev.py", "imp.py",
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "distutils",
+    "pydoc_data",
+    "sqlite3",
+    "dbm",
+    "curses",
+    "msilib",
+    "venv",
+    "wsgiref",
+    "xmlrpc",
+    "ctypes",
+    "unittest",
+    "multiprocessing",
+    "site-packages",
+    "xml",
+    "zoneinfo",
+    "tomllib",
+    "turtle.py",
+    "pydoc.py",
+    "doctest.py",
+    "pdb.py",
+    "cProfile.py",
+    "profile.py",
+    "pstats.py",
+    "tabnanny.py",
+    "trace.py",
+    "mailbox.py",
+    "imaplib.py",
+    "nntplib.py",
+    "smtplib.py",
+    "poplib.py",
+    "ftplib.py",
+    "telnetlib.py",
+    "_pydecimal.py",
+    "decimal.py",
+    "pickletools.py",
+    "__phello__",
+    "antigravity.py",
+    "this.py",
+    "lzma.py",
+    "bz2.py",
+    "sndhdr.py",
+    "imghdr.py",
+    "aifc.py",
+    "sunau.py",
+    "wave.py",
+    "chunk.py",
+    "cgi.py",
+    "cgitb.py",
+    "smtpd.py",
+    "asynchat.py",
+    "asyncore.py",
+    "nturl2path.py",
+    "_osx_support.py",
+    "_aix_support.py",
+    "_bootsubprocess.py",
+    "crypt.py",
+    "pty.py",
+    "xdrlib.py",
+    "mailcap.py",
+    "pipes.py",
+    "uu.py",
+    "statistics.py",
+    "fractions.py",
+    "csv.py",
+    "shelve.py",
+    "getpass.py",
+    "webbrowser.py",
+    "_pyio.py",
+    "ossaudiodev.py",
+    "imp.py",
 }
 
 
@@ -339,7 +404,9 @@ def build_extensions(cpython: Path, sources: dict[str, Path], cython: Path) -> l
         # made local, so that modules cannot clash. Weak ones (C++ inline and template
         # code, the same in every module by the one-definition rule) stay: the linker
         # keeps one copy, and localizing them would break their COMDAT groups.
-        listing = subprocess.run(["nm", "--defined-only", "-g", str(merged)], capture_output=True, text=True, check=True)
+        listing = subprocess.run(
+            ["nm", "--defined-only", "-g", str(merged)], capture_output=True, text=True, check=True
+        )
         strong = [line.split()[-1] for line in listing.stdout.splitlines()
                   if len(line.split()) == 3 and line.split()[1] in "TDBRCG" and line.split()[-1] != ext.symbol]  # fmt: skip
         local = objdir / f"{ext.name}.localize"
@@ -469,8 +536,11 @@ class Archive:
                 arcname = (rel / filename).as_posix()
                 if filename.endswith(".py"):
                     self.add_module(arcname, path.read_bytes())
-                elif data and not filename.endswith((".pyc", ".pyx", ".pxd", ".pyi", ".c", ".cpp", ".cxx", ".h", ".hpp", ".so", ".o")):
+                elif data and not filename.endswith(
+                    (".pyc", ".pyx", ".pxd", ".pyi", ".c", ".cpp", ".cxx", ".h", ".hpp", ".so", ".o")
+                ):
                     self.add_data(arcname, path.read_bytes())
+
 
 def build_archive(cpython: Path, sources: dict[str, Path], executable: Path) -> Path:
     path = WORK / "code.zip"
@@ -509,7 +579,10 @@ def frozen_modules(cpython: Path) -> set[str]:
     names = set(re.findall(r'^\s*\{"([\w.]+)", NULL, 0, false, GET_CODE', table, re.M))
     if not {"os", "codecs", "_frozen_importlib", "zipimport"} <= names:
         raise SystemExit("build: Python/frozen.c does not list the frozen modules as expected")
-    aliases = {"_frozen_importlib": "importlib._bootstrap", "_frozen_importlib_external": "importlib._bootstrap_external"}
+    aliases = {
+        "_frozen_importlib": "importlib._bootstrap",
+        "_frozen_importlib_external": "importlib._bootstrap_external",
+    }
     return {aliases.get(n, n) for n in names} - {"os.path"}
 
 
@@ -561,13 +634,17 @@ def learn_startup_imports(binary: Path) -> bool:
                         break
                     except OSError:
                         if proc.poll() is not None or time.monotonic() > deadline:
-                            raise SystemExit(f"build: {binary} did not start:\n{Path(err.name).read_text()[-3000:]}") from None
+                            raise SystemExit(
+                                f"build: {binary} did not start:\n{Path(err.name).read_text()[-3000:]}"
+                            ) from None
                         time.sleep(0.01)
             finally:
                 proc.terminate()
                 proc.wait(20)
             err.seek(0)
-            names = sorted({m.group(1) for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", err.read(), re.M)})
+            names = sorted(
+                {m.group(1) for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", err.read(), re.M)}
+            )
     previous = STARTUP_IMPORTS.read_text().split() if STARTUP_IMPORTS.exists() else []
     STARTUP_IMPORTS.write_text("\n".join(names) + "\n")
     return names != previous

@@ -44,10 +44,14 @@ class Provider:
 def provider() -> Provider | None:
     relace = config.get_variable("RELACE_API_KEY")
     if relace:
-        return Provider("relace", relace, (config.get_variable("RELACE_BASE_URL") or "https://models.relace.ai").rstrip("/"))
+        return Provider(
+            "relace", relace, (config.get_variable("RELACE_BASE_URL") or "https://models.relace.ai").rstrip("/")
+        )
     morph = config.get_variable("MORPH_API_KEY")
     if morph:
-        return Provider("morphllm", morph, (config.get_variable("MORPH_BASE_URL") or "https://api.morphllm.com/v1").rstrip("/"))
+        return Provider(
+            "morphllm", morph, (config.get_variable("MORPH_BASE_URL") or "https://api.morphllm.com/v1").rstrip("/")
+        )
     return None
 
 
@@ -86,14 +90,20 @@ async def merge(p: Provider, original: str, edit: str, model: str | None) -> str
     """The provider's merge of `edit` (a snippet with `// ... existing code ...` markers) into `original`."""
     if p.name == "relace":
         chosen = model if model and model != "auto" else "relace-apply-3"
-        reply = await _post(p, f"{p.base_url}/v1/code/apply",
-                            {"initial_code": original, "edit_snippet": edit, "model": chosen, "stream": False})
+        reply = await _post(
+            p,
+            f"{p.base_url}/v1/code/apply",
+            {"initial_code": original, "edit_snippet": edit, "model": chosen, "stream": False},
+        )
         merged = reply.get("mergedCode") if isinstance(reply, dict) else None
     else:
         chosen = model if model and model != "auto" else "morph-v3-large"
         content = f"<code>{original}</code>\n<update>{edit}</update>"
-        reply = await _post(p, f"{p.base_url}/chat/completions",
-                            {"model": chosen, "messages": [{"role": "user", "content": content}], "stream": False})
+        reply = await _post(
+            p,
+            f"{p.base_url}/chat/completions",
+            {"model": chosen, "messages": [{"role": "user", "content": content}], "stream": False},
+        )
         try:
             merged = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -106,22 +116,35 @@ async def merge(p: Provider, original: str, edit: str, model: str | None) -> str
 async def rank(p: Provider, query: str, documents: list[tuple[str, str]], token_limit: int) -> list[tuple[int, float]]:
     """(index into documents, score) pairs."""
     if p.name == "relace":
-        reply = await _post(p, f"{p.base_url}/v2/code/rank", {
-            "query": query,
-            "codebase": [{"filename": name, "content": text} for name, text in documents],
-            "token_limit": token_limit,
-        })
+        reply = await _post(
+            p,
+            f"{p.base_url}/v2/code/rank",
+            {
+                "query": query,
+                "codebase": [{"filename": name, "content": text} for name, text in documents],
+                "token_limit": token_limit,
+            },
+        )
         results = reply.get("results") if isinstance(reply, dict) else reply
         index = {name: i for i, (name, _) in enumerate(documents)}
         pairs = [(index.get(str(r.get("filename"))), r.get("score")) for r in results or [] if isinstance(r, dict)]
     else:
-        reply = await _post(p, f"{p.base_url}/rerank", {
-            "model": "morph-rerank-v3", "query": query, "documents": [text for _, text in documents],
-        })
+        reply = await _post(
+            p,
+            f"{p.base_url}/rerank",
+            {
+                "model": "morph-rerank-v3",
+                "query": query,
+                "documents": [text for _, text in documents],
+            },
+        )
         results = reply.get("results") if isinstance(reply, dict) else None
         pairs = [(r.get("index"), r.get("relevance_score")) for r in results or [] if isinstance(r, dict)]
-    valid = [(i, float(score)) for i, score in pairs
-             if isinstance(i, int) and 0 <= i < len(documents) and isinstance(score, (int, float))]
+    valid = [
+        (i, float(score))
+        for i, score in pairs
+        if isinstance(i, int) and 0 <= i < len(documents) and isinstance(score, (int, float))
+    ]
     if results is None:
         raise Unprocessable(f"{p.name} returned no ranking")
     return valid
@@ -158,8 +181,9 @@ class Codegen:
             "message": f"Code edit applied successfully to {target.display}",
         }
 
-    async def rerank(self, root: ResolvedPath, query: str | None, score_threshold: float, token_limit: int,
-                     file_pattern: str | None) -> dict[str, Any]:
+    async def rerank(
+        self, root: ResolvedPath, query: str | None, score_threshold: float, token_limit: int, file_pattern: str | None
+    ) -> dict[str, Any]:
         p = _configured()
         if not query:
             raise Invalid("query is required")

@@ -110,7 +110,9 @@ def token_file() -> str:
     return f"/var/run/secrets/{domain}/identity/token"
 
 
-def blfs_argv(blfs: str, request: MountRequest, *, filer: str, workspace_id: str, uid_map: str, gid_map: str) -> list[str]:
+def blfs_argv(
+    blfs: str, request: MountRequest, *, filer: str, workspace_id: str, uid_map: str, gid_map: str
+) -> list[str]:
     """The `blfs mount` command line, flag for flag as the original daemon builds it
     (blfs is Blaxel's build of SeaweedFS's `weed mount`). Tuning flags come from the
     same BLFS_* variables as there."""
@@ -184,12 +186,18 @@ class Drives:
                 raise Internal("Failed to mount drive: BL_WORKSPACE_ID environment variable not set")
             try:
                 filer = await asyncio.to_thread(filer_address, self.resolv_conf)
-                uid_map = self._id_map(request.uid_map, "BLFS_UID_MAP", "uidMap", self.identity.uid if self.identity else None)
-                gid_map = self._id_map(request.gid_map, "BLFS_GID_MAP", "gidMap", self.identity.gid if self.identity else None)
+                uid_map = self._id_map(
+                    request.uid_map, "BLFS_UID_MAP", "uidMap", self.identity.uid if self.identity else None
+                )
+                gid_map = self._id_map(
+                    request.gid_map, "BLFS_GID_MAP", "gidMap", self.identity.gid if self.identity else None
+                )
                 await asyncio.to_thread(self._make_mount_point, path)
             except (OSError, ValueError) as e:
                 raise Internal(f"Failed to mount drive: {e}") from None
-            argv = blfs_argv(self.blfs, request, filer=filer, workspace_id=workspace_id, uid_map=uid_map, gid_map=gid_map)
+            argv = blfs_argv(
+                self.blfs, request, filer=filer, workspace_id=workspace_id, uid_map=uid_map, gid_map=gid_map
+            )
             log.info("mounting drive %s at %s (drive path %s)", request.drive_name, path, request.drive_path)
             await self._run_blfs(argv, path)
             self._maps[path] = (uid_map, gid_map)
@@ -210,9 +218,13 @@ class Drives:
             if not entry.is_drive:
                 # What the list shows is what can be unmounted: not /proc, not the root.
                 raise Internal(f"Failed to unmount drive: {path} is not a drive mount ({entry.fs_type})")
-            helpers = [p for p in (config.find_program("fusermount", "fusermount3"), config.find_program("umount")) if p]
+            helpers = [
+                p for p in (config.find_program("fusermount", "fusermount3"), config.find_program("umount")) if p
+            ]
             if not helpers:
-                raise NotSupported("unmounting a drive needs fusermount or umount, and neither is installed in this sandbox")
+                raise NotSupported(
+                    "unmounting a drive needs fusermount or umount, and neither is installed in this sandbox"
+                )
             failures = []
             for helper in helpers:
                 argv = [helper, "-u", path] if "fusermount" in os.path.basename(helper) else [helper, path]
@@ -313,7 +325,9 @@ class Drives:
                 return
             if code is not None:
                 output = await asyncio.to_thread(_tail, log_path, offset)
-                raise Internal(f"Failed to mount drive: blfs mount process exited unexpectedly with code {code}{output}")
+                raise Internal(
+                    f"Failed to mount drive: blfs mount process exited unexpectedly with code {code}{output}"
+                )
             if find_mount(await self._mounts(), path) is not None and await _answers(path):
                 return
             if loop.time() > deadline:
@@ -328,7 +342,9 @@ class Drives:
             helper = config.find_program("fusermount", "fusermount3")
             if helper:
                 await self._run_helper([helper, "-u", path])
-        raise Internal(f"Failed to mount drive: timeout waiting for mount point to be ready after {self.mount_timeout:g}s")
+        raise Internal(
+            f"Failed to mount drive: timeout waiting for mount point to be ready after {self.mount_timeout:g}s"
+        )
 
     async def _run_helper(self, argv: builtins.list[str]) -> str | None:
         """Run `argv`; None when it succeeded, else what went wrong."""

@@ -168,7 +168,9 @@ class Files:
         if count == 0:
             raise Invalid(f"oldString not found in {p.display}")
         if count > 1 and not replace_all:
-            raise Invalid(f"oldString found {count} times in {p.display}: add context to make it unique, or set replaceAll")
+            raise Invalid(
+                f"oldString found {count} times in {p.display}: add context to make it unique, or set replaceAll"
+            )
         updated = text.replace(old, new) if replace_all else text.replace(old, new, 1)
         await self.write_bytes(p, updated.encode("utf-8"), 0o644)  # an existing file keeps its mode
         return count if replace_all else 1

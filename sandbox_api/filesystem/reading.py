@@ -175,4 +175,3 @@ def _nth_newline(data: bytearray, from_end: int) -> int:
     for _ in range(from_end + 1):
         index = data.rindex(b"\n", 0, index)
     return index
-

@@ -198,7 +198,9 @@ async def _download(request: web.Request, d: Download) -> web.StreamResponse:
         if wanted is not None:
             offset, count = wanted
             if count < 0:  # Go's text
-                raise RangeNotSatisfiable("invalid range: failed to overlap", headers={"Content-Range": f"bytes */{d.size}"})
+                raise RangeNotSatisfiable(
+                    "invalid range: failed to overlap", headers={"Content-Range": f"bytes */{d.size}"}
+                )
             status = 206
             headers["Content-Range"] = f"bytes {offset}-{offset + count - 1}/{d.size}"
         response = web.StreamResponse(status=status, headers=headers)

@@ -45,7 +45,12 @@ class Part:
     uploaded_ns: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"partNumber": self.number, "etag": self.etag, "size": self.size, "uploadedAt": rfc3339_nano(self.uploaded_ns)}
+        return {
+            "partNumber": self.number,
+            "etag": self.etag,
+            "size": self.size,
+            "uploadedAt": rfc3339_nano(self.uploaded_ns),
+        }
 
 
 class Uploads:
@@ -232,7 +237,9 @@ class Uploads:
         flight before we serve, so every staged temp file is debris (maybe large)."""
         for entry in os.scandir(self.directory):
             try:
-                staged = [e.path for e in os.scandir(entry.path) if e.name.startswith("part-") and e.name.endswith(".tmp")]
+                staged = [
+                    e.path for e in os.scandir(entry.path) if e.name.startswith("part-") and e.name.endswith(".tmp")
+                ]
             except OSError:
                 continue
             for path in staged:
@@ -279,7 +286,11 @@ class PartWriter:
         final = self.directory / f"part-{self.number}.{etag}"
         os.replace(self._temp, final)
         for entry in os.scandir(self.directory):
-            if entry.name.startswith(f"part-{self.number}.") and not entry.name.endswith(".tmp") and entry.path != str(final):
+            if (
+                entry.name.startswith(f"part-{self.number}.")
+                and not entry.name.endswith(".tmp")
+                and entry.path != str(final)
+            ):
                 os.unlink(entry.path)  # an earlier upload of the same number
         return Part(self.number, etag, self.size, time.time_ns())
 

@@ -116,9 +116,7 @@ class GuardedRequestHandler(RequestHandler):
             self._cancel_body_watch()
 
     def _watch_body(self, request: web.BaseRequest) -> None:
-        self._body_timer = self._loop.call_later(
-            max(0.05, self._body_idle_timeout / 4), self._check_body, request
-        )
+        self._body_timer = self._loop.call_later(max(0.05, self._body_idle_timeout / 4), self._check_body, request)
 
     def _cancel_body_watch(self) -> None:
         if self._body_timer is not None:

@@ -105,7 +105,14 @@ def field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "an object", float: "a number"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        bool: "a boolean",
+        list: "an array",
+        dict: "an object",
+        float: "a number",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 

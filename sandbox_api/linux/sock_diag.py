@@ -36,7 +36,9 @@ class Listener:
 
 def _query(sock: socket.socket, family: int, protocol: int, states: int, seq: int) -> list[Listener]:
     request = _REQUEST.pack(family, protocol, 0, 0, states, b"\0" * 48)
-    sock.send(_NLMSG.pack(_NLMSG.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0) + request)
+    sock.send(
+        _NLMSG.pack(_NLMSG.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0) + request
+    )
     found: list[Listener] = []
     name = "tcp" if protocol == socket.IPPROTO_TCP else "udp"
     while True:

@@ -78,8 +78,23 @@ PROCESS = obj(
         "keepAlive": s("Keeps the sandbox awake while running", "boolean"),
         "stdin": s("Has a stdin pipe (POST /process/{id}/stdin)", "boolean"),
     },
-    ("pid", "name", "command", "status", "startedAt", "completedAt", "exitCode", "workingDir", "logs", "stdout", "stderr",
-     "restartOnFailure", "maxRestarts", "restartCount", "keepAlive"),
+    (
+        "pid",
+        "name",
+        "command",
+        "status",
+        "startedAt",
+        "completedAt",
+        "exitCode",
+        "workingDir",
+        "logs",
+        "stdout",
+        "stderr",
+        "restartOnFailure",
+        "maxRestarts",
+        "restartCount",
+        "keepAlive",
+    ),
 )
 FILE = obj(
     {
@@ -108,8 +123,15 @@ MESSAGE = obj({"path": s("Path"), "message": s("What was done")}, ("path", "mess
 class Tools:
     """Builds the tool list against the daemon's services."""
 
-    def __init__(self, settings: Settings, supervisor: Supervisor, files: Files, content: ContentSearch,
-                 codegen: Codegen, codegen_enabled: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        supervisor: Supervisor,
+        files: Files,
+        content: ContentSearch,
+        codegen: Codegen,
+        codegen_enabled: bool,
+    ) -> None:
         self.settings = settings
         self.supervisor = supervisor
         self.files = files
@@ -124,8 +146,13 @@ class Tools:
     def all(self) -> list[Tool]:
         return [
             # --- processes -------------------------------------------------------------------------
-            Tool("processesList", "List every process started in the sandbox, running or finished.", obj({}),
-                 obj({"processes": {"type": "array", "items": PROCESS}}, ("processes",)), self.processes_list),
+            Tool(
+                "processesList",
+                "List every process started in the sandbox, running or finished.",
+                obj({}),
+                obj({"processes": {"type": "array", "items": PROCESS}}, ("processes",)),
+                self.processes_list,
+            ),
             Tool(
                 "processExecute",
                 "Execute a command through the shell. With waitForCompletion the call returns when the command "
@@ -139,7 +166,11 @@ class Tools:
                         "env": {**STRING_MAP, "description": "Environment variables to add"},
                         "waitForCompletion": s("Wait for the command to end", "boolean"),
                         "timeout": s("Seconds to wait (default 30; 0: no limit)", ["null", "integer"]),
-                        "waitForPorts": {"type": "array", "items": {"type": "integer"}, "description": "Ports to wait for"},
+                        "waitForPorts": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": "Ports to wait for",
+                        },
                         "restartOnFailure": s("Restart the command when it fails", "boolean"),
                         "maxRestarts": s("Restart limit (negative: unlimited)", "integer"),
                         "keepAlive": s("Keep the sandbox awake while the command runs", "boolean"),
@@ -160,80 +191,200 @@ class Tools:
                 ),
                 self.process_execute,
             ),
-            Tool("processGet", "Get a process by name or PID.", obj({"identifier": s("Process name or PID")}, ("identifier",)),
-                 PROCESS, self.process_get),
-            Tool("processGetLogs", "Get the output of a process by name or PID.",
-                 obj({"identifier": s("Process name or PID")}, ("identifier",)), obj({"logs": s("Output")}, ("logs",)),
-                 self.process_logs),
-            Tool("processStop", "Stop a process gracefully (SIGTERM to its whole tree).",
-                 obj({"identifier": s("Process name or PID")}, ("identifier",)), obj({"status": s("New status")}, ("status",)),
-                 self.process_stop),
-            Tool("processKill", "Kill a process and its whole tree (SIGKILL).",
-                 obj({"identifier": s("Process name or PID")}, ("identifier",)), obj({"status": s("New status")}, ("status",)),
-                 self.process_kill),
+            Tool(
+                "processGet",
+                "Get a process by name or PID.",
+                obj({"identifier": s("Process name or PID")}, ("identifier",)),
+                PROCESS,
+                self.process_get,
+            ),
+            Tool(
+                "processGetLogs",
+                "Get the output of a process by name or PID.",
+                obj({"identifier": s("Process name or PID")}, ("identifier",)),
+                obj({"logs": s("Output")}, ("logs",)),
+                self.process_logs,
+            ),
+            Tool(
+                "processStop",
+                "Stop a process gracefully (SIGTERM to its whole tree).",
+                obj({"identifier": s("Process name or PID")}, ("identifier",)),
+                obj({"status": s("New status")}, ("status",)),
+                self.process_stop,
+            ),
+            Tool(
+                "processKill",
+                "Kill a process and its whole tree (SIGKILL).",
+                obj({"identifier": s("Process name or PID")}, ("identifier",)),
+                obj({"status": s("New status")}, ("status",)),
+                self.process_kill,
+            ),
             # --- filesystem --------------------------------------------------------------------------
-            Tool("fsGetWorkingDirectory", "Get the working directory that relative paths start from.", obj({}),
-                 obj({"path": s("Working directory")}, ("path",)), self.fs_working_directory),
-            Tool("fsListDirectory", "List the files and subdirectories of a directory.",
-                 obj({"path": s("Directory path")}, ("path",)), obj({"directory": DIRECTORY}, ("directory",)), self.fs_list),
-            Tool("fsReadFile", "Read a text file.", obj({"path": s("File path")}, ("path",)),
-                 obj({**FILE["properties"], "content": s("Content")}, (*FILE["required"], "content")), self.fs_read),
+            Tool(
+                "fsGetWorkingDirectory",
+                "Get the working directory that relative paths start from.",
+                obj({}),
+                obj({"path": s("Working directory")}, ("path",)),
+                self.fs_working_directory,
+            ),
+            Tool(
+                "fsListDirectory",
+                "List the files and subdirectories of a directory.",
+                obj({"path": s("Directory path")}, ("path",)),
+                obj({"directory": DIRECTORY}, ("directory",)),
+                self.fs_list,
+            ),
+            Tool(
+                "fsReadFile",
+                "Read a text file.",
+                obj({"path": s("File path")}, ("path",)),
+                obj({**FILE["properties"], "content": s("Content")}, (*FILE["required"], "content")),
+                self.fs_read,
+            ),
             Tool(
                 "fsWriteFile",
                 "Write a text file (parents are created), or create a directory with isDirectory.",
-                obj({"path": s("Path"), "content": s("Content"), "permissions": s("Mode, in octal (default 0644)"),
-                     "isDirectory": s("Create a directory", "boolean")}, ("path",)),
+                obj(
+                    {
+                        "path": s("Path"),
+                        "content": s("Content"),
+                        "permissions": s("Mode, in octal (default 0644)"),
+                        "isDirectory": s("Create a directory", "boolean"),
+                    },
+                    ("path",),
+                ),
                 MESSAGE,
                 self.fs_write,
             ),
             Tool(
                 "fsEditFile",
                 "Replace oldString by newString in a file: it must occur exactly once, unless replaceAll.",
-                obj({"path": s("File path"), "oldString": s("Text to replace"), "newString": s("Replacement"),
-                     "replaceAll": s("Replace every occurrence", "boolean")}, ("path", "oldString", "newString")),
-                obj({"path": s("Path"), "occurrencesReplaced": s("How many were replaced", "integer")},
-                    ("path", "occurrencesReplaced")),
+                obj(
+                    {
+                        "path": s("File path"),
+                        "oldString": s("Text to replace"),
+                        "newString": s("Replacement"),
+                        "replaceAll": s("Replace every occurrence", "boolean"),
+                    },
+                    ("path", "oldString", "newString"),
+                ),
+                obj(
+                    {"path": s("Path"), "occurrencesReplaced": s("How many were replaced", "integer")},
+                    ("path", "occurrencesReplaced"),
+                ),
                 self.fs_edit,
             ),
             Tool(
                 "fsDeleteFileOrDirectory",
                 "Delete a file or a directory (recursive for a directory that is not empty).",
-                obj({"path": s("Path"), "isDirectory": s("Expect a directory", "boolean"),
-                     "recursive": s("Delete a directory with its content", "boolean")}, ("path",)),
+                obj(
+                    {
+                        "path": s("Path"),
+                        "isDirectory": s("Expect a directory", "boolean"),
+                        "recursive": s("Delete a directory with its content", "boolean"),
+                    },
+                    ("path",),
+                ),
                 MESSAGE,
                 self.fs_delete,
             ),
             # --- codegen helpers -----------------------------------------------------------------------
-            Tool("codegenFileSearch", "Find files by fuzzy match on their names (at most 10).",
-                 obj({"query": s("Fuzzy name"), "directory": s("Directory, relative to the working directory")}, ("query",)),
-                 obj({"success": s("", "boolean"), "matches": {"type": "array", "items": {"type": "string"}},
-                      "query": s("")}, ("success", "matches", "query")), self.codegen_file_search),
-            Tool("codegenCodebaseSearch", "Semantic codebase search (not available: always empty).",
-                 obj({"query": s("Query"), "targetDirectories": {"type": "array", "items": {"type": "string"}}}, ("query",)),
-                 obj({"success": s("", "boolean"), "results": {"type": "array", "items": {}}, "query": s("")},
-                     ("success", "results", "query")), self.codegen_codebase_search),
-            Tool("codegenGrepSearch", "Search file contents with a regular expression (ripgrep JSON lines).",
-                 obj({"query": s("Regular expression"), "caseSensitive": s("", "boolean"), "includePattern": s("Glob to include"),
-                      "excludePattern": s("Glob to exclude")}, ("query",)),
-                 obj({"success": s("", "boolean"), "results": {"type": "array", "items": {"type": "string"}}},
-                     ("success", "results")), self.codegen_grep),
-            Tool("codegenReadFileRange", "Read lines of a file (1-based, inclusive).",
-                 obj({"targetFile": s("File path"), "startLineOneIndexed": s("First line", "integer"),
-                      "endLineOneIndexedInclusive": s("Last line", "integer")},
-                     ("targetFile", "startLineOneIndexed", "endLineOneIndexedInclusive")),
-                 obj({"success": s("", "boolean"), "content": s(""), "file": s("")}, ("success", "content", "file")),
-                 self.codegen_read_range),
-            Tool("codegenReapply", "Reapply the last edit (not available).", obj({"targetFile": s("File path")}, ("targetFile",)),
-                 obj({"success": s("", "boolean"), "message": s("")}, ("success", "message")), self.codegen_reapply),
-            Tool("codegenListDir", "List a directory, relative to the working directory.",
-                 obj({"relativeWorkspacePath": s("Directory")}, ("relativeWorkspacePath",)),
-                 obj({"success": s("", "boolean"), "directory": DIRECTORY}, ("success", "directory")), self.codegen_list_dir),
+            Tool(
+                "codegenFileSearch",
+                "Find files by fuzzy match on their names (at most 10).",
+                obj(
+                    {"query": s("Fuzzy name"), "directory": s("Directory, relative to the working directory")},
+                    ("query",),
+                ),
+                obj(
+                    {
+                        "success": s("", "boolean"),
+                        "matches": {"type": "array", "items": {"type": "string"}},
+                        "query": s(""),
+                    },
+                    ("success", "matches", "query"),
+                ),
+                self.codegen_file_search,
+            ),
+            Tool(
+                "codegenCodebaseSearch",
+                "Semantic codebase search (not available: always empty).",
+                obj(
+                    {"query": s("Query"), "targetDirectories": {"type": "array", "items": {"type": "string"}}},
+                    ("query",),
+                ),
+                obj(
+                    {"success": s("", "boolean"), "results": {"type": "array", "items": {}}, "query": s("")},
+                    ("success", "results", "query"),
+                ),
+                self.codegen_codebase_search,
+            ),
+            Tool(
+                "codegenGrepSearch",
+                "Search file contents with a regular expression (ripgrep JSON lines).",
+                obj(
+                    {
+                        "query": s("Regular expression"),
+                        "caseSensitive": s("", "boolean"),
+                        "includePattern": s("Glob to include"),
+                        "excludePattern": s("Glob to exclude"),
+                    },
+                    ("query",),
+                ),
+                obj(
+                    {"success": s("", "boolean"), "results": {"type": "array", "items": {"type": "string"}}},
+                    ("success", "results"),
+                ),
+                self.codegen_grep,
+            ),
+            Tool(
+                "codegenReadFileRange",
+                "Read lines of a file (1-based, inclusive).",
+                obj(
+                    {
+                        "targetFile": s("File path"),
+                        "startLineOneIndexed": s("First line", "integer"),
+                        "endLineOneIndexedInclusive": s("Last line", "integer"),
+                    },
+                    ("targetFile", "startLineOneIndexed", "endLineOneIndexedInclusive"),
+                ),
+                obj({"success": s("", "boolean"), "content": s(""), "file": s("")}, ("success", "content", "file")),
+                self.codegen_read_range,
+            ),
+            Tool(
+                "codegenReapply",
+                "Reapply the last edit (not available).",
+                obj({"targetFile": s("File path")}, ("targetFile",)),
+                obj({"success": s("", "boolean"), "message": s("")}, ("success", "message")),
+                self.codegen_reapply,
+            ),
+            Tool(
+                "codegenListDir",
+                "List a directory, relative to the working directory.",
+                obj({"relativeWorkspacePath": s("Directory")}, ("relativeWorkspacePath",)),
+                obj({"success": s("", "boolean"), "directory": DIRECTORY}, ("success", "directory")),
+                self.codegen_list_dir,
+            ),
             Tool(
                 "codegenParallelApply",
                 "Apply an edit plan to several regions (not available).",
-                obj({"editPlan": s("Plan"), "editRegions": {"type": "array", "items": obj(
-                    {"relativeWorkspacePath": s(""), "startLine": s("", "integer"), "endLine": s("", "integer")},
-                    ("relativeWorkspacePath",))}}, ("editPlan", "editRegions")),
+                obj(
+                    {
+                        "editPlan": s("Plan"),
+                        "editRegions": {
+                            "type": "array",
+                            "items": obj(
+                                {
+                                    "relativeWorkspacePath": s(""),
+                                    "startLine": s("", "integer"),
+                                    "endLine": s("", "integer"),
+                                },
+                                ("relativeWorkspacePath",),
+                            ),
+                        },
+                    },
+                    ("editPlan", "editRegions"),
+                ),
                 obj({"success": s("", "boolean"), "message": s("")}, ("success", "message")),
                 self.codegen_parallel_apply,
             ),
@@ -246,22 +397,52 @@ class Tools:
                 "codegenEditFile",
                 "Edit a file by giving only the changed code, with `// ... existing code ...` marking what stays; "
                 "a model merges it into the file (Relace or Morph fast apply).",
-                obj({"targetFile": s("File to edit (created if missing)"), "instructions": s("What the edit does, in one sentence"),
-                     "codeEdit": s("The changed code, with markers for unchanged parts")}, ("targetFile", "instructions", "codeEdit")),
-                obj({"success": s("", "boolean"), "message": s(""), "filePath": s(""), "changesApplied": s("", "boolean")},
-                    ("success", "message", "filePath", "changesApplied")),
+                obj(
+                    {
+                        "targetFile": s("File to edit (created if missing)"),
+                        "instructions": s("What the edit does, in one sentence"),
+                        "codeEdit": s("The changed code, with markers for unchanged parts"),
+                    },
+                    ("targetFile", "instructions", "codeEdit"),
+                ),
+                obj(
+                    {
+                        "success": s("", "boolean"),
+                        "message": s(""),
+                        "filePath": s(""),
+                        "changesApplied": s("", "boolean"),
+                    },
+                    ("success", "message", "filePath", "changesApplied"),
+                ),
                 self.codegen_edit_file,
             ),
             Tool(
                 "codegenRerank",
                 "Find the files of a directory most relevant to a query, ranked by a model (Relace or Morph).",
-                obj({"path": s("Directory to search"), "query": s("What to look for"),
-                     "scoreThreshold": s("Minimum score, 0-1 (default 0.5)", "number"),
-                     "tokenLimit": s("Token budget of the returned files (default 30000)", "integer"),
-                     "filePattern": s("Regular expression the path or name must match")}, ("path", "query")),
-                obj({"success": s("", "boolean"), "message": s(""), "files": {"type": "array", "items": obj(
-                    {"path": s(""), "content": s(""), "score": s("", "number")}, ("path", "content", "score"))}},
-                    ("success", "message", "files")),
+                obj(
+                    {
+                        "path": s("Directory to search"),
+                        "query": s("What to look for"),
+                        "scoreThreshold": s("Minimum score, 0-1 (default 0.5)", "number"),
+                        "tokenLimit": s("Token budget of the returned files (default 30000)", "integer"),
+                        "filePattern": s("Regular expression the path or name must match"),
+                    },
+                    ("path", "query"),
+                ),
+                obj(
+                    {
+                        "success": s("", "boolean"),
+                        "message": s(""),
+                        "files": {
+                            "type": "array",
+                            "items": obj(
+                                {"path": s(""), "content": s(""), "score": s("", "number")},
+                                ("path", "content", "score"),
+                            ),
+                        },
+                    },
+                    ("success", "message", "files"),
+                ),
                 self.codegen_rerank,
             ),
         ]
@@ -290,8 +471,15 @@ class Tools:
         if timeout is None and not keepAlive:
             timeout = DEFAULT_TIMEOUT
         spec = ProcessSpec(
-            command=command, name=name, working_dir=workingDir, env=env or {}, restart_on_failure=restartOnFailure,
-            max_restarts=maxRestarts, keep_alive=keepAlive, timeout=timeout, unique_name=False,
+            command=command,
+            name=name,
+            working_dir=workingDir,
+            env=env or {},
+            restart_on_failure=restartOnFailure,
+            max_restarts=maxRestarts,
+            keep_alive=keepAlive,
+            timeout=timeout,
+            unique_name=False,
         )
         proc = await self.supervisor.start(spec)
         limit = proc.record.timeout if timeout is None else timeout
@@ -346,7 +534,9 @@ class Tools:
         data["lastModified"] = without_fraction(data["lastModified"])  # as the original's MCP tool
         return data
 
-    async def fs_write(self, path: str, content: str = "", permissions: str = "", isDirectory: bool = False) -> dict[str, Any]:
+    async def fs_write(
+        self, path: str, content: str = "", permissions: str = "", isDirectory: bool = False
+    ) -> dict[str, Any]:
         resolved = self._path(path)
         try:
             mode = parse_permissions(permissions, 0o644)
@@ -387,13 +577,17 @@ class Tools:
     async def codegen_codebase_search(self, query: str, targetDirectories: list[str] | None = None) -> dict[str, Any]:
         return {"success": True, "results": [], "query": query}
 
-    async def codegen_grep(self, query: str, caseSensitive: bool = False, includePattern: str = "", excludePattern: str = "") -> dict[str, Any]:
+    async def codegen_grep(
+        self, query: str, caseSensitive: bool = False, includePattern: str = "", excludePattern: str = ""
+    ) -> dict[str, Any]:
         lines = await self.content.raw_json(
             self.settings.workdir, query, case_sensitive=caseSensitive, include=includePattern, exclude=excludePattern
         )
         return {"success": True, "results": lines}
 
-    async def codegen_read_range(self, targetFile: str, startLineOneIndexed: int, endLineOneIndexedInclusive: int) -> dict[str, Any]:
+    async def codegen_read_range(
+        self, targetFile: str, startLineOneIndexed: int, endLineOneIndexedInclusive: int
+    ) -> dict[str, Any]:
         resolved = self._path(targetFile)
         start, end = startLineOneIndexed, endLineOneIndexedInclusive
         content = await self.files.read_lines(resolved, start, end) if 1 <= start <= end else None
@@ -406,14 +600,18 @@ class Tools:
 
     async def codegen_list_dir(self, relativeWorkspacePath: str) -> dict[str, Any]:
         target = self._inside_workdir(relativeWorkspacePath)
-        return {"success": True, "directory": await self.files.list_directory(paths.from_value(target, self.settings.workdir))}
+        return {
+            "success": True,
+            "directory": await self.files.list_directory(paths.from_value(target, self.settings.workdir)),
+        }
 
     async def codegen_edit_file(self, targetFile: str, instructions: str, codeEdit: str) -> dict[str, Any]:
         result = await self.codegen.fastapply(self._path(targetFile), codeEdit, None)
         return {"success": True, "message": result["message"], "filePath": result["path"], "changesApplied": True}
 
-    async def codegen_rerank(self, path: str, query: str, scoreThreshold: float = 0, tokenLimit: int = 0,
-                             filePattern: str | None = None) -> dict[str, Any]:
+    async def codegen_rerank(
+        self, path: str, query: str, scoreThreshold: float = 0, tokenLimit: int = 0, filePattern: str | None = None
+    ) -> dict[str, Any]:
         return await self.codegen.rerank(self._path(path), query, scoreThreshold, tokenLimit, filePattern)
 
     async def codegen_parallel_apply(self, editPlan: str, editRegions: list[dict[str, Any]]) -> dict[str, Any]:

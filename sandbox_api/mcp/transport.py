@@ -88,7 +88,12 @@ class McpEndpoint:
             for tool in tools:
                 _check_supported(tool.input_schema, f"{tool.name}.inputSchema")
             self._listed = [
-                {"name": t.name, "description": t.description, "inputSchema": t.input_schema, "outputSchema": t.output_schema}
+                {
+                    "name": t.name,
+                    "description": t.description,
+                    "inputSchema": t.input_schema,
+                    "outputSchema": t.output_schema,
+                }
                 for t in tools
             ]
             self._tools = {t.name: t for t in tools}
@@ -295,7 +300,9 @@ def schema_error(schema: dict[str, Any], value: Any) -> str | None:
         extra, unknown = schema.get("additionalProperties", True), sorted(k for k in value if k not in properties)
         if extra is False and unknown:
             names = ", ".join(json.dumps(k, ensure_ascii=False) for k in unknown)
-            return f"Additional properties are not allowed ({names} {'was' if len(unknown) == 1 else 'were'} unexpected)"
+            return (
+                f"Additional properties are not allowed ({names} {'was' if len(unknown) == 1 else 'were'} unexpected)"
+            )
         if isinstance(extra, dict):
             for key in unknown:
                 if (error := schema_error(extra, value[key])) is not None:

@@ -152,7 +152,11 @@ def serving_ports(pids: set[int], wanted: set[int]) -> set[int]:
     """The ports of `wanted` served on a routable address by some pid of `pids`."""
     found = sock_diag.listeners()
     if found is None:
-        return {p.local_port for p in ports_of(pids) if p.state in ("LISTEN", "UNCONN") and p.local_port in wanted and routable(p.local_addr)}
+        return {
+            p.local_port
+            for p in ports_of(pids)
+            if p.state in ("LISTEN", "UNCONN") and p.local_port in wanted and routable(p.local_addr)
+        }
     candidates = [s for s in found if s.port in wanted and routable(s.address)]
     if not candidates:
         return set()

@@ -242,6 +242,7 @@ async def _relay_http(request: web.Request, proxy: PortProxy, port: int, target:
         # aiohttp does not cancel a handler whose client left: a quiet upstream (an event
         # stream between events) is dropped once the client is seen gone.
         gone = streams.disconnected(request, proxy.client_check_seconds)
+
         def close_upstream(f: asyncio.Future[None]) -> None:
             if not f.cancelled():
                 upstream.close()

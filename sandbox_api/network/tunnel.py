@@ -142,7 +142,9 @@ def _validate(c: dict[str, Any]) -> None:
     if not c["local_ip"]:
         raise ValueError("local_ip is required")
     if not _is_cidr(c["local_ip"]):
-        raise ValueError(f"local_ip must be in CIDR notation (e.g., 10.0.0.1/32): invalid CIDR address: {c['local_ip']}")
+        raise ValueError(
+            f"local_ip must be in CIDR notation (e.g., 10.0.0.1/32): invalid CIDR address: {c['local_ip']}"
+        )
     if not c["peer_endpoint"]:
         raise ValueError("peer_endpoint is required")
     problem = _endpoint_problem(c["peer_endpoint"])
@@ -279,7 +281,9 @@ class Tunnel:
             except Internal as e:
                 raise Internal(f"failed to apply tunnel config: {e.message}") from None
             self._active = _Active(tunnel, pinned)
-        log.info("WireGuard tunnel %s up: address %s, peer %s", tunnel.interface_name, tunnel.local_ip, tunnel.peer_endpoint)
+        log.info(
+            "WireGuard tunnel %s up: address %s, peer %s", tunnel.interface_name, tunnel.local_ip, tunnel.peer_endpoint
+        )
 
     async def stop(self) -> None:
         async with self._lock:
@@ -287,7 +291,9 @@ class Tunnel:
                 raise Invalid("no WireGuard client is running")
             ip = config.find_program("ip")
             if ip is None:
-                raise NotSupported("stopping the WireGuard tunnel needs the ip program, which is not installed in this sandbox")
+                raise NotSupported(
+                    "stopping the WireGuard tunnel needs the ip program, which is not installed in this sandbox"
+                )
             try:
                 await self._teardown(ip, self._active)
             except Internal as e:

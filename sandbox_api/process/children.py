@@ -66,7 +66,9 @@ class Child:
 class Piped:
     """A child with its stdout and stderr as asyncio streams."""
 
-    def __init__(self, child: Child, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, transports: list) -> None:
+    def __init__(
+        self, child: Child, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, transports: list
+    ) -> None:
         self.child = child
         self.stdout = stdout
         self.stderr = stderr
@@ -148,14 +150,27 @@ class Children:
         return child
 
     async def spawn_reading(
-        self, argv: Sequence[str], *, cwd: str, limit: int = 64 * 1024 * 1024, env: Mapping[bytes, bytes] | None = None,
-        identity: Identity | None = None, pass_fds: Sequence[int] = (),
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        limit: int = 64 * 1024 * 1024,
+        env: Mapping[bytes, bytes] | None = None,
+        identity: Identity | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> Piped:
         """Start a helper whose stdout and stderr we read as streams (e.g. `rg`)."""
         loop = self._loop or asyncio.get_running_loop()
         child = self.spawn(
-            argv, cwd=cwd, env=env, identity=identity,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True, pass_fds=pass_fds,
+            argv,
+            cwd=cwd,
+            env=env,
+            identity=identity,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            close_fds=True,
+            pass_fds=pass_fds,
         )
         assert child.popen is not None and child.popen.stdout is not None and child.popen.stderr is not None
         streams = []
@@ -204,8 +219,15 @@ class Children:
         fd = os.open(tty, os.O_RDWR | os.O_NOCTTY)
         try:
             return self.spawn(
-                argv, env=env, cwd=cwd, identity=identity, stdin=fd, stdout=fd, stderr=fd,
-                start_new_session=True, preexec_fn=_take_controlling_tty,
+                argv,
+                env=env,
+                cwd=cwd,
+                identity=identity,
+                stdin=fd,
+                stdout=fd,
+                stderr=fd,
+                start_new_session=True,
+                preexec_fn=_take_controlling_tty,
             )
         finally:
             os.close(fd)
@@ -222,8 +244,17 @@ class Children:
         stderr: int,
     ) -> Child:
         """spawn_fast's twin for the workload user (Popen: posix_spawn cannot set ids)."""
-        return self.spawn(argv, env=env, cwd=cwd, identity=identity, stdin=stdin, stdout=stdout, stderr=stderr,
-                          process_group=0, close_fds=True)
+        return self.spawn(
+            argv,
+            env=env,
+            cwd=cwd,
+            identity=identity,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            process_group=0,
+            close_fds=True,
+        )
 
     def spawn_fast(
         self,

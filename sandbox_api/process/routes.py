@@ -301,5 +301,10 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/process/{identifier}/kill", kill_process)
     r.add_post("/process/{identifier}/stdin", write_stdin)
     r.add_delete("/process/{identifier}/stdin", close_stdin)
-    for path in ("/process", "/process/{identifier}", "/process/{identifier}/logs", "/process/{identifier}/logs/stream"):
+    for path in (
+        "/process",
+        "/process/{identifier}",
+        "/process/{identifier}/logs",
+        "/process/{identifier}/logs/stream",
+    ):
         r.add_route("HEAD", path, head_ok)

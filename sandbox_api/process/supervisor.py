@@ -290,8 +290,10 @@ class Supervisor:
             raise Invalid("command and workingDir must not contain a NUL byte")
         for key, value in spec.env.items():
             if not config.valid_variable(key, value):
-                raise Invalid(f"invalid environment variable {key!r}: a name is not empty and holds no '=', "
-                              "and neither holds a NUL byte")
+                raise Invalid(
+                    f"invalid environment variable {key!r}: a name is not empty and holds no '=', "
+                    "and neither holds a NUL byte"
+                )
         working_dir = self.normalize_working_dir(spec.working_dir)
         name = spec.name or "proc-" + "".join(_NAME_ALPHABET[b % 36] for b in os.urandom(8))
         if spec.unique_name:
@@ -493,9 +495,7 @@ class Supervisor:
         proc.child = None
         record.completed_at = time.time()
         if code is None:
-            proc.log.append_notice(
-                "\n[Exit status unknown: the process ended while sandbox-api was not running]\n"
-            )
+            proc.log.append_notice("\n[Exit status unknown: the process ended while sandbox-api was not running]\n")
             record.exit_code = -1
             if record.status == RUNNING:
                 record.status = FAILED
@@ -506,8 +506,14 @@ class Supervisor:
         elif record.status not in (STOPPED, KILLED):
             record.status = FAILED
             if self._log_disk_full():
-                log.error("process %s (pid %s) failed with exit code %d while the log disk %s is full: "
-                          "its output may be lost", record.name, record.pid, record.exit_code, self._logs_dir)
+                log.error(
+                    "process %s (pid %s) failed with exit code %d while the log disk %s is full: "
+                    "its output may be lost",
+                    record.name,
+                    record.pid,
+                    record.exit_code,
+                    self._logs_dir,
+                )
 
     def _log_disk_full(self) -> bool:
         try:
@@ -673,8 +679,7 @@ class Supervisor:
         while pending:
             if proc.final.is_set():
                 raise Unprocessable(
-                    f"process exited with code {proc.record.exit_code} before serving ports "
-                    f"{sorted(pending)}"
+                    f"process exited with code {proc.record.exit_code} before serving ports {sorted(pending)}"
                 )
             if proc.record.running:
                 ready = await asyncio.to_thread(self._serving_ports, proc, pending)

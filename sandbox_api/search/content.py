@@ -128,7 +128,15 @@ class ContentSearch:
         if not os.access(root, os.R_OK | os.X_OK):
             raise Unprocessable(f"open {root}: permission denied")
         rg, pass_fds = await self._program()
-        argv = rg_argv(rg, query, case_sensitive=case_sensitive, regex=regex, context=context, file_pattern=file_pattern, exclude_dirs=exclude_dirs)
+        argv = rg_argv(
+            rg,
+            query,
+            case_sensitive=case_sensitive,
+            regex=regex,
+            context=context,
+            file_pattern=file_pattern,
+            exclude_dirs=exclude_dirs,
+        )
         piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity, pass_fds=pass_fds)
         matches: list[dict[str, Any]] = []
         try:
@@ -151,8 +159,9 @@ class ContentSearch:
             response["timedOut"] = True
         return response
 
-
-    async def raw_json(self, root: str, query: str, *, case_sensitive: bool, include: str = "", exclude: str = "") -> list[str]:
+    async def raw_json(
+        self, root: str, query: str, *, case_sensitive: bool, include: str = "", exclude: str = ""
+    ) -> list[str]:
         """rg's own JSON lines for a regex search (the MCP grep tool returns them as is)."""
         if self.rg is None:
             raise NotSupported("content search needs ripgrep (rg), which was not found; install the ripgrep wheel")
@@ -199,7 +208,9 @@ async def _raw_lines(stream: asyncio.StreamReader, limit: int, timeout: float) -
 _LINE = re.compile(rb"(\d+)([:-])(?:(\d+):)?")
 
 
-async def _collect(stream: asyncio.StreamReader, matches: list[dict[str, Any]], context: int, limit: int, timeout: float) -> bool:
+async def _collect(
+    stream: asyncio.StreamReader, matches: list[dict[str, Any]], context: int, limit: int, timeout: float
+) -> bool:
     """Read rg's output into `matches`; False if the time ran out first.
 
     Output is read in large blocks and split into lines in one go: per-line awaits

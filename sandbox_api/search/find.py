@@ -9,7 +9,9 @@ from .globs import compile_glob
 from .walk import walk
 
 
-def _find(root: str, kind: str, patterns: tuple[str, ...], exclude_dirs: frozenset[str], exclude_hidden: bool, limit: int) -> list[dict[str, str]]:
+def _find(
+    root: str, kind: str, patterns: tuple[str, ...], exclude_dirs: frozenset[str], exclude_hidden: bool, limit: int
+) -> list[dict[str, str]]:
     compiled = [compile_glob(p) for p in patterns]
     matches: list[dict[str, str]] = []
     want_dirs = kind == "directory"

@@ -280,7 +280,10 @@ def estimate(text: str, folded: str, term: Term, regex: re.Pattern[str]) -> int:
 
 
 def _subsequence_regex(term: Term) -> re.Pattern[str]:
-    return re.compile("".join(f"({re.escape(c)})" + (".*?" if i < len(term.text) - 1 else "") for i, c in enumerate(term.text)), re.DOTALL)
+    return re.compile(
+        "".join(f"({re.escape(c)})" + (".*?" if i < len(term.text) - 1 else "") for i, c in enumerate(term.text)),
+        re.DOTALL,
+    )
 
 
 def rank(candidates: list[tuple[str, str]], query: str, limit: int) -> list[dict[str, Any]]:
@@ -340,7 +343,9 @@ def _fold_text(text: str, case_sensitive: bool) -> str:
     return "".join(_fold(c, case_sensitive) for c in text)
 
 
-def _search(root: str, query: str, exclude_dirs: frozenset[str], exclude_hidden: bool, limit: int) -> list[dict[str, Any]]:
+def _search(
+    root: str, query: str, exclude_dirs: frozenset[str], exclude_hidden: bool, limit: int
+) -> list[dict[str, Any]]:
     candidates = [
         (relative, "directory" if is_dir else "file")
         for relative, is_dir in walk(root, exclude_dirs, exclude_hidden)
@@ -349,6 +354,8 @@ def _search(root: str, query: str, exclude_dirs: frozenset[str], exclude_hidden:
     return rank(candidates, query, limit)
 
 
-async def search(root: str, query: str, *, exclude_dirs: frozenset[str], exclude_hidden: bool = True, limit: int = 20) -> dict[str, Any]:
+async def search(
+    root: str, query: str, *, exclude_dirs: frozenset[str], exclude_hidden: bool = True, limit: int = 20
+) -> dict[str, Any]:
     matches = await asyncio.to_thread(_search, root, query, exclude_dirs, exclude_hidden, limit)
     return {"matches": matches, "total": len(matches)}

@@ -13,7 +13,18 @@ from collections.abc import Iterator
 
 from ..errors import NotFound, Unprocessable
 
-DEFAULT_EXCLUDES = ("node_modules", "vendor", ".git", "dist", "build", "target", "__pycache__", ".venv", ".next", "coverage")
+DEFAULT_EXCLUDES = (
+    "node_modules",
+    "vendor",
+    ".git",
+    "dist",
+    "build",
+    "target",
+    "__pycache__",
+    ".venv",
+    ".next",
+    "coverage",
+)
 
 
 def check_root(root: str) -> bool:
@@ -43,7 +54,9 @@ def walk(root: str, exclude_dirs: frozenset[str], exclude_hidden: bool) -> Itera
         yield from _walk_dir(root, "", exclude_dirs, exclude_hidden)
 
 
-def _walk_dir(directory: str, prefix: str, exclude_dirs: frozenset[str], exclude_hidden: bool) -> Iterator[tuple[str, bool]]:
+def _walk_dir(
+    directory: str, prefix: str, exclude_dirs: frozenset[str], exclude_hidden: bool
+) -> Iterator[tuple[str, bool]]:
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: os.fsencode(e.name))

@@ -88,9 +88,7 @@ def status_from_previous_life() -> UpgradeStatus:
 
 
 class Upgrader:
-    def __init__(
-        self, health: Health, children: Children, request_stop: Callable[[], None], token: str = ""
-    ) -> None:
+    def __init__(self, health: Health, children: Children, request_stop: Callable[[], None], token: str = "") -> None:
         self.health = health
         self._token = token  # off our command line and environment (cli.py): handed on here
         self.children = children
@@ -105,7 +103,9 @@ class Upgrader:
     def start(self, version: str, base_url: str, path: str | None) -> dict[str, str]:
         if self._task is not None and not self._task.done():
             raise Conflict("an upgrade is already running")
-        self.health.last_upgrade = UpgradeStatus(status="running", step="starting", version=version, last_attempt=_now())
+        self.health.last_upgrade = UpgradeStatus(
+            status="running", step="starting", version=version, last_attempt=_now()
+        )
         self._task = asyncio.get_running_loop().create_task(self._run(version, base_url, path))
         return {
             "message": "Upgrade initiated. Process state saved. The server will upgrade shortly.",
@@ -126,7 +126,9 @@ class Upgrader:
             if config.get_variable("SANDBOX_DEV_MODE") in ("true", "1"):
                 raise UpgradeFailed("skipped", "upgrades are disabled in dev mode (SANDBOX_DEV_MODE)")
             if target is None:
-                raise UpgradeFailed("skipped", "not running from the sandbox-api binary (a Python install upgrades with pip)")
+                raise UpgradeFailed(
+                    "skipped", "not running from the sandbox-api binary (a Python install upgrades with pip)"
+                )
             staged = os.path.join(os.path.dirname(target), f".sandbox-api-upgrade-{os.getpid()}")
             self.status.step = "download"
             if path:
@@ -155,9 +157,15 @@ class Upgrader:
                     os.unlink(staged)
                 except OSError:
                     pass
-        done = UpgradeStatus(status="completed", step="completed", version=version, last_attempt=self.status.last_attempt,
-                             download_url=self.status.download_url, binary_path=self.status.binary_path,
-                             bytes_downloaded=self.status.bytes_downloaded)
+        done = UpgradeStatus(
+            status="completed",
+            step="completed",
+            version=version,
+            last_attempt=self.status.last_attempt,
+            download_url=self.status.download_url,
+            binary_path=self.status.binary_path,
+            bytes_downloaded=self.status.bytes_downloaded,
+        )
         # The daemon's next life keeps its own settings (the token too), except the tunnel's:
         # the tunnel is up and outlives the exec, and applying it again would replace it.
         env = config.runtime_environment()
@@ -282,11 +290,20 @@ async def _serves_health(children: Children, path: str, env: dict[bytes, bytes],
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**env, b"SANDBOX_STATE_DIR": scratch.encode(), b"DISABLE_REQUEST_LOGGING": b"true", b"SANDBOX_UPGRADE_COUNT": b"0"}
+    env = {
+        **env,
+        b"SANDBOX_STATE_DIR": scratch.encode(),
+        b"DISABLE_REQUEST_LOGGING": b"true",
+        b"SANDBOX_UPGRADE_COUNT": b"0",
+    }
     try:
         trial = children.spawn(
-            [path, "--host", "127.0.0.1", "-p", str(port)], env=env, cwd=scratch,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [path, "--host", "127.0.0.1", "-p", str(port)],
+            env=env,
+            cwd=scratch,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     except OSError as e:
         raise UpgradeFailed("validate", f"the new binary does not run: {e}") from None
@@ -295,7 +312,9 @@ async def _serves_health(children: Children, path: str, env: dict[bytes, bytes],
             deadline = time.monotonic() + VALIDATE_SECONDS
             while True:
                 if trial.returncode is not None:
-                    raise UpgradeFailed("validate", f"the new binary exited with {trial.returncode} before serving /health")
+                    raise UpgradeFailed(
+                        "validate", f"the new binary exited with {trial.returncode} before serving /health"
+                    )
                 try:
                     async with session.get(f"http://127.0.0.1:{port}/health") as response:
                         if response.status == 200 and (await response.json()).get("status") == "ok":
@@ -303,7 +322,9 @@ async def _serves_health(children: Children, path: str, env: dict[bytes, bytes],
                 except (TimeoutError, aiohttp.ClientError, ValueError):
                     pass
                 if time.monotonic() > deadline:
-                    raise UpgradeFailed("validate", f"the new binary did not serve /health within {VALIDATE_SECONDS:g} s")
+                    raise UpgradeFailed(
+                        "validate", f"the new binary did not serve /health within {VALIDATE_SECONDS:g} s"
+                    )
                 await asyncio.sleep(0.1)
     finally:
         if trial.returncode is None:

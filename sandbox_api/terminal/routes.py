@@ -163,7 +163,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         terminals.detach(session, listener)
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
-        log.info("terminal disconnect", extra={"source": "audit", "action": "terminal_disconnect", "session": session.id})
+        log.info(
+            "terminal disconnect", extra={"source": "audit", "action": "terminal_disconnect", "session": session.id}
+        )
     return ws
 
 

@@ -68,7 +68,9 @@ class Session:
     last_activity: float = field(default_factory=time.monotonic)
     alive: bool = True
     shell_watcher: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
-    _decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    _decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
+    )
     _pending_input: bytearray = field(default_factory=bytearray)
     _input_room: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -182,7 +184,9 @@ class Terminals:
             session.close()
         self._sessions.clear()
 
-    def attach(self, session_id: str, cols: int, rows: int, shell: str | None, working_dir: str | None, listener: Listener) -> Session:
+    def attach(
+        self, session_id: str, cols: int, rows: int, shell: str | None, working_dir: str | None, listener: Listener
+    ) -> Session:
         """The live session `session_id` (resized), or a new one; `listener` gets its output."""
         session = self._sessions.get(session_id)
         if session is not None and not session.alive:

@@ -110,8 +110,23 @@ class Chroot:
         )
         log = open(self.inside / f"pid1-{time.monotonic_ns()}.log", "w+b")
         proc = subprocess.Popen(
-            ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "/bin/sh", "-c", script, "sh", str(self.root), *argv],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                "unshare",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--propagation",
+                "private",
+                "/bin/sh",
+                "-c",
+                script,
+                "sh",
+                str(self.root),
+                *argv,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return Pid1(proc, log)
 

@@ -28,7 +28,9 @@ def call(port: int, method: str, path: str, body: dict | bytes | None = None, ti
         request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=timeout) as response:
         payload = response.read()
-        return response.status, json.loads(payload) if response.headers.get_content_type() == "application/json" else payload
+        return response.status, json.loads(
+            payload
+        ) if response.headers.get_content_type() == "application/json" else payload
 
 
 def exercise(chroot: Chroot, port: int) -> None:
@@ -191,7 +193,9 @@ def test_read_only_root_without_tmp(tmp_path: Path, binary: Path, port: int):
     pid1 = chroot.start(["/usr/local/bin/sandbox-api", "--host", "127.0.0.1", "-p", str(port)], env, mounts)
     try:
         wait_healthy(port, pid1)
-        _, done = call(port, "POST", "/process", {"command": "echo hi; touch /t/work/x 2>&1 || true", "waitForCompletion": True})
+        _, done = call(
+            port, "POST", "/process", {"command": "echo hi; touch /t/work/x 2>&1 || true", "waitForCompletion": True}
+        )
         assert done["stdout"].startswith("hi\n") and "Read-only file system" in done["stdout"], done
         _, content = call(port, "GET", "/filesystem//etc/motd")
         assert content["content"] == "read me\n"

@@ -11,9 +11,7 @@ from aiohttp import web
 
 from ..conftest import Daemon, free_port
 
-NOT_CONFIGURED = (
-    "codegen tools are not configured, follow this documentation to configure it: https://docs.blaxel.ai/Sandboxes/Codegen"
-)
+NOT_CONFIGURED = "codegen tools are not configured, follow this documentation to configure it: https://docs.blaxel.ai/Sandboxes/Codegen"
 MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
@@ -42,10 +40,14 @@ class FakeProvider:
             edit = content.split("<update>", 1)[1].split("</update>", 1)[0]
             return web.json_response({"choices": [{"message": {"content": self.merged(original, edit)}}]})
         if request.path == "/v2/code/rank":
-            results = [{"filename": f["filename"], "score": 0.9 if "auth" in f["content"] else 0.1} for f in body["codebase"]]
+            results = [
+                {"filename": f["filename"], "score": 0.9 if "auth" in f["content"] else 0.1} for f in body["codebase"]
+            ]
             return web.json_response({"results": results})
         if request.path == "/rerank":
-            results = [{"index": i, "relevance_score": 0.8 if "auth" in d else 0.2} for i, d in enumerate(body["documents"])]
+            results = [
+                {"index": i, "relevance_score": 0.8 if "auth" in d else 0.2} for i, d in enumerate(body["documents"])
+            ]
             return web.json_response({"results": results})
         return web.json_response({"error": "unknown"}, status=404)
 
@@ -91,7 +93,10 @@ async def test_fastapply_merges_and_writes(client, workdir, no_keys, provider):
             reply = await r.json()
         expected = "def a():\n    pass\ndef b():\n    return 2\n"
         assert reply == {
-            "success": True, "path": "app.py", "originalContent": "def a():\n    pass\n", "updatedContent": expected,
+            "success": True,
+            "path": "app.py",
+            "originalContent": "def a():\n    pass\n",
+            "updatedContent": expected,
             "provider": "relace" if provider == "relace" else "morphllm",
             "message": "Code edit applied successfully to app.py",
         }
@@ -174,9 +179,13 @@ async def test_sdk_and_mcp_with_a_key(tmp_path):
         daemon = Daemon(tmp_path / "state", work, env={"RELACE_API_KEY": "rk", "RELACE_BASE_URL": fake.url})
         daemon.start()
         try:
-            sandbox = SandboxInstance(Sandbox(metadata=Metadata(name="local"), spec=SandboxSpec()), force_url=daemon.url)
+            sandbox = SandboxInstance(
+                Sandbox(metadata=Metadata(name="local"), spec=SandboxSpec()), force_url=daemon.url
+            )
             (work / "main.go").write_text("package main\n")
-            applied = await sandbox.codegen.fastapply(str(work / "main.go"), "// ... existing code ...\nfunc main() {}\n")
+            applied = await sandbox.codegen.fastapply(
+                str(work / "main.go"), "// ... existing code ...\nfunc main() {}\n"
+            )
             assert applied.success and applied.updated_content == "package main\nfunc main() {}\n"
             (work / "auth.go").write_text("// auth\n")
             ranked = await sandbox.codegen.reranking(str(work), "authentication")
@@ -187,12 +196,27 @@ async def test_sdk_and_mcp_with_a_key(tmp_path):
                 async with http.post(f"{daemon.url}/mcp", json=listing, headers=MCP_HEADERS) as r:
                     names = {t["name"] for t in (await r.json())["result"]["tools"]}
                 assert len(names) == 21 and {"codegenEditFile", "codegenRerank"} <= names
-                call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "codegenEditFile", "arguments": {
-                    "targetFile": "main.go", "instructions": "add a helper", "codeEdit": "// ... existing code ...\nfunc h() {}\n"}}}
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {
+                        "name": "codegenEditFile",
+                        "arguments": {
+                            "targetFile": "main.go",
+                            "instructions": "add a helper",
+                            "codeEdit": "// ... existing code ...\nfunc h() {}\n",
+                        },
+                    },
+                }
                 async with http.post(f"{daemon.url}/mcp", json=call, headers=MCP_HEADERS) as r:
                     result = (await r.json())["result"]
-                assert result["structuredContent"] == {"success": True, "message": "Code edit applied successfully to main.go",
-                                                       "filePath": "main.go", "changesApplied": True}
+                assert result["structuredContent"] == {
+                    "success": True,
+                    "message": "Code edit applied successfully to main.go",
+                    "filePath": "main.go",
+                    "changesApplied": True,
+                }
                 assert (work / "main.go").read_text() == "package main\nfunc main() {}\nfunc h() {}\n"
                 call["params"] = {"name": "codegenRerank", "arguments": {"path": ".", "query": "auth"}}
                 async with http.post(f"{daemon.url}/mcp", json=call, headers=MCP_HEADERS) as r:

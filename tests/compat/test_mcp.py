@@ -12,10 +12,25 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 EXPECTED_TOOLS = {
-    "processesList", "processExecute", "processGet", "processGetLogs", "processStop", "processKill",
-    "fsGetWorkingDirectory", "fsListDirectory", "fsReadFile", "fsWriteFile", "fsEditFile", "fsDeleteFileOrDirectory",
-    "codegenFileSearch", "codegenCodebaseSearch", "codegenGrepSearch", "codegenReadFileRange", "codegenReapply",
-    "codegenListDir", "codegenParallelApply",
+    "processesList",
+    "processExecute",
+    "processGet",
+    "processGetLogs",
+    "processStop",
+    "processKill",
+    "fsGetWorkingDirectory",
+    "fsListDirectory",
+    "fsReadFile",
+    "fsWriteFile",
+    "fsEditFile",
+    "fsDeleteFileOrDirectory",
+    "codegenFileSearch",
+    "codegenCodebaseSearch",
+    "codegenGrepSearch",
+    "codegenReadFileRange",
+    "codegenReapply",
+    "codegenListDir",
+    "codegenParallelApply",
 }
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -91,7 +106,9 @@ async def test_process_tools_round_trip(sdk_daemon):
         assert killed.structured_content == {"status": "killed"}
         logs = await session.call_tool("processGetLogs", {"identifier": "mcp-sleeper"})
         assert "forcefully killed" in logs.structured_content["logs"]
-        timed = await session.call_tool("processExecute", {"command": "sleep 5", "waitForCompletion": True, "timeout": 1})
+        timed = await session.call_tool(
+            "processExecute", {"command": "sleep 5", "waitForCompletion": True, "timeout": 1}
+        )
         assert timed.is_error and "timed out after 1 seconds" in timed.content[0].text
 
     await with_session(sdk_daemon.url, body)
@@ -99,8 +116,12 @@ async def test_process_tools_round_trip(sdk_daemon):
 
 async def test_raw_post_without_initialize_is_stateless(sdk_daemon):
     async with aiohttp.ClientSession() as http:
-        body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                "params": {"name": "fsGetWorkingDirectory", "arguments": {}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "fsGetWorkingDirectory", "arguments": {}},
+        }
         async with http.post(f"{sdk_daemon.url}/mcp", json=body, headers=HEADERS) as resp:
             assert resp.status == 200
             assert "Mcp-Session-Id" not in resp.headers
@@ -113,8 +134,16 @@ async def test_raw_post_without_initialize_is_stateless(sdk_daemon):
         async with http.get(f"{sdk_daemon.url}/mcp") as resp:
             assert resp.status == 405
             assert await resp.json() == {"error": "SSE streaming not supported. Please use POST for MCP communication."}
-        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
         async with http.post(f"{sdk_daemon.url}/mcp", json=init, headers=HEADERS) as resp:
             result = (await resp.json())["result"]
         assert result["serverInfo"] == {"name": "Sandbox API Server", "version": "1.0.0"}
@@ -124,7 +153,10 @@ async def test_raw_post_without_initialize_is_stateless(sdk_daemon):
 async def test_fifty_concurrent_calls(sdk_daemon):
     async def body(session: ClientSession) -> None:
         results = await asyncio.gather(
-            *(session.call_tool("processExecute", {"command": f"echo {i}", "waitForCompletion": True}) for i in range(50))
+            *(
+                session.call_tool("processExecute", {"command": f"echo {i}", "waitForCompletion": True})
+                for i in range(50)
+            )
         )
         assert sorted(r.structured_content["logs"] for r in results) == sorted(f"{i}\n" for i in range(50))
 
@@ -139,11 +171,15 @@ async def test_codegen_helpers(sdk_daemon):
     async def body(session: ClientSession) -> None:
         found = await session.call_tool("codegenFileSearch", {"query": "handutil"})
         assert str(work / "pkg" / "handler_util.py") in found.structured_content["matches"]
-        lines = await session.call_tool("codegenReadFileRange", {"targetFile": "pkg/handler_util.py",
-                                                                  "startLineOneIndexed": 2, "endLineOneIndexedInclusive": 3})
+        lines = await session.call_tool(
+            "codegenReadFileRange",
+            {"targetFile": "pkg/handler_util.py", "startLineOneIndexed": 2, "endLineOneIndexedInclusive": 3},
+        )
         assert lines.structured_content["content"] == "line2\nline3"
-        bad = await session.call_tool("codegenReadFileRange", {"targetFile": "pkg/handler_util.py",
-                                                                "startLineOneIndexed": 0, "endLineOneIndexedInclusive": 3})
+        bad = await session.call_tool(
+            "codegenReadFileRange",
+            {"targetFile": "pkg/handler_util.py", "startLineOneIndexed": 0, "endLineOneIndexedInclusive": 3},
+        )
         assert bad.is_error and "invalid line range" in bad.content[0].text
         grep = await session.call_tool("codegenGrepSearch", {"query": "line[23]"})
         matches = [json.loads(line) for line in grep.structured_content["results"]]
@@ -161,16 +197,41 @@ async def test_codegen_helpers(sdk_daemon):
 WD = {"name": "fsGetWorkingDirectory", "arguments": {}}
 RAW_CASES = [
     ({"jsonrpc": "2.0", "id": "s-2", "method": "tools/call", "params": WD}, {"structuredContent": {"path": "WORKDIR"}}),
-    ({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "fsReadFile", "arguments": {"path": "note.txt"}}},
-     {"content_key": "hello\n"}),
-    ({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "fsReadFile", "arguments": {"path": "missing.txt"}}},
-     {"isError": None}),
-    ({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "fsListDirectory", "arguments": {}}},
-     {"isError": 'validating "arguments": "path" is a required property'}),
-    ({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "nope", "arguments": {}}},
-     {"error": (-32602, 'unknown tool "nope"')}),
-    ({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "fsReadFile", "arguments": {"path": 42}}},
-     {"isError": 'validating "arguments": 42 is not of type "string"'}),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "fsReadFile", "arguments": {"path": "note.txt"}},
+        },
+        {"content_key": "hello\n"},
+    ),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 4,
+            "method": "tools/call",
+            "params": {"name": "fsReadFile", "arguments": {"path": "missing.txt"}},
+        },
+        {"isError": None},
+    ),
+    (
+        {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "fsListDirectory", "arguments": {}}},
+        {"isError": 'validating "arguments": "path" is a required property'},
+    ),
+    (
+        {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "nope", "arguments": {}}},
+        {"error": (-32602, 'unknown tool "nope"')},
+    ),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "fsReadFile", "arguments": {"path": 42}},
+        },
+        {"isError": 'validating "arguments": 42 is not of type "string"'},
+    ),
     ({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"arguments": {}}}, {"error": (-32602, None)}),
     ({"jsonrpc": "2.0", "id": 9, "method": "ping"}, {"result": {}}),
     ({"jsonrpc": "2.0", "id": 10, "method": "no/such/method"}, {"error": (-32601, "Method not found")}),
@@ -178,28 +239,77 @@ RAW_CASES = [
     ({"jsonrpc": "2.0", "id": 12, "method": "prompts/list"}, {"result": {"prompts": []}}),
     ({"jsonrpc": "2.0", "id": 13, "method": "resources/templates/list"}, {"result": {"resourceTemplates": []}}),
     ({"jsonrpc": "2.0", "id": 14, "method": "logging/setLevel", "params": {"level": "debug"}}, {"result": {}}),
-    ({"jsonrpc": "2.0", "id": 15, "method": "logging/setLevel", "params": {"level": "loud"}}, {"error": (-32602, None)}),
-    ({"jsonrpc": "2.0", "id": 16, "method": "tools/call", "params": {"name": "processGet", "arguments": {"identifier": "x", "bogus": 1}}},
-     {"isError": 'validating "arguments": Additional properties are not allowed ("bogus" was unexpected)'}),
-    ({"jsonrpc": "2.0", "id": 17, "method": "tools/call",
-      "params": {"name": "codegenReadFileRange", "arguments": {"targetFile": "note.txt", "startLineOneIndexed": True,
-                                                                "endLineOneIndexedInclusive": 1}}},
-     {"isError": 'validating "arguments": true is not of type "integer"'}),
-    ({"jsonrpc": "2.0", "id": 18, "method": "tools/call",
-      "params": {"name": "codegenParallelApply", "arguments": {"editPlan": "p", "editRegions": [{"startLine": 1}]}}},
-     {"isError": 'validating "arguments": "relativeWorkspacePath" is a required property'}),
-    ({"jsonrpc": "2.0", "id": 19, "method": "tools/call",
-      "params": {"name": "processExecute", "arguments": {"command": "true", "env": {"A": 1}}}},
-     {"isError": 'validating "arguments": 1 is not of type "string"'}),
-    ({"jsonrpc": "2.0", "id": 20, "method": "tools/call",  # a required argument may not be null
-      "params": {"name": "processGet", "arguments": {"identifier": None}}},
-     {"isError": 'validating "arguments": null is not of type "string"'}),
-    ({"jsonrpc": "2.0", "id": 21, "method": "tools/call",  # 2.0 is a JSON integer
-      "params": {"name": "codegenReadFileRange", "arguments": {"targetFile": "note.txt", "startLineOneIndexed": 1.0,
-                                                                "endLineOneIndexedInclusive": 1}}},
-     {"structuredContent": {"success": True, "content": "hello", "file": "note.txt"}}),
-    ({"jsonrpc": "2.0", "id": 22, "method": "tools/call", "params": {"name": "fsReadFile", "arguments": [1]}},
-     {"error": (-32602, None)}),
+    (
+        {"jsonrpc": "2.0", "id": 15, "method": "logging/setLevel", "params": {"level": "loud"}},
+        {"error": (-32602, None)},
+    ),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 16,
+            "method": "tools/call",
+            "params": {"name": "processGet", "arguments": {"identifier": "x", "bogus": 1}},
+        },
+        {"isError": 'validating "arguments": Additional properties are not allowed ("bogus" was unexpected)'},
+    ),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 17,
+            "method": "tools/call",
+            "params": {
+                "name": "codegenReadFileRange",
+                "arguments": {"targetFile": "note.txt", "startLineOneIndexed": True, "endLineOneIndexedInclusive": 1},
+            },
+        },
+        {"isError": 'validating "arguments": true is not of type "integer"'},
+    ),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 18,
+            "method": "tools/call",
+            "params": {
+                "name": "codegenParallelApply",
+                "arguments": {"editPlan": "p", "editRegions": [{"startLine": 1}]},
+            },
+        },
+        {"isError": 'validating "arguments": "relativeWorkspacePath" is a required property'},
+    ),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 19,
+            "method": "tools/call",
+            "params": {"name": "processExecute", "arguments": {"command": "true", "env": {"A": 1}}},
+        },
+        {"isError": 'validating "arguments": 1 is not of type "string"'},
+    ),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 20,
+            "method": "tools/call",  # a required argument may not be null
+            "params": {"name": "processGet", "arguments": {"identifier": None}},
+        },
+        {"isError": 'validating "arguments": null is not of type "string"'},
+    ),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 21,
+            "method": "tools/call",  # 2.0 is a JSON integer
+            "params": {
+                "name": "codegenReadFileRange",
+                "arguments": {"targetFile": "note.txt", "startLineOneIndexed": 1.0, "endLineOneIndexedInclusive": 1},
+            },
+        },
+        {"structuredContent": {"success": True, "content": "hello", "file": "note.txt"}},
+    ),
+    (
+        {"jsonrpc": "2.0", "id": 22, "method": "tools/call", "params": {"name": "fsReadFile", "arguments": [1]}},
+        {"error": (-32602, None)},
+    ),
     ({"jsonrpc": "2.0", "id": 23, "method": "ping", "params": None, "extra": 1}, {"result": {}}),
 ]
 
@@ -227,8 +337,9 @@ async def test_raw_requests_get_the_sdk_answers(sdk_daemon, version):
                 assert result == expected["result"], case
             elif "isError" in expected:
                 assert result["isError"] is True and "structuredContent" not in result, (case, result)
-                assert expected["isError"] is None or result["content"] == [{"type": "text", "text": expected["isError"]}], (
-                    case, result)
+                assert expected["isError"] is None or result["content"] == [
+                    {"type": "text", "text": expected["isError"]}
+                ], (case, result)
             elif "content_key" in expected:
                 assert result["isError"] is False and result["structuredContent"]["content"] == expected["content_key"]
                 assert json.loads(result["content"][0]["text"]) == result["structuredContent"]
@@ -296,8 +407,10 @@ async def test_unsupported_protocol_version_header(sdk_daemon):
         assert (status, content_type) == (400, "application/json"), version
         message = rpc_error(reply, -32022)
         assert all(v in message for v in ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")), message
-        assert reply["error"]["data"] == {"supported": ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"],
-                                          "requested": version}
+        assert reply["error"]["data"] == {
+            "supported": ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"],
+            "requested": version,
+        }
     for version in ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"):
         status, _, reply = await post_raw(
             sdk_daemon.url, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, {**HEADERS, "MCP-Protocol-Version": version}
@@ -306,10 +419,19 @@ async def test_unsupported_protocol_version_header(sdk_daemon):
 
 
 async def test_initialize_negotiates_the_version(sdk_daemon):
-    for requested, answered in (("2024-11-05", "2024-11-05"), ("2025-03-26", "2025-03-26"), ("2025-11-25", "2025-11-25"),
-                                ("2026-07-28", "2025-11-25"), ("1999-01-01", "2025-11-25")):
-        body = {"jsonrpc": "2.0", "id": "init", "method": "initialize",
-                "params": {"protocolVersion": requested, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    for requested, answered in (
+        ("2024-11-05", "2024-11-05"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-11-25", "2025-11-25"),
+        ("2026-07-28", "2025-11-25"),
+        ("1999-01-01", "2025-11-25"),
+    ):
+        body = {
+            "jsonrpc": "2.0",
+            "id": "init",
+            "method": "initialize",
+            "params": {"protocolVersion": requested, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        }
         status, _, reply = await post_raw(sdk_daemon.url, body)
         assert status == 200 and reply["id"] == "init", reply
         assert reply["result"] == {
@@ -358,13 +480,17 @@ async def test_http_level_checks(sdk_daemon):
         status, _, reply = await post_raw(sdk_daemon.url, ping, {"Content-Type": "application/json", "Accept": accept})
         assert status == 200 and reply["result"] == {}, accept
     for accept in ("text/event-stream", "text/html"):
-        status, content_type, reply = await post_raw(sdk_daemon.url, ping, {"Content-Type": "application/json", "Accept": accept})
+        status, content_type, reply = await post_raw(
+            sdk_daemon.url, ping, {"Content-Type": "application/json", "Accept": accept}
+        )
         assert (status, content_type) == (406, "application/json"), accept
         assert rpc_error(reply, -32600) == "Not Acceptable: Client must accept application/json"
     for content_type in ("text/plain", "application/jsonx", "application/x-www-form-urlencoded"):
         status, answered_type, reply = await post_raw(sdk_daemon.url, ping, {**HEADERS, "Content-Type": content_type})
         assert (status, answered_type, reply) == (400, "text/plain", "Invalid Content-Type header"), content_type
-    status, _, reply = await post_raw(sdk_daemon.url, ping, {**HEADERS, "Content-Type": "Application/JSON; charset=utf-8"})
+    status, _, reply = await post_raw(
+        sdk_daemon.url, ping, {**HEADERS, "Content-Type": "Application/JSON; charset=utf-8"}
+    )
     assert status == 200 and reply["result"] == {}
     async with aiohttp.ClientSession() as http:
         async with http.delete(f"{sdk_daemon.url}/mcp") as resp:
@@ -380,15 +506,27 @@ async def test_official_client_sorted_tools_logging_and_null_options(sdk_daemon,
         assert names == sorted(names) and set(names) == EXPECTED_TOOLS
         await session.set_logging_level("warning")
         # Optional arguments sent as explicit nulls are absent ones: their defaults apply.
-        result = await session.call_tool("processExecute", {
-            "command": "echo nulls; pwd", "name": None, "workingDir": None, "env": None, "waitForCompletion": True,
-            "timeout": None, "waitForPorts": None, "restartOnFailure": None, "maxRestarts": None, "keepAlive": None,
-        })
+        result = await session.call_tool(
+            "processExecute",
+            {
+                "command": "echo nulls; pwd",
+                "name": None,
+                "workingDir": None,
+                "env": None,
+                "waitForCompletion": True,
+                "timeout": None,
+                "waitForPorts": None,
+                "restartOnFailure": None,
+                "maxRestarts": None,
+                "keepAlive": None,
+            },
+        )
         assert not result.is_error, result.content
         assert result.structured_content["status"] == "completed"
         assert result.structured_content["logs"] == "nulls\n/\n"
-        result = await session.call_tool("fsWriteFile", {"path": str(target), "content": "x", "permissions": None,
-                                                         "isDirectory": None})
+        result = await session.call_tool(
+            "fsWriteFile", {"path": str(target), "content": "x", "permissions": None, "isDirectory": None}
+        )
         assert not result.is_error and target.read_text() == "x"
         result = await session.call_tool("codegenFileSearch", {"query": "zzz-none", "directory": None})
         assert result.structured_content == {"success": True, "matches": [], "query": "zzz-none"}
@@ -411,7 +549,17 @@ async def test_high_level_client_falls_back_to_initialize(sdk_daemon):
         assert result.structured_content == {"path": str(sdk_daemon.workdir)}
 
 
-FORBIDDEN_MODULES = {"mcp", "mcp_types", "pydantic", "pydantic_core", "jsonschema", "anyio", "starlette", "httpx", "httpx2"}
+FORBIDDEN_MODULES = {
+    "mcp",
+    "mcp_types",
+    "pydantic",
+    "pydantic_core",
+    "jsonschema",
+    "anyio",
+    "starlette",
+    "httpx",
+    "httpx2",
+}
 
 
 async def test_the_daemon_imports_no_sdk(daemon_factory):
@@ -423,9 +571,13 @@ async def test_the_daemon_imports_no_sdk(daemon_factory):
         assert len((await session.list_tools()).tools) == len(EXPECTED_TOOLS)
         result = await session.call_tool("processExecute", {"command": "echo imported", "waitForCompletion": True})
         assert result.structured_content["logs"] == "imported\n"
-        assert (await session.call_tool("fsGetWorkingDirectory", {})).structured_content == {"path": str(daemon.workdir)}
+        assert (await session.call_tool("fsGetWorkingDirectory", {})).structured_content == {
+            "path": str(daemon.workdir)
+        }
 
     await with_session(daemon.url, body)
-    imported = {line.rsplit("|", 1)[-1].strip() for line in daemon.log().splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in daemon.log().splitlines() if line.startswith("import time:")
+    }
     assert "sandbox_api.mcp.transport" in imported  # the log is the import log
     assert not {name for name in imported if name.split(".")[0] in FORBIDDEN_MODULES}

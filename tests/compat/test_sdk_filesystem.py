@@ -102,6 +102,6 @@ async def test_relative_paths_use_the_working_directory(sandbox, sdk_daemon):
 async def test_a_large_text_read_streams_to_the_sdk(sandbox, base):
     # Past 256 KiB the JSON read is streamed (chunked): the SDK gets the same text.
     base.mkdir(parents=True)
-    text = "é€😀 \"q\" \\ \t\x01\n" * 200_000
+    text = 'é€😀 "q" \\ \t\x01\n' * 200_000
     (base / "large.txt").write_bytes(text.encode() + b"\xe2\x82")  # a cut sequence: one U+FFFD per byte
     assert await sandbox.fs.read(str(base / "large.txt")) == text + "\ufffd\ufffd"

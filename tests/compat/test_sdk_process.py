@@ -53,13 +53,17 @@ async def test_exec_with_on_log_streams_every_line(sandbox):
 
 async def test_exec_with_on_log_of_an_instant_command(sandbox):
     streamed = []
-    await sandbox.process.exec({"command": "echo recipe-stream", "wait_for_completion": True, "on_log": streamed.append})
+    await sandbox.process.exec(
+        {"command": "echo recipe-stream", "wait_for_completion": True, "on_log": streamed.append}
+    )
     assert "recipe-stream" in streamed
 
 
 async def test_get_list_and_logs(sandbox):
     name = unique("gll")
-    await sandbox.process.exec({"name": name, "command": "echo 'test output'; echo 'test error' >&2", "wait_for_completion": True})
+    await sandbox.process.exec(
+        {"name": name, "command": "echo 'test output'; echo 'test error' >&2", "wait_for_completion": True}
+    )
     got = await sandbox.process.get(name)
     assert got.status == "completed" and got.stdout == "test output\n"
     listed = await sandbox.process.list()
@@ -153,7 +157,12 @@ async def test_stdin_write_and_close(sandbox):
 
 async def test_exec_with_working_dir_and_env(sandbox):
     result = await sandbox.process.exec(
-        {"command": "pwd; echo $GREETING", "working_dir": "/tmp", "env": {"GREETING": "hi"}, "wait_for_completion": True}
+        {
+            "command": "pwd; echo $GREETING",
+            "working_dir": "/tmp",
+            "env": {"GREETING": "hi"},
+            "wait_for_completion": True,
+        }
     )
     assert result.stdout == "/tmp\nhi\n"
     assert result.working_dir == "/tmp"

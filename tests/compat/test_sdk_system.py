@@ -84,8 +84,9 @@ class BinaryDaemon:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
         env.update(SANDBOX_STATE_DIR=str(base / "state"), WORKDIR=str(work), TMPDIR=str(base))
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([str(self.path), "--host", "127.0.0.1", "-p", str(self.port)], env=env,
-                                         stdout=log, stderr=log, cwd=work)
+            self.proc = subprocess.Popen(
+                [str(self.path), "--host", "127.0.0.1", "-p", str(self.port)], env=env, stdout=log, stderr=log, cwd=work
+            )
 
     async def health(self, session: aiohttp.ClientSession) -> dict | None:
         try:
@@ -123,13 +124,18 @@ def consecutive(logs: str) -> list[int]:
 async def test_upgrade_in_place_keeps_processes_and_their_output(binary, tmp_path):  # noqa: F811
     daemon = BinaryDaemon(binary, tmp_path)
     try:
-        async with aiohttp.ClientSession() as session, Releases({"v9.9.9": binary.read_bytes()}, fail_first=1) as releases:
+        async with (
+            aiohttp.ClientSession() as session,
+            Releases({"v9.9.9": binary.read_bytes()}, fail_first=1) as releases,
+        ):
             before = await daemon.wait_for(session, lambda h: True)
             sandbox = sdk(daemon.url)
-            ticker = await sandbox.process.exec({
-                "name": "ticker",
-                "command": "i=0; while [ $i -lt 100000 ]; do echo line-$i; i=$((i+1)); sleep 0.02; done",
-            })
+            ticker = await sandbox.process.exec(
+                {
+                    "name": "ticker",
+                    "command": "i=0; while [ $i -lt 100000 ]; do echo line-$i; i=$((i+1)); sleep 0.02; done",
+                }
+            )
             finisher = await sandbox.process.exec({"name": "finisher", "command": "sleep 4; exit 7"})
             await asyncio.sleep(0.5)
 
@@ -227,13 +233,24 @@ async def test_environment_reload(client, tmp_path, monkeypatch):
 
     status, body = await reload()
     assert status == 404 and body == {"error": f"open {metadata}: no such file or directory"}
-    metadata.write_text(json.dumps({"generation": 1, "environment": {"RELOADED_A": "a1", "RELOADED_B": "b1", "BOOT_ONLY": "b2"}}))
+    metadata.write_text(
+        json.dumps({"generation": 1, "environment": {"RELOADED_A": "a1", "RELOADED_B": "b1", "BOOT_ONLY": "b2"}})
+    )
     assert await reload() == (200, {"generation": 1, "applied": 3, "removed": 0})
-    result = await (await client.post("/process", json={"command": "echo $RELOADED_A-$RELOADED_B-$BOOT_ONLY", "waitForCompletion": True})).json()
+    result = await (
+        await client.post(
+            "/process", json={"command": "echo $RELOADED_A-$RELOADED_B-$BOOT_ONLY", "waitForCompletion": True}
+        )
+    ).json()
     assert result["stdout"] == "a1-b1-b2\n"
     metadata.write_text(json.dumps({"generation": 2, "environment": {"RELOADED_A": "a2"}}))
     assert await reload() == (200, {"generation": 2, "applied": 1, "removed": 2})
-    result = await (await client.post("/process", json={"command": "echo $RELOADED_A-${RELOADED_B:-gone}-${BOOT_ONLY:-gone}", "waitForCompletion": True})).json()
+    result = await (
+        await client.post(
+            "/process",
+            json={"command": "echo $RELOADED_A-${RELOADED_B:-gone}-${BOOT_ONLY:-gone}", "waitForCompletion": True},
+        )
+    ).json()
     assert result["stdout"] == "a2-gone-gone\n"  # BOOT_ONLY was applied by a reload, so a reload may remove it
     metadata.write_text("{not json")
     status, body = await reload()

@@ -38,8 +38,14 @@ async def drives(settings, blfs: Path, tmp_path: Path, monkeypatch):
     blfs.parent.mkdir()
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("# generated\nnameserver fe80::1\nnameserver 10.1.2.3\nnameserver 10.9.9.9\n")
-    for name in ("BL_ENV", "BLFS_UID_MAP", "BLFS_GID_MAP", "BLFS_DISABLE_WRITEBACK_CACHE", "BLFS_READ_DIRECT_IO",
-                 "BLFS_EVICT_PAGE_CACHE_ON_CLOSE"):
+    for name in (
+        "BL_ENV",
+        "BLFS_UID_MAP",
+        "BLFS_GID_MAP",
+        "BLFS_DISABLE_WRITEBACK_CACHE",
+        "BLFS_READ_DIRECT_IO",
+        "BLFS_EVICT_PAGE_CACHE_ON_CLOSE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BL_WORKSPACE_ID", "WS1")
     app = build_app(replace(settings, blfs_path=str(blfs), identity=None))
@@ -78,7 +84,12 @@ def test_parser_keeps_drive_mounts_and_reads_what_it_can():
         DriveMount("data", "/mnt/with space", "/sub/dir", True),
         DriveMount("", "/mnt/plain", "/", False),  # no bucket path in the source
     ]
-    assert found[1].to_dict() == {"driveName": "data", "mountPath": "/mnt/with space", "drivePath": "/sub/dir", "readOnly": True}
+    assert found[1].to_dict() == {
+        "driveName": "data",
+        "mountPath": "/mnt/with space",
+        "drivePath": "/sub/dir",
+        "readOnly": True,
+    }
 
 
 def test_parser_without_workspace_id_drops_the_last_segment():
@@ -94,14 +105,29 @@ def test_parser_without_workspace_id_drops_the_last_segment():
     [
         ({"mountPath": "/mnt/x"}, "drive name is required"),
         ({"driveName": "data"}, "mount path is required"),
-        ({"driveName": "bad name!", "mountPath": "/mnt/x"}, "drive name must contain only letters, numbers, hyphens and underscores"),
-        ({"driveName": "-data", "mountPath": "/mnt/x"}, "drive name must contain only letters, numbers, hyphens and underscores"),
+        (
+            {"driveName": "bad name!", "mountPath": "/mnt/x"},
+            "drive name must contain only letters, numbers, hyphens and underscores",
+        ),
+        (
+            {"driveName": "-data", "mountPath": "/mnt/x"},
+            "drive name must contain only letters, numbers, hyphens and underscores",
+        ),
         ({"driveName": "d" * 129, "mountPath": "/mnt/x"}, "drive name too long (max 128)"),
         ({"driveName": "data", "mountPath": "/mnt/../etc"}, "mount path must not contain '..'"),
         ({"driveName": "data", "mountPath": "/" + "m" * 512}, "mount path too long (max 512)"),
-        ({"driveName": "data", "mountPath": "/mnt/x", "drivePath": "sub"}, "Invalid drive path: Drive path must start with /"),
-        ({"driveName": "data", "mountPath": "/mnt/x", "uidMap": "-1"}, "invalid uidMap '-1': must be a non-negative integer"),
-        ({"driveName": 7, "mountPath": "/mnt/x"}, "invalid request body: field driveName must be a string, got a number"),
+        (
+            {"driveName": "data", "mountPath": "/mnt/x", "drivePath": "sub"},
+            "Invalid drive path: Drive path must start with /",
+        ),
+        (
+            {"driveName": "data", "mountPath": "/mnt/x", "uidMap": "-1"},
+            "invalid uidMap '-1': must be a non-negative integer",
+        ),
+        (
+            {"driveName": 7, "mountPath": "/mnt/x"},
+            "invalid request body: field driveName must be a string, got a number",
+        ),
     ],
 )
 async def test_mount_validation_is_400(drives, body, error):
@@ -131,7 +157,9 @@ async def test_mount_without_blfs_is_501(settings):
 async def test_mount_over_another_mount_is_409(drives):
     status, body = await post_mount(drives, driveName="data", mountPath="/proc")
     assert status == 409
-    assert body == {"error": "Failed to mount drive: mount path already in use: /proc is occupied by a non-drive mount (proc)"}
+    assert body == {
+        "error": "Failed to mount drive: mount path already in use: /proc is occupied by a non-drive mount (proc)"
+    }
 
 
 # --- mount with a fake blfs --------------------------------------------------------
@@ -144,16 +172,19 @@ async def test_mount_runs_blfs_and_replies_with_the_mount(drives, blfs, tmp_path
     status, body = await post_mount(
         drives, driveName="data", mountPath=str(mount_point)[1:], drivePath="/sub/", readOnly=True, uidMap="1000"
     )
-    assert (status, body) == (200, {
-        "success": True,
-        "message": "Drive mounted successfully",
-        "driveName": "data",
-        "mountPath": str(mount_point),
-        "drivePath": "/sub",
-        "readOnly": True,
-        "uidMap": "1000",
-        "gidMap": "",
-    })
+    assert (status, body) == (
+        200,
+        {
+            "success": True,
+            "message": "Drive mounted successfully",
+            "driveName": "data",
+            "mountPath": str(mount_point),
+            "drivePath": "/sub",
+            "readOnly": True,
+            "uidMap": "1000",
+            "gidMap": "",
+        },
+    )
     assert argv_file.read_text().splitlines() == [
         "mount",
         "-filer=10.1.2.3:49200.49201",
@@ -205,7 +236,10 @@ async def test_mount_that_never_appears_times_out_and_stops_blfs(drives, blfs, t
     fake_program(blfs, f"echo $$ > {pid_file}\nexec sleep 60\n")
     drives.server.app[DRIVES].mount_timeout = 0.5
     status, body = await post_mount(drives, driveName="data", mountPath=str(tmp_path / "m"))
-    assert (status, body) == (500, {"error": "Failed to mount drive: timeout waiting for mount point to be ready after 0.5s"})
+    assert (status, body) == (
+        500,
+        {"error": "Failed to mount drive: timeout waiting for mount point to be ready after 0.5s"},
+    )
     pid = int(pid_file.read_text())
     for _ in range(50):
         if not os.path.exists(f"/proc/{pid}"):
@@ -270,11 +304,13 @@ def mounted(drives, tmp_path):
 async def test_list_shows_the_drives_of_the_mount_table(mounted, monkeypatch):
     monkeypatch.setenv("BL_WORKSPACE_ID", "hydpwa")
     resp = await mounted.get("/drives/mount")
-    assert await resp.json() == {"mounts": [
-        {"driveName": "my-super-drive", "mountPath": "/mnt/test", "drivePath": "/", "readOnly": False},
-        {"driveName": "data", "mountPath": "/mnt/with space", "drivePath": "/sub/dir", "readOnly": True},
-        {"driveName": "", "mountPath": "/mnt/plain", "drivePath": "/", "readOnly": False},
-    ]}
+    assert await resp.json() == {
+        "mounts": [
+            {"driveName": "my-super-drive", "mountPath": "/mnt/test", "drivePath": "/", "readOnly": False},
+            {"driveName": "data", "mountPath": "/mnt/with space", "drivePath": "/sub/dir", "readOnly": True},
+            {"driveName": "", "mountPath": "/mnt/plain", "drivePath": "/", "readOnly": False},
+        ]
+    }
 
 
 async def test_mounting_the_same_drive_again_is_a_no_op(mounted, monkeypatch):
@@ -282,14 +318,24 @@ async def test_mounting_the_same_drive_again_is_a_no_op(mounted, monkeypatch):
     # No blfs here: the reply comes from the mount table alone.
     status, body = await post_mount(mounted, driveName="data", mountPath="/mnt/with space/", drivePath="/sub/dir/")
     assert status == 200
-    assert body == {"success": True, "message": "Drive mounted successfully", "driveName": "data",
-                    "mountPath": "/mnt/with space", "drivePath": "/sub/dir", "readOnly": True, "uidMap": "", "gidMap": ""}
+    assert body == {
+        "success": True,
+        "message": "Drive mounted successfully",
+        "driveName": "data",
+        "mountPath": "/mnt/with space",
+        "drivePath": "/sub/dir",
+        "readOnly": True,
+        "uidMap": "",
+        "gidMap": "",
+    }
 
 
 async def test_mounting_another_drive_where_one_is_mounted_is_409(mounted, monkeypatch):
     monkeypatch.setenv("BL_WORKSPACE_ID", "hydpwa")
     status, body = await post_mount(mounted, driveName="data", mountPath="/mnt/test")
     assert status == 409
-    assert body == {"error": "Failed to mount drive: mount path already in use: my-super-drive (drivePath=/) is already mounted at /mnt/test"}
+    assert body == {
+        "error": "Failed to mount drive: mount path already in use: my-super-drive (drivePath=/) is already mounted at /mnt/test"
+    }
     status, body = await post_mount(mounted, driveName="data", mountPath="/mnt/with space", drivePath="/other")
     assert status == 409

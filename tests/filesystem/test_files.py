@@ -15,8 +15,6 @@ from tests.filesystem.conftest import url
 FILE_KEYS = ["path", "name", "permissions", "size", "lastModified", "owner", "group"]
 
 
-
-
 async def put_json(client, path, body, status=200):
     resp = await client.put(url(path), json=body)
     payload = await resp.json()
@@ -204,7 +202,9 @@ async def test_multipart_form_without_file_is_400(client, area):
 async def test_raw_body_upload_with_permissions(client, area):
     target = area / "raw.bin"
     payload = os.urandom(3 << 20)
-    resp = await client.put(url(target) + "?permissions=0640", data=payload, headers={"Content-Type": "application/octet-stream"})
+    resp = await client.put(
+        url(target) + "?permissions=0640", data=payload, headers={"Content-Type": "application/octet-stream"}
+    )
     assert resp.status == 200
     assert target.read_bytes() == payload
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
@@ -255,11 +255,24 @@ async def test_disconnected_upload_leaves_the_old_file_and_no_temp(client, area)
 
 async def test_download_modes_and_content_types(client, area):
     cases = {
-        "a.txt": "text/plain", "a.json": "application/json", "a.html": "text/html", "a.js": "application/javascript",
-        "a.css": "text/css", "a.bin": "application/octet-stream", "a.pdf": "application/pdf", "a.zip": "application/zip",
-        "a.tar": "application/x-tar", "a.gz": "application/gzip", "a.jpg": "image/jpeg", "a.jpeg": "image/jpeg",
-        "a.png": "image/png", "a.gif": "image/gif", "a.svg": "image/svg+xml", "a.xml": "application/xml",
-        "a.TXT": "application/octet-stream", "noext": "application/octet-stream",
+        "a.txt": "text/plain",
+        "a.json": "application/json",
+        "a.html": "text/html",
+        "a.js": "application/javascript",
+        "a.css": "text/css",
+        "a.bin": "application/octet-stream",
+        "a.pdf": "application/pdf",
+        "a.zip": "application/zip",
+        "a.tar": "application/x-tar",
+        "a.gz": "application/gzip",
+        "a.jpg": "image/jpeg",
+        "a.jpeg": "image/jpeg",
+        "a.png": "image/png",
+        "a.gif": "image/gif",
+        "a.svg": "image/svg+xml",
+        "a.xml": "application/xml",
+        "a.TXT": "application/octet-stream",
+        "noext": "application/octet-stream",
     }
     for name, content_type in cases.items():
         (area / name).write_bytes(b"\x00payload\xff" + name.encode())
@@ -383,9 +396,22 @@ async def test_permission_denied_is_reported(daemon_factory, area):
         os.chown(path, 65534, 65534)
     d = daemon_factory()
     d.proc = subprocess.Popen(
-        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
-         sys.executable, "-m", "sandbox_api", "--host", "127.0.0.1", "-p", str(d.port)],
-        cwd="/", env=d.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "setpriv",
+            "--bounding-set",
+            "-dac_override,-dac_read_search",
+            sys.executable,
+            "-m",
+            "sandbox_api",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(d.port),
+        ],
+        cwd="/",
+        env=d.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     async with aiohttp.ClientSession() as session:
         for _ in range(300):
@@ -412,7 +438,9 @@ async def test_empty_content_is_written_at_once(client, area):
         await asyncio.wait_for(put_json(client, target, body), 5)
         assert target.read_bytes() == b""
     raw = area / "raw-empty.bin"
-    resp = await asyncio.wait_for(client.put(url(raw), data=b"", headers={"Content-Type": "application/octet-stream"}), 5)
+    resp = await asyncio.wait_for(
+        client.put(url(raw), data=b"", headers={"Content-Type": "application/octet-stream"}), 5
+    )
     assert resp.status == 200 and raw.read_bytes() == b""
     data = aiohttp.FormData()
     data.add_field("file", b"", filename="empty")
@@ -430,9 +458,15 @@ async def test_unsatisfiable_range_is_a_json_416(client, area):
 
 
 async def test_a_nul_byte_in_a_path_is_400(client, area):
-    for method, path in (("GET", "/filesystem/a%00b"), ("PUT", "/filesystem/a%00b"), ("DELETE", "/filesystem/a%00b"),
-                         ("GET", "/filesystem/tree/a%00b"), ("DELETE", "/filesystem/tree/a%00b"),
-                         ("GET", "/filesystem-find/a%00b"), ("GET", "/filesystem-search/a%00b")):
+    for method, path in (
+        ("GET", "/filesystem/a%00b"),
+        ("PUT", "/filesystem/a%00b"),
+        ("DELETE", "/filesystem/a%00b"),
+        ("GET", "/filesystem/tree/a%00b"),
+        ("DELETE", "/filesystem/tree/a%00b"),
+        ("GET", "/filesystem-find/a%00b"),
+        ("GET", "/filesystem-search/a%00b"),
+    ):
         resp = await client.request(method, path, json={"content": "x"} if method == "PUT" else None)
         assert resp.status == 400, (method, path)
         assert (await resp.json())["error"] == "invalid path: it contains a NUL byte"
@@ -440,7 +474,9 @@ async def test_a_nul_byte_in_a_path_is_400(client, area):
 
 async def test_malformed_multipart_part_headers_are_400(client, area):
     body = b'--XX\r\nContent-Disposition: form-data; name="\xc3\xa9\x01"\r\n\r\nv\r\n--XX--\r\n'
-    resp = await client.put(url(area / "form.bin"), data=body, headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    resp = await client.put(
+        url(area / "form.bin"), data=body, headers={"Content-Type": "multipart/form-data; boundary=XX"}
+    )
     assert resp.status == 400
     assert (await resp.json())["error"].startswith("invalid request body: ")
     assert not (area / "form.bin").exists()

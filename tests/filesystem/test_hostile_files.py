@@ -27,8 +27,6 @@ MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, 
 DOWNLOAD = {"Accept": "application/octet-stream"}
 
 
-
-
 def node_identity(path: Path) -> tuple[int, int, int]:
     st = os.lstat(path)
     return st.st_ino, stat.S_IFMT(st.st_mode), st.st_rdev
@@ -106,7 +104,7 @@ async def test_a_streamed_json_read_holds_exactly_the_decoded_text(client, area)
     """Past the one-piece size the JSON is streamed: multi-byte sequences and invalid bytes cut
     between two reads of the file decode exactly as the whole file at once."""
     piece = 256 * 1024
-    data = bytearray(("é€😀 ascii \"quoted\" \\ \t\n\x01" * 40000).encode())
+    data = bytearray(('é€😀 ascii "quoted" \\ \t\n\x01' * 40000).encode())
     for boundary in range(piece, len(data), piece):  # every kind of cut at the read boundaries
         data[boundary - 2 : boundary + 2] = b"\xf0\x9f\x98\x80"[: 2 + boundary % 3] + b"\xff\xe2"[: 2 - boundary % 3]
     data += b"\xe2\x82"  # a truncated sequence at the very end
@@ -228,8 +226,10 @@ def _cpu_ticks(pid: int) -> int:
         ("fsReadFile", {"path": "/dev/zero"}),
         ("fsReadFile", {"path": "/dev/urandom"}),
         ("fsEditFile", {"path": "/dev/zero", "oldString": "a", "newString": "b"}),
-        ("codegenReadFileRange",
-         {"targetFile": "/dev/zero", "startLineOneIndexed": 1, "endLineOneIndexedInclusive": 2}),
+        (
+            "codegenReadFileRange",
+            {"targetFile": "/dev/zero", "startLineOneIndexed": 1, "endLineOneIndexedInclusive": 2},
+        ),
     ],
 )
 async def test_mcp_reads_of_an_endless_device_fail_at_once(client, tool, arguments):
@@ -259,6 +259,7 @@ async def test_mcp_reads_past_the_limit_name_the_download_route(client, area):
 async def test_mcp_line_range_of_a_large_file_reads_only_what_it_needs(client, area):
     big = area / "lines.txt"
     big.write_text("".join(f"{i}\n" for i in range(1, 600_001)))  # ~4.5 MiB, past the limit
+
     def lines(start: int, end: int) -> dict:
         return {"targetFile": str(big), "startLineOneIndexed": start, "endLineOneIndexedInclusive": end}
 
@@ -283,8 +284,12 @@ async def test_mcp_reads_cost_bounded_memory(daemon_factory, area):
     pid = d.proc.pid
 
     async def read(session: aiohttp.ClientSession, path: Path) -> dict:
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": "fsReadFile", "arguments": {"path": str(path)}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "fsReadFile", "arguments": {"path": str(path)}},
+        }
         async with session.post(f"{d.url}/mcp", json=body, headers=MCP_HEADERS) as resp:
             return (await resp.json())["result"]
 
@@ -307,8 +312,12 @@ async def test_the_one_message_read_limit_is_a_setting(daemon_factory, area):
     d.start()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for name, refused in (("ten.txt", False), ("eleven.txt", True)):
-            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                    "params": {"name": "fsReadFile", "arguments": {"path": str(area / name)}}}
+            body = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "fsReadFile", "arguments": {"path": str(area / name)}},
+            }
             async with session.post(f"{d.url}/mcp", json=body, headers=MCP_HEADERS) as resp:
                 result = (await resp.json())["result"]
             assert result["isError"] is refused, name
@@ -423,8 +432,9 @@ async def test_multipart_completion_onto_a_special_node_is_refused(client, nodes
     for name, path in nodes.items():
         before = node_identity(path)
         upload_id, etag = await _upload_one_part(client, path)
-        resp = await client.post(f"/filesystem-multipart/{upload_id}/complete",
-                                 json={"parts": [{"partNumber": 1, "etag": etag}]})
+        resp = await client.post(
+            f"/filesystem-multipart/{upload_id}/complete", json={"parts": [{"partNumber": 1, "etag": etag}]}
+        )
         assert resp.status == 422, name
         assert "not a regular file" in (await resp.json())["error"], name
         assert node_identity(path) == before, name

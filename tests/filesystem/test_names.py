@@ -138,7 +138,9 @@ async def test_file_addressed_by_its_raw_bytes_in_the_url(client, workdir, tree)
     assert resp.status == 200, await resp.text()
     assert strict(await resp.read())["path"] == "d/made\ufffd.txt"
     assert open(os.path.join(os.fsencode(tree), b"made\xfe.txt"), "rb").read() == b"made"
-    resp = await client.put("/filesystem/d/up%FD.bin", data=b"raw", headers={"Content-Type": "application/octet-stream"})
+    resp = await client.put(
+        "/filesystem/d/up%FD.bin", data=b"raw", headers={"Content-Type": "application/octet-stream"}
+    )
     assert resp.status == 200, await resp.text()
     assert open(os.path.join(os.fsencode(tree), b"up\xfd.bin"), "rb").read() == b"raw"
     listing = await get_json(client, "/filesystem/d/sub%FE")
@@ -167,7 +169,9 @@ async def test_multipart_upload_to_a_raw_byte_name(client, tree):
     resp = await client.put(f"/filesystem-multipart/{upload_id}/part", params={"partNumber": "1"}, data=form)
     assert resp.status == 200, await resp.text()
     etag = strict(await resp.read())["etag"]
-    resp = await client.post(f"/filesystem-multipart/{upload_id}/complete", json={"parts": [{"partNumber": 1, "etag": etag}]})
+    resp = await client.post(
+        f"/filesystem-multipart/{upload_id}/complete", json={"parts": [{"partNumber": 1, "etag": etag}]}
+    )
     assert resp.status == 200, await resp.text()
     assert strict(await resp.read())["path"].endswith("/d/multi\ufffd.bin")
     assert open(os.path.join(os.fsencode(tree), b"multi\xfc.bin"), "rb").read() == b"part-one"
@@ -215,7 +219,9 @@ async def test_recursive_watch_below_a_raw_byte_directory(client, tmp_path):
     stream = await open_watch(client, f"{tmp_path}/**")
     os.mkdir(os.path.join(os.fsencode(tmp_path), SUB))
     make(os.path.join(os.fsencode(tmp_path), SUB), BAD)
-    await stream.until(lambda e: e["op"] == "CREATE" and e["name"] == BAD_SHOWN and e["path"] == f"{tmp_path}/{SUB_SHOWN}")
+    await stream.until(
+        lambda e: e["op"] == "CREATE" and e["name"] == BAD_SHOWN and e["path"] == f"{tmp_path}/{SUB_SHOWN}"
+    )
     stream.resp.close()
 
 

@@ -11,7 +11,9 @@ import pytest
 
 async def test_put_tree_writes_many_files_and_lists_the_root(client, tmp_path):
     root = tmp_path / "tree"
-    resp = await client.put(f"/filesystem/tree/{root}", json={"files": {"a.txt": "A", "src/b.py": "B", "src/deep/c": "C"}})
+    resp = await client.put(
+        f"/filesystem/tree/{root}", json={"files": {"a.txt": "A", "src/b.py": "B", "src/deep/c": "C"}}
+    )
     body = await resp.json()
     assert resp.status == 200, body
     assert body["path"] == str(root)
@@ -53,17 +55,30 @@ async def test_recursive_tree_read_with_content(client, tmp_path):
     assert body["recursive"] is True
     files = {f["path"]: f for f in body["files"]}
     assert set(files) == {
-        f"{root}/a.py", f"{root}/src/lib/b.py", f"{root}/src/notes.md", f"{root}/.env",
-        f"{root}/node_modules/x/i.js", f"{root}/link.py",
+        f"{root}/a.py",
+        f"{root}/src/lib/b.py",
+        f"{root}/src/notes.md",
+        f"{root}/.env",
+        f"{root}/node_modules/x/i.js",
+        f"{root}/link.py",
     }
     assert files[f"{root}/src/lib/b.py"]["content"] == "import a"
     assert files[f"{root}/link.py"]["content"] == "print(1)"  # a symlink to a file is read
     assert {d["path"] for d in body["subdirectories"]} == {
-        f"{root}/src", f"{root}/src/lib", f"{root}/node_modules", f"{root}/node_modules/x"
+        f"{root}/src",
+        f"{root}/src/lib",
+        f"{root}/node_modules",
+        f"{root}/node_modules/x",
     }
     resp = await client.get(
         f"/filesystem/tree/{root}",
-        params={"recursive": "true", "content": "true", "patterns": "*.py", "excludeDirs": "node_modules", "excludeHidden": "true"},
+        params={
+            "recursive": "true",
+            "content": "true",
+            "patterns": "*.py",
+            "excludeDirs": "node_modules",
+            "excludeHidden": "true",
+        },
     )
     body = await resp.json()
     assert sorted(f["name"] for f in body["files"]) == ["a.py", "b.py", "link.py"]
@@ -76,9 +91,13 @@ async def test_recursive_tree_limits_are_422_without_partial_result(client, tmp_
     root.mkdir()
     for i in range(5):
         (root / f"f{i}").write_text("x" * 100)
-    resp = await client.get(f"/filesystem/tree/{root}", params={"recursive": "true", "content": "true", "maxFiles": "3"})
+    resp = await client.get(
+        f"/filesystem/tree/{root}", params={"recursive": "true", "content": "true", "maxFiles": "3"}
+    )
     assert resp.status == 422 and "maxFiles" in (await resp.json())["error"]
-    resp = await client.get(f"/filesystem/tree/{root}", params={"recursive": "true", "content": "true", "maxBytes": "250"})
+    resp = await client.get(
+        f"/filesystem/tree/{root}", params={"recursive": "true", "content": "true", "maxBytes": "250"}
+    )
     assert resp.status == 422 and "maxBytes" in (await resp.json())["error"]
     resp = await client.get(f"/filesystem/tree/{root}", params={"recursive": "true", "maxFiles": "x"})
     assert resp.status == 400
@@ -99,7 +118,9 @@ async def test_delete_tree(client, tmp_path):
 
 
 async def copy(client, source, destination, no_overwrite=False, status=200):
-    resp = await client.post("/filesystem-copy", json={"source": str(source), "destination": str(destination), "noOverwrite": no_overwrite})
+    resp = await client.post(
+        "/filesystem-copy", json={"source": str(source), "destination": str(destination), "noOverwrite": no_overwrite}
+    )
     body = await resp.json()
     assert resp.status == status, body
     return body
@@ -138,7 +159,11 @@ async def test_copy_no_overwrite_is_409_and_leaves_the_target(client, tmp_path):
 
 @pytest.mark.parametrize(
     "body, status",
-    [({"source": "", "destination": "/x"}, 400), ({"source": "/nope/nope", "destination": "/tmp/x"}, 404), ({"source": 3}, 400)],
+    [
+        ({"source": "", "destination": "/x"}, 400),
+        ({"source": "/nope/nope", "destination": "/tmp/x"}, 404),
+        ({"source": 3}, 400),
+    ],
 )
 async def test_copy_bad_input(client, body, status):
     resp = await client.post("/filesystem-copy", json=body)
@@ -148,7 +173,9 @@ async def test_copy_bad_input(client, body, status):
 
 async def test_copy_into_itself_is_refused(client, tmp_path: Path):
     (tmp_path / "loop").mkdir()
-    resp = await client.post("/filesystem-copy", json={"source": str(tmp_path / "loop"), "destination": str(tmp_path / "loop" / "in")})
+    resp = await client.post(
+        "/filesystem-copy", json={"source": str(tmp_path / "loop"), "destination": str(tmp_path / "loop" / "in")}
+    )
     assert resp.status == 400
 
 

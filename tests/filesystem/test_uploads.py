@@ -138,7 +138,9 @@ async def test_wrong_etag_missing_part_and_empty_list(client, tmp_path):
 async def test_unknown_upload_is_404_everywhere(client):
     unknown = "00000000-0000-0000-0000-000000000000"
     assert (await client.put(f"/filesystem-multipart/{unknown}/part?partNumber=1", data=form(b"x"))).status == 404
-    assert (await client.post(f"/filesystem-multipart/{unknown}/complete", json={"parts": [{"partNumber": 1, "etag": "x"}]})).status == 404
+    assert (
+        await client.post(f"/filesystem-multipart/{unknown}/complete", json={"parts": [{"partNumber": 1, "etag": "x"}]})
+    ).status == 404
     assert (await client.get(f"/filesystem-multipart/{unknown}/parts")).status == 404
     assert (await client.delete(f"/filesystem-multipart/{unknown}/abort")).status == 404
     assert (await client.get("/filesystem-multipart/..%2F..%2Fetc/parts")).status == 404
@@ -220,7 +222,13 @@ async def test_full_disk_is_507_and_keeps_the_old_file(client, small_disk):
 
 async def test_a_malformed_part_is_400(client, tmp_path):
     upload_id = await initiate(client, tmp_path / "m.bin")
-    for body in (b"--YY\r\n\r\nnot the boundary\r\n", b'--XX\r\nContent-Disposition: form-data; name="\xc3\xa9\x01"\r\n\r\nv\r\n--XX--\r\n'):
-        resp = await client.put(f"/filesystem-multipart/{upload_id}/part?partNumber=1", data=body,
-                                headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    for body in (
+        b"--YY\r\n\r\nnot the boundary\r\n",
+        b'--XX\r\nContent-Disposition: form-data; name="\xc3\xa9\x01"\r\n\r\nv\r\n--XX--\r\n',
+    ):
+        resp = await client.put(
+            f"/filesystem-multipart/{upload_id}/part?partNumber=1",
+            data=body,
+            headers={"Content-Type": "multipart/form-data; boundary=XX"},
+        )
         assert resp.status == 400, await resp.text()

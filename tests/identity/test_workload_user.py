@@ -57,8 +57,13 @@ async def test_processes_files_search_and_terminal_act_as_the_user(shared):
     try:
         async with aiohttp.ClientSession() as http:
             url = daemon.url
-            result = await run(http, url, "id -un; id -u; id -G; echo $HOME:$USER:$LOGNAME",
-                               env={"HOME": "/root", "USER": "root"}, user="root")
+            result = await run(
+                http,
+                url,
+                "id -un; id -u; id -G; echo $HOME:$USER:$LOGNAME",
+                env={"HOME": "/root", "USER": "root"},
+                user="root",
+            )
             name, uid, groups, env = result["stdout"].splitlines()
             assert (name, int(uid)) == ("nobody", NOBODY.pw_uid)
             assert sorted(map(int, groups.split())) == sorted(set(os.getgrouplist("nobody", NOBODY.pw_gid)))
@@ -69,8 +74,11 @@ async def test_processes_files_search_and_terminal_act_as_the_user(shared):
                 assert r.status == 200, await r.text()
             async with http.put(f"{url}/filesystem/{work}/dir/sub", json={"isDirectory": True}) as r:
                 assert r.status == 200, await r.text()
-            async with http.put(f"{url}/filesystem/{work}/raw.bin", data=b"\0" * 1000,
-                                headers={"Content-Type": "application/octet-stream"}) as r:
+            async with http.put(
+                f"{url}/filesystem/{work}/raw.bin",
+                data=b"\0" * 1000,
+                headers={"Content-Type": "application/octet-stream"},
+            ) as r:
                 assert r.status == 200, await r.text()
             async with http.post(f"{url}/filesystem-multipart/initiate/{work}/multi.bin", json={}) as r:
                 upload = (await r.json())["uploadId"]
@@ -78,8 +86,9 @@ async def test_processes_files_search_and_terminal_act_as_the_user(shared):
             form.add_field("file", b"part-one", filename="blob")
             async with http.put(f"{url}/filesystem-multipart/{upload}/part?partNumber=1", data=form) as r:
                 etag = (await r.json())["etag"]
-            async with http.post(f"{url}/filesystem-multipart/{upload}/complete",
-                                 json={"parts": [{"partNumber": 1, "etag": etag}]}) as r:
+            async with http.post(
+                f"{url}/filesystem-multipart/{upload}/complete", json={"parts": [{"partNumber": 1, "etag": etag}]}
+            ) as r:
                 assert r.status == 200, await r.text()
             for created in ("json.txt", "dir", "dir/sub", "raw.bin", "multi.bin"):
                 info = os.stat(work / created)
@@ -117,8 +126,11 @@ async def test_processes_files_search_and_terminal_act_as_the_user(shared):
 
 
 async def test_environment_variables_enable_it(shared):
-    daemon = Daemon(shared / "state", shared / "work",
-                    env={"BL_SANDBOX_USER": f"{NOBODY.pw_uid}:{NOBODY.pw_gid}", "BL_SANDBOX_USER_ENABLED": "true"})
+    daemon = Daemon(
+        shared / "state",
+        shared / "work",
+        env={"BL_SANDBOX_USER": f"{NOBODY.pw_uid}:{NOBODY.pw_gid}", "BL_SANDBOX_USER_ENABLED": "true"},
+    )
     daemon.start()
     try:
         async with aiohttp.ClientSession() as http:
@@ -135,8 +147,15 @@ async def test_environment_variables_enable_it(shared):
         daemon.stop()
 
 
-@pytest.mark.parametrize("spec, message", [("root", "must not be root"), ("0", "must not be root"),
-                                           ("no-such-user", "unknown user"), ("nobody:no-such-group", "unknown group")])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("root", "must not be root"),
+        ("0", "must not be root"),
+        ("no-such-user", "unknown user"),
+        ("nobody:no-such-group", "unknown group"),
+    ],
+)
 async def test_a_bad_user_is_fatal(shared, spec, message):
     daemon = Daemon(shared / "state", shared / "work", args=["--user", spec])
     with pytest.raises(RuntimeError, match="daemon exited"):

@@ -296,8 +296,12 @@ async def test_websocket_close_from_the_client_reaches_the_upstream(client, upst
 async def test_websocket_declined_by_the_upstream_is_a_502(client, upstream):
     resp = await client.get(
         f"/port/{upstream.port}/not-a-socket",
-        headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        headers={
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
     )
     assert resp.status == 502
     assert "declined the websocket upgrade" in (await resp.json())["error"]

@@ -34,8 +34,10 @@ async def test_the_daemon_token_is_not_forwarded_to_the_app(settings, upstream):
         assert "authorization" not in headers
         assert "daemon-s3cret" not in str(headers)
         # Authenticated by X-Blaxel-Authorization, the app's own Authorization passes on untouched.
-        resp = await c.get(f"/port/{upstream.port}/h", headers={"X-Blaxel-Authorization": "Bearer daemon-s3cret",
-                                                                "Authorization": "Bearer for-the-app"})
+        resp = await c.get(
+            f"/port/{upstream.port}/h",
+            headers={"X-Blaxel-Authorization": "Bearer daemon-s3cret", "Authorization": "Bearer for-the-app"},
+        )
         headers = _headers(await resp.json())
         assert headers["authorization"] == ["Bearer for-the-app"]
         assert "x-blaxel-authorization" not in headers

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 def server_command(port: int, host: str = "0.0.0.0", delay: float = 0) -> str:
     return (
-        f"sleep {delay}; python3 -c \"import socket,time;s=socket.socket();"
+        f'sleep {delay}; python3 -c "import socket,time;s=socket.socket();'
         f"s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('{host}',{port}));s.listen();time.sleep(60)\"; exit 0"
     )  # the trailing `exit` keeps the shell from exec-ing python: the listener is a child
 
@@ -37,7 +37,16 @@ async def test_ports_of_a_process_tree(client):
     mine = [p for p in body["ports"] if p["localPort"] == port]
     assert len(mine) == 1
     info = mine[0]
-    assert list(info) == ["pid", "protocol", "localAddr", "localPort", "remoteAddr", "remotePort", "state", "processName"]
+    assert list(info) == [
+        "pid",
+        "protocol",
+        "localAddr",
+        "localPort",
+        "remoteAddr",
+        "remotePort",
+        "state",
+        "processName",
+    ]
     assert info["protocol"] == "tcp" and info["state"] == "LISTEN" and info["localAddr"] == "0.0.0.0"
     assert info["remoteAddr"] == "" and info["remotePort"] == 0
     assert info["pid"] != int(started["pid"]) and info["processName"].startswith("python")  # a descendant
@@ -79,7 +88,9 @@ async def test_monitor_calls_back_for_new_ports(client):
         port = free_port()
         started = await run(client, server_command(port, delay=0.8), name="monitored")
         pid = int(started["pid"])
-        resp = await client.post(f"/network/process/{pid}/monitor", json={"callback": f"http://127.0.0.1:{hook_port}/hook"})
+        resp = await client.post(
+            f"/network/process/{pid}/monitor", json={"callback": f"http://127.0.0.1:{hook_port}/hook"}
+        )
         assert await resp.json() == {"path": "", "message": "Port monitoring started"}
         deadline = time.monotonic() + 10
         while not any(r["port"] == port for r in received) and time.monotonic() < deadline:
@@ -108,7 +119,8 @@ def test_sock_diag_sees_tcp_and_udp_listeners():
         u = by_inode[os.fstat(udp.fileno()).st_ino]
         assert (u.protocol, u.address, u.port) == ("udp", "::", udp.getsockname()[1])
         assert ports.serving_ports({os.getpid()}, {tcp.getsockname()[1], udp.getsockname()[1]}) == {
-            tcp.getsockname()[1], udp.getsockname()[1]
+            tcp.getsockname()[1],
+            udp.getsockname()[1],
         }
     finally:
         tcp.close()

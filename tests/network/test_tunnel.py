@@ -19,8 +19,13 @@ PRIVATE_KEY = base64.b64encode(bytes(range(128, 160))).decode()
 
 
 def valid(**changes) -> dict:
-    return {"local_ip": "10.99.0.1/32", "peer_endpoint": "1.2.3.4:51820", "peer_public_key": PEER_KEY,
-            "private_key": PRIVATE_KEY, **changes}
+    return {
+        "local_ip": "10.99.0.1/32",
+        "peer_endpoint": "1.2.3.4:51820",
+        "peer_public_key": PEER_KEY,
+        "private_key": PRIVATE_KEY,
+        **changes,
+    }
 
 
 def encode(config) -> str:
@@ -62,7 +67,10 @@ async def test_config_that_is_not_a_string_is_400(client):
         (encode(valid(mtu="1400")), "failed to parse JSON configuration: field mtu must be an integer"),
         (encode(valid(mtu=1400.5)), "failed to parse JSON configuration: field mtu must be an integer"),
         (encode(valid(route_all="yes")), "failed to parse JSON configuration: field route_all must be a boolean"),
-        (encode(valid(allowed_ips=[1])), "failed to parse JSON configuration: field allowed_ips must be an array of strings"),
+        (
+            encode(valid(allowed_ips=[1])),
+            "failed to parse JSON configuration: field allowed_ips must be an array of strings",
+        ),
         (encode(valid(local_ip=None)), "invalid configuration: local_ip is required"),
         (encode(valid(peer_endpoint="")), "invalid configuration: peer_endpoint is required"),
         (encode(valid(peer_public_key=None)), "invalid configuration: peer_public_key is required"),
@@ -71,18 +79,32 @@ async def test_config_that_is_not_a_string_is_400(client):
         (encode(valid(local_ip="10.0.0.1/255.0.0.0")), "invalid configuration: local_ip must be in CIDR notation"),
         (encode(valid(local_ip="10.0.0.300/32")), "invalid configuration: local_ip must be in CIDR notation"),
         (encode(valid(peer_endpoint="1.2.3.4")), "invalid configuration: peer_endpoint must be in host:port format"),
-        (encode(valid(peer_endpoint="1.2.3.4:port")), "invalid configuration: peer_endpoint must be in host:port format"),
-        (encode(valid(peer_endpoint="2001:db8::1:51820")), "invalid configuration: peer_endpoint must be in host:port format"),
+        (
+            encode(valid(peer_endpoint="1.2.3.4:port")),
+            "invalid configuration: peer_endpoint must be in host:port format",
+        ),
+        (
+            encode(valid(peer_endpoint="2001:db8::1:51820")),
+            "invalid configuration: peer_endpoint must be in host:port format",
+        ),
         (encode(valid(peer_endpoint=":51820")), "invalid configuration: peer_endpoint must be in host:port format"),
-        (encode(valid(peer_public_key="not-a-valid-key")), "invalid configuration: invalid peer_public_key: not valid base64"),
+        (
+            encode(valid(peer_public_key="not-a-valid-key")),
+            "invalid configuration: invalid peer_public_key: not valid base64",
+        ),
         (encode(valid(private_key="not-a-valid-key")), "invalid configuration: invalid private_key: not valid base64"),
-        (encode(valid(private_key=base64.b64encode(bytes(31)).decode())),
-         "invalid configuration: invalid private_key: expected 32 bytes, got 31"),
+        (
+            encode(valid(private_key=base64.b64encode(bytes(31)).decode())),
+            "invalid configuration: invalid private_key: expected 32 bytes, got 31",
+        ),
         (encode(valid(allowed_ips=["not-a-cidr"])), 'invalid configuration: invalid allowed_ip "not-a-cidr"'),
         (encode(valid(mtu=10)), "invalid configuration: mtu must be between 68 and 65535, got 10"),
         (encode(valid(mtu=99999)), "invalid configuration: mtu must be between 68 and 65535, got 99999"),
         (encode(valid(listen_port=70000)), "invalid configuration: listen_port must be between 1 and 65535"),
-        (encode(valid(persistent_keepalive=-1)), "invalid configuration: persistent_keepalive must be between 0 and 65535"),
+        (
+            encode(valid(persistent_keepalive=-1)),
+            "invalid configuration: persistent_keepalive must be between 0 and 65535",
+        ),
         (encode(valid(interface_name="a-very-long-interface")), "invalid configuration: interface_name must be"),
         (encode(valid(interface_name="wg/0")), "invalid configuration: interface_name must be"),
     ],
@@ -104,7 +126,9 @@ def test_defaults():
 
 
 def test_ipv6_endpoints_and_addresses_are_valid():
-    config = parse_config(encode(valid(peer_endpoint="[2001:db8::1]:51820", local_ip="fd00::2/128", allowed_ips=["::/0"])))
+    config = parse_config(
+        encode(valid(peer_endpoint="[2001:db8::1]:51820", local_ip="fd00::2/128", allowed_ips=["::/0"]))
+    )
     assert config.peer_endpoint == "[2001:db8::1]:51820"
 
 
@@ -142,13 +166,12 @@ def fake_tools(bin_dir: Path, calls: Path, fail: str = "") -> None:
     the `ip` subcommand matching `fail` fails and prints the private key."""
     bin_dir.mkdir()
     scripts = {
-        "wg": f'echo "wg $*" >> {calls}\n'
-              f'stat -c "mode %a" "$3" >> {calls}\ncat "$3" >> {calls}\n',
+        "wg": f'echo "wg $*" >> {calls}\nstat -c "mode %a" "$3" >> {calls}\ncat "$3" >> {calls}\n',
         "ip": f'echo "ip $*" >> {calls}\n'
-              f'case "$*" in\n'
-              f'  "route get "*) echo "1.2.3.4 via 10.0.0.1 dev eth0 src 10.0.0.5 uid 0" ;;\n'
-              f'  "{fail}"*) echo "bad key {PRIVATE_KEY}" >&2; exit 2 ;;\n'
-              f'esac\n',
+        f'case "$*" in\n'
+        f'  "route get "*) echo "1.2.3.4 via 10.0.0.1 dev eth0 src 10.0.0.5 uid 0" ;;\n'
+        f'  "{fail}"*) echo "bad key {PRIVATE_KEY}" >&2; exit 2 ;;\n'
+        f"esac\n",
     }
     for name, body in scripts.items():
         path = bin_dir / name

@@ -65,7 +65,9 @@ async def test_stop_and_kill_work_on_an_adopted_process(daemon_factory, tmp_path
     first = daemon_factory()
     first.start()
     pidfile = tmp_path / "child"
-    _, started = http(f"{first.url}/process", "POST", {"command": f"sleep 1000 & echo $! > {pidfile}; wait", "name": "adoptee"})
+    _, started = http(
+        f"{first.url}/process", "POST", {"command": f"sleep 1000 & echo $! > {pidfile}; wait", "name": "adoptee"}
+    )
     await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
     first.stop(signal.SIGKILL)
     second = daemon_factory(state_dir=first.state_dir)
@@ -122,7 +124,10 @@ async def test_port_flag_variants(daemon_factory):
     d.state_dir.mkdir(parents=True, exist_ok=True)
     d.proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox_api", "-port", str(d.port), "--host=127.0.0.1"],
-        cwd=d.workdir, env=d.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=d.workdir,
+        env=d.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     await wait_for(lambda: _answers(d.url), timeout=15)
 

@@ -16,8 +16,22 @@ from sandbox_api.app import build_app
 from tests.helpers import get, run, run_and_wait, wait_for, wait_status
 
 RESPONSE_KEYS = [
-    "pid", "name", "command", "status", "startedAt", "completedAt", "exitCode", "workingDir",
-    "logs", "stdout", "stderr", "restartOnFailure", "maxRestarts", "restartCount", "keepAlive", "stdin",
+    "pid",
+    "name",
+    "command",
+    "status",
+    "startedAt",
+    "completedAt",
+    "exitCode",
+    "workingDir",
+    "logs",
+    "stdout",
+    "stderr",
+    "restartOnFailure",
+    "maxRestarts",
+    "restartCount",
+    "keepAlive",
+    "stdin",
 ]
 
 
@@ -53,7 +67,11 @@ async def test_stdout_and_stderr_are_kept_apart(client):
     assert body["stderr"] == "test error\n"
     assert body["logs"] == "test output\ntest error\n"
     resp = await client.get("/process/out-err/logs")
-    assert await resp.json() == {"stdout": "test output\n", "stderr": "test error\n", "logs": "test output\ntest error\n"}
+    assert await resp.json() == {
+        "stdout": "test output\n",
+        "stderr": "test error\n",
+        "logs": "test output\ntest error\n",
+    }
 
 
 async def test_start_without_wait_returns_running_with_null_logs(client):
@@ -220,8 +238,16 @@ async def test_daemon_token_does_not_leak_to_children(client, monkeypatch):
 
 @pytest.mark.parametrize(
     "command",
-    ["cd", "cd /tmp", "cd /tmp && pwd", "export TEST=value", "export TEST=v; echo $TEST",
-     "alias ll='ls -la'", ". /etc/profile", "type ls"],
+    [
+        "cd",
+        "cd /tmp",
+        "cd /tmp && pwd",
+        "export TEST=value",
+        "export TEST=v; echo $TEST",
+        "alias ll='ls -la'",
+        ". /etc/profile",
+        "type ls",
+    ],
 )
 async def test_shell_builtins(client, command):
     body = await run_and_wait(client, command)
@@ -232,7 +258,9 @@ async def test_shell_builtins(client, command):
 async def test_shell_features_and_quoting(client):
     assert "hello world" in (await run_and_wait(client, "echo 'hello world'"))["logs"]
     assert "it's working" in (await run_and_wait(client, 'echo "it\'s working"'))["logs"]
-    assert "one two three four" in (await run_and_wait(client, "echo one two; echo three four | tr '\\n' ' '; echo"))["logs"].replace("\n", " ")
+    assert "one two three four" in (await run_and_wait(client, "echo one two; echo three four | tr '\\n' ' '; echo"))[
+        "logs"
+    ].replace("\n", " ")
     assert "20" in (await run_and_wait(client, "echo $(date +%Y)"))["logs"]
     assert "world" in (await run_and_wait(client, "f() { echo world; }; f"))["logs"]
     assert "done" in (await run_and_wait(client, "sleep 1 & echo done"))["logs"]
@@ -256,7 +284,9 @@ async def test_missing_shell_is_422(settings):
 
 async def test_wait_timeout_is_422_and_process_keeps_running(client):
     started = time.monotonic()
-    resp = await client.post("/process", json={"command": "sleep 30", "name": "slow", "waitForCompletion": True, "timeout": 1})
+    resp = await client.post(
+        "/process", json={"command": "sleep 30", "name": "slow", "waitForCompletion": True, "timeout": 1}
+    )
     elapsed = time.monotonic() - started
     assert resp.status == 422
     assert "timed out" in (await resp.json())["error"]
@@ -296,7 +326,9 @@ async def test_wait_endpoint_rejects_bad_timeout(client, value):
 
 async def test_client_disconnect_never_kills_the_process(client):
     task = asyncio.ensure_future(
-        client.post("/process", json={"command": "sleep 2; echo survived", "name": "orphan-req", "waitForCompletion": True})
+        client.post(
+            "/process", json={"command": "sleep 2; echo survived", "name": "orphan-req", "waitForCompletion": True}
+        )
     )
     await asyncio.sleep(0.3)
     task.cancel()
@@ -346,7 +378,10 @@ async def test_what_no_process_could_be_given_is_400(client, body):
 
 
 async def test_a_lone_surrogate_in_a_command_is_a_replacement_character(client):
-    resp = await client.post("/process", data='{"command": "echo \\ud800", "waitForCompletion": true}',
-                             headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/process",
+        data='{"command": "echo \\ud800", "waitForCompletion": true}',
+        headers={"Content-Type": "application/json"},
+    )
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["stdout"] == "\ufffd\n"

@@ -22,7 +22,9 @@ def pids_in(path: Path) -> list[int]:
 
 async def test_stop_sends_sigterm_and_reports_stopped(client, tmp_path):
     marker = tmp_path / "term"
-    await run(client, f"trap 'echo got-term > {marker}; exit 0' TERM; while true; do sleep 0.05; done", name="stoppable")
+    await run(
+        client, f"trap 'echo got-term > {marker}; exit 0' TERM; while true; do sleep 0.05; done", name="stoppable"
+    )
     await asyncio.sleep(0.2)
     resp = await client.delete("/process/stoppable")
     assert resp.status == 200
@@ -121,7 +123,9 @@ async def test_restart_on_failure_up_to_max_restarts(client):
 
 async def test_restart_until_success(client, tmp_path):
     counter = tmp_path / "count"
-    command = f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo Attempt $n; [ $n -ge 3 ]"
+    command = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo Attempt $n; [ $n -ge 3 ]"
+    )
     body = await run_and_wait(client, command, restartOnFailure=True, maxRestarts=5)
     assert body["status"] == "completed" and body["restartCount"] == 2 and body["exitCode"] == 0
     for i in (1, 2, 3):
@@ -131,7 +135,9 @@ async def test_restart_until_success(client, tmp_path):
 
 async def test_unlimited_restarts(client, tmp_path):
     counter = tmp_path / "count"
-    command = f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo Attempt $n; [ $n -ge 4 ]"
+    command = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo Attempt $n; [ $n -ge 4 ]"
+    )
     body = await run_and_wait(client, command, restartOnFailure=True, maxRestarts=-1)
     assert body["status"] == "completed" and body["restartCount"] == 3
     assert "Attempting restart 1/unlimited" in body["logs"] and "Attempt 4" in body["logs"]
@@ -140,7 +146,9 @@ async def test_unlimited_restarts(client, tmp_path):
 async def test_restart_preserves_the_environment(client, tmp_path):
     counter = tmp_path / "count"
     command = f"echo VAR=[$MY_VAR]; n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter}; [ $n -ge 1 ]"
-    body = await run_and_wait(client, command, env={"MY_VAR": "preserved_value_42"}, restartOnFailure=True, maxRestarts=2)
+    body = await run_and_wait(
+        client, command, env={"MY_VAR": "preserved_value_42"}, restartOnFailure=True, maxRestarts=2
+    )
     assert body["logs"].count("VAR=[preserved_value_42]") == 2
     assert "VAR=[]" not in body["logs"]
     assert body["restartCount"] == 1
@@ -214,7 +222,9 @@ async def test_keepalive_can_be_disabled(settings):
 
 
 async def test_non_keepalive_timeout_never_kills(client):
-    resp = await client.post("/process", json={"command": "sleep 2; echo alive", "name": "patient", "timeout": 1, "waitForCompletion": True})
+    resp = await client.post(
+        "/process", json={"command": "sleep 2; echo alive", "name": "patient", "timeout": 1, "waitForCompletion": True}
+    )
     assert resp.status == 422
     body = await (await client.get("/process/patient/wait?timeout=10")).json()
     assert body["status"] == "completed" and body["logs"] == "alive\n"
@@ -304,7 +314,7 @@ async def test_wait_for_ports_returns_when_the_tree_serves(client, bind):
     port = 24000 + (os.getpid() * 7 + (1 if bind == "::" else 0)) % 2000
     family = "AF_INET6" if bind == "::" else "AF_INET"
     server = (
-        f"python3 -c \"import socket,time;s=socket.socket(socket.{family});"
+        f'python3 -c "import socket,time;s=socket.socket(socket.{family});'
         f"s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('{bind}',{port}));s.listen();time.sleep(60)\""
     )
     started = time.monotonic()
@@ -319,7 +329,9 @@ async def test_wait_for_ports_returns_when_the_tree_serves(client, bind):
 
 async def test_wait_for_ports_ignores_loopback_listeners(client):
     port = 26000 + os.getpid() % 1000
-    server = f"python3 -c \"import socket,time;s=socket.socket();s.bind(('127.0.0.1',{port}));s.listen();time.sleep(60)\""
+    server = (
+        f"python3 -c \"import socket,time;s=socket.socket();s.bind(('127.0.0.1',{port}));s.listen();time.sleep(60)\""
+    )
     started = time.monotonic()
     resp = await client.post("/process", json={"command": server, "name": "lo", "waitForPorts": [port], "timeout": 2})
     assert resp.status == 422

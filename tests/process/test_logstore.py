@@ -47,7 +47,9 @@ def test_interleaving_is_kept_in_an_index_file_that_survives_a_restart(tmp_path:
     write(log, STDOUT, b"partial")
     log.scan_all()
     assert log.index_path.exists()
-    expected = [(STDOUT if i % 2 == 0 else STDERR, b"%s%d\n" % (b"out" if i % 2 == 0 else b"err", i // 2)) for i in range(6)]
+    expected = [
+        (STDOUT if i % 2 == 0 else STDERR, b"%s%d\n" % (b"out" if i % 2 == 0 else b"err", i // 2)) for i in range(6)
+    ]
     assert replay(log) == expected
     log.close()  # the daemon dies: the unterminated line was never indexed
 
@@ -128,8 +130,17 @@ def test_record_journal_keeps_the_last_state_and_compacts(tmp_path: Path):
 
 
 def test_json_string_escapes_like_json():
-    samples = [b"plain", b'q"uote\\back', b"tab\tcr\rnl\n", "héllo € 漢".encode(), b"bad\xff\xfe",
-               b"ctl\x01\x1b[0m", "\u2028\u00a0".encode(), b"del\x7f", b""]
+    samples = [
+        b"plain",
+        b'q"uote\\back',
+        b"tab\tcr\rnl\n",
+        "héllo € 漢".encode(),
+        b"bad\xff\xfe",
+        b"ctl\x01\x1b[0m",
+        "\u2028\u00a0".encode(),
+        b"del\x7f",
+        b"",
+    ]
     for data in samples:
         assert json.loads(b'"' + json_string(data) + b'"') == data.decode("utf-8", "replace")
 

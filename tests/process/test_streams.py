@@ -109,7 +109,13 @@ async def test_log_stream_sends_each_line_once_and_closes(client):
     for name, command in cases.items():
         await run(client, command, name=name)
         text = (await (await client.get(f"/process/{name}/logs/stream")).read()).decode()
-        for marker in ("M1", "M2", "M3") if name == "multi" else ("OUT1", "ERR1", "OUT2", "ERR2") if name == "mixed" else ("ONLY",):
+        for marker in (
+            ("M1", "M2", "M3")
+            if name == "multi"
+            else ("OUT1", "ERR1", "OUT2", "ERR2")
+            if name == "mixed"
+            else ("ONLY",)
+        ):
             assert text.count(marker) == 1, (name, text)
     mixed = (await (await client.get("/process/mixed/logs/stream")).read()).decode()
     assert "stderr:ERR1\n" in mixed and "stdout:OUT1\n" in mixed
@@ -149,7 +155,9 @@ async def test_attaching_while_output_flows_never_duplicates_or_skips(client):
 
 async def test_multibyte_utf8_split_across_writes_is_never_garbled(client):
     # "é" is C3 A9 and "€" is E2 82 AC: write them a byte at a time, with pauses.
-    command = "printf '\\303'; sleep 0.1; printf '\\251\\342'; sleep 0.1; printf '\\202'; sleep 0.1; printf '\\254 ok\\n'"
+    command = (
+        "printf '\\303'; sleep 0.1; printf '\\251\\342'; sleep 0.1; printf '\\202'; sleep 0.1; printf '\\254 ok\\n'"
+    )
     await run(client, command, name="utf8")
     stream = asyncio.ensure_future(client.get("/process/utf8/logs/stream"))
     text = (await (await stream).read()).decode()

@@ -180,9 +180,7 @@ async def settle(pid: int, baseline: Snapshot, fd_slack: int, thread_slack: int,
     while True:
         now = snapshot(pid)
         if (
-            now.fds <= baseline.fds + fd_slack
-            and now.threads <= baseline.threads + thread_slack
-            and now.zombies == 0
+            now.fds <= baseline.fds + fd_slack and now.threads <= baseline.threads + thread_slack and now.zombies == 0
         ) or time.monotonic() > deadline:
             return now
         await asyncio.sleep(0.2)
@@ -283,7 +281,7 @@ def put_head(path: str, content_length: int, content_type: str = "application/oc
 
 def form_prefix(boundary: str, filename: str = "f.bin") -> bytes:
     return (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
 
@@ -301,7 +299,9 @@ def form_body(data: bytes) -> aiohttp.FormData:
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` mounted at `path` (skips the test when mounting is refused)."""
     path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], capture_output=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], capture_output=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
     try:

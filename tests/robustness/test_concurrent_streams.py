@@ -32,7 +32,9 @@ def ticker(k: int, gate: str, mark: str) -> str:
     )
 
 
-async def follow_log(session: aiohttp.ClientSession, k: int, attached: asyncio.Event, counter: list[int]) -> tuple[bytes, float]:
+async def follow_log(
+    session: aiohttp.ClientSession, k: int, attached: asyncio.Event, counter: list[int]
+) -> tuple[bytes, float]:
     """The whole body of a live log stream; when it ended."""
     async with session.get(f"/process/s{k}/logs/stream") as resp:
         assert resp.status == 200
@@ -92,15 +94,19 @@ async def test_two_hundred_log_streams_and_two_hundred_watches_at_once(daemon_fa
     connector = aiohttp.TCPConnector(limit=0)
     probe = HealthProbe(daemon.port)
     try:
-        async with aiohttp.ClientSession(daemon.url, connector=connector, timeout=aiohttp.ClientTimeout(total=150)) as session:
+        async with aiohttp.ClientSession(
+            daemon.url, connector=connector, timeout=aiohttp.ClientTimeout(total=150)
+        ) as session:
             await warm_up(session, tmp_path)
             baseline = snapshot(daemon.proc.pid)
             probe.start()
             for start in range(0, STREAMS, 50):
-                started = await asyncio.gather(*(
-                    session.post("/process", json={"command": ticker(k, str(gate), mark), "name": f"s{k}"})
-                    for k in range(start, min(STREAMS, start + 50))
-                ))
+                started = await asyncio.gather(
+                    *(
+                        session.post("/process", json={"command": ticker(k, str(gate), mark), "name": f"s{k}"})
+                        for k in range(start, min(STREAMS, start + 50))
+                    )
+                )
                 for resp in started:
                     assert resp.status == 200, await resp.text()
                     resp.release()

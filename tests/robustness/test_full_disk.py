@@ -69,7 +69,9 @@ async def test_full_disk_507_keeps_the_old_file_and_frees_every_block(tmp_path):
             daemon.stop()
 
 
-async def _run(session: aiohttp.ClientSession, daemon: Daemon, work: Path, staging: Path, keep: Path, filler: Path) -> None:
+async def _run(
+    session: aiohttp.ClientSession, daemon: Daemon, work: Path, staging: Path, keep: Path, filler: Path
+) -> None:
     original = fingerprint(keep)
     listing = sorted(os.listdir(work))
     free = free_bytes(work)
@@ -103,7 +105,9 @@ async def _run(session: aiohttp.ClientSession, daemon: Daemon, work: Path, stagi
     pieces = [big[: 2 * MIB], big[2 * MIB :]]
     etags = []
     for number, piece in enumerate(pieces, 1):
-        async with session.put(f"/filesystem-multipart/{upload_id}/part?partNumber={number}", data=form_body(piece)) as resp:
+        async with session.put(
+            f"/filesystem-multipart/{upload_id}/part?partNumber={number}", data=form_body(piece)
+        ) as resp:
             assert resp.status == 200
             etags.append((await resp.json())["etag"])
     parts = [{"partNumber": n, "etag": e} for n, e in enumerate(etags, 1)]

@@ -50,14 +50,22 @@ async def test_a_wiped_state_dir_comes_back_on_next_use(tmp_path, workdir):
     daemon.start()
     try:
         async with aiohttp.ClientSession(daemon.url) as session:
-            status, body = await post_json(session, "/process", {"command": "echo before", "name": "before", "waitForCompletion": True})
+            status, body = await post_json(
+                session, "/process", {"command": "echo before", "name": "before", "waitForCompletion": True}
+            )
             assert status == 200 and body["stdout"] == "before\n", body
             for entry in state.iterdir():  # rm -rf "$SANDBOX_STATE_DIR"/*
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             for i in range(3):  # the pool of pre-created files is gone with it: every start must work
-                status, body = await post_json(session, "/process", {"command": f"echo after {i}; echo err >&2", "name": f"after{i}", "waitForCompletion": True})
+                status, body = await post_json(
+                    session,
+                    "/process",
+                    {"command": f"echo after {i}; echo err >&2", "name": f"after{i}", "waitForCompletion": True},
+                )
                 assert status == 200, body
-                assert body["status"] == "completed" and body["stdout"] == f"after {i}\n" and body["stderr"] == "err\n", body
+                assert (
+                    body["status"] == "completed" and body["stdout"] == f"after {i}\n" and body["stderr"] == "err\n"
+                ), body
             status, body = await post_json(session, "/process", {"command": "sleep 30", "name": "running"})
             assert status == 200, body
             async with session.get("/process/running/logs") as resp:
@@ -94,7 +102,9 @@ async def test_a_full_log_disk_is_a_clear_507_not_a_silent_failure(tmp_path, wor
         try:
             async with aiohttp.ClientSession(daemon.url) as session:
                 # A process that fills the disk itself fails, and the daemon says why.
-                status, body = await post_json(session, "/process", {"command": "head -c 2000000 /dev/zero", "waitForCompletion": True})
+                status, body = await post_json(
+                    session, "/process", {"command": "head -c 2000000 /dev/zero", "waitForCompletion": True}
+                )
                 assert status == 200 and body["status"] == "failed", body
                 assert "while the log disk" in daemon.log() and str(logs) in daemon.log()
                 for name in os.listdir(logs):
@@ -111,7 +121,11 @@ async def test_a_full_log_disk_is_a_clear_507_not_a_silent_failure(tmp_path, wor
                 assert free_bytes(logs) < 64 * 1024
                 status, body = await post_json(session, "/process", {"command": "echo hi", "waitForCompletion": True})
                 assert status == 507, body
-                assert list(body) == ["error"] and "no space left on device" in body["error"] and str(logs) in body["error"]
+                assert (
+                    list(body) == ["error"]
+                    and "no space left on device" in body["error"]
+                    and str(logs) in body["error"]
+                )
                 assert "log disk" in daemon.log()
                 filler.unlink()
                 status, body = await post_json(session, "/process", {"command": "echo hi", "waitForCompletion": True})
@@ -130,7 +144,10 @@ def run_second(state: Path, workdir: Path, timeout: float = 20.0) -> subprocess.
         port = s.getsockname()[1]
     return subprocess.run(
         [sys.executable, "-m", "sandbox_api", "--host", "127.0.0.1", "-p", str(port)],
-        env=env, cwd=workdir, capture_output=True, timeout=timeout,
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        timeout=timeout,
     )
 
 
@@ -146,7 +163,9 @@ async def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(tmp_path, 
             assert status == 200, body
         second = await asyncio.to_thread(run_second, state, workdir)
         assert second.returncode != 0
-        assert f"state dir {state} is in use by pid {first.proc.pid}; use --state-dir" in second.stderr.decode(), second.stderr
+        assert f"state dir {state} is in use by pid {first.proc.pid}; use --state-dir" in second.stderr.decode(), (
+            second.stderr
+        )
         # The first one is untouched and still serves its process.
         async with aiohttp.ClientSession(first.url) as session:
             async with session.get("/process/kept") as resp:
@@ -224,8 +243,11 @@ async def test_stalled_log_stream_readers_cost_bounded_memory_that_comes_back(tm
     try:
         async with aiohttp.ClientSession(daemon.url) as session:
             # 24 MB of output, already on disk: every stream has far more to send than it can.
-            status, body = await post_json(session, "/process", {
-                "command": "head -c 18000000 /dev/urandom | base64 -w 200", "waitForCompletion": True, "timeout": 60})
+            status, body = await post_json(
+                session,
+                "/process",
+                {"command": "head -c 18000000 /dev/urandom | base64 -w 200", "waitForCompletion": True, "timeout": 60},
+            )
             assert status == 200 and body["status"] == "completed", body["status"]
             pid = body["pid"]
             for _ in range(3):
@@ -243,7 +265,9 @@ async def test_stalled_log_stream_readers_cost_bounded_memory_that_comes_back(tm
             for sock in socks:
                 sock.close()
             socks.clear()
-            settled = await wait_until(lambda: snapshot(daemon.proc.pid).rss_mb < before + max(8.0, (held - before) / 4), 15)
+            settled = await wait_until(
+                lambda: snapshot(daemon.proc.pid).rss_mb < before + max(8.0, (held - before) / 4), 15
+            )
             after = snapshot(daemon.proc.pid).rss_mb
             print(f"after the clients left: {after:.0f} MB")
             assert settled, f"RSS stayed at {after:.0f} MB (was {before:.0f} MB, {held:.0f} MB while held)"
@@ -288,7 +312,9 @@ async def test_a_long_process_list_is_streamed_in_bounded_memory_without_stallin
 
             async def start(i: int) -> None:
                 async with sem:
-                    status, body = await post_json(session, "/process", {"command": command, "name": f"p{i}", "waitForCompletion": True})
+                    status, body = await post_json(
+                        session, "/process", {"command": command, "name": f"p{i}", "waitForCompletion": True}
+                    )
                     assert status == 200, body
 
             await asyncio.gather(*(start(i) for i in range(count)))
@@ -311,7 +337,9 @@ async def test_a_long_process_list_is_streamed_in_bounded_memory_without_stallin
                 assert item["stdout"].startswith("[... truncated") and len(item["stdout"]) <= 64 * 1024 + 100
                 assert item["logs"] == item["stdout"] + item["stderr"]
                 assert item["completedAt"] and item["status"] == "completed"
-            print(f"RSS {before:.0f} MB, peak {sampler.peak:.0f} MB for a {len(raw) / MIB:.0f} MB list; {probe.summary()}")
+            print(
+                f"RSS {before:.0f} MB, peak {sampler.peak:.0f} MB for a {len(raw) / MIB:.0f} MB list; {probe.summary()}"
+            )
             assert sampler.peak - before < 16, f"the list took {sampler.peak - before:.0f} MB"
             assert max(probe.latencies) < 0.2, probe.summary()  # the goal is 50 ms; loaded test machines vary
     finally:
@@ -337,6 +365,7 @@ async def test_a_request_head_that_dribbles_in_is_cut_at_the_header_deadline(tmp
     daemon = Daemon(tmp_path / "state", workdir, env={"SANDBOX_HEADER_TIMEOUT_SECONDS": "2"})
     daemon.start()
     try:
+
         async def dribbler() -> float:
             reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
             started = time.monotonic()
@@ -398,7 +427,9 @@ async def test_an_idle_request_body_is_cut_and_its_temp_file_released(tmp_path, 
             assert await closed_by_server(reader, 6), "an idle body was held open"
             writer.close()
         assert time.monotonic() - started < 5
-        assert await wait_until(lambda: snapshot(daemon.proc.pid).fds <= baseline.fds, 5), snapshot(daemon.proc.pid).fd_targets
+        assert await wait_until(lambda: snapshot(daemon.proc.pid).fds <= baseline.fds, 5), snapshot(
+            daemon.proc.pid
+        ).fd_targets
         assert not any("(deleted)" in t for t in snapshot(daemon.proc.pid).fd_targets)
         assert sorted(os.listdir(workdir)) == []
 
@@ -409,8 +440,9 @@ async def test_an_idle_request_body_is_cut_and_its_temp_file_released(tmp_path, 
                 await asyncio.sleep(0.4)
 
         async with aiohttp.ClientSession(daemon.url) as session:
-            async with session.put(f"/filesystem/{workdir}/slow.bin", data=trickle(),
-                                   headers={"Content-Type": "application/octet-stream"}) as resp:
+            async with session.put(
+                f"/filesystem/{workdir}/slow.bin", data=trickle(), headers={"Content-Type": "application/octet-stream"}
+            ) as resp:
                 assert resp.status == 200, await resp.text()
         assert (workdir / "slow.bin").stat().st_size == 120_000
     finally:

@@ -84,36 +84,64 @@ async def test_kill_9_mid_stream_and_mid_upload_then_restart(daemon_factory, tmp
     writers: list[asyncio.StreamWriter] = []
     try:
         async with aiohttp.ClientSession(first.url) as session:
-            body = await ok_json(await session.post("/process", json={
-                "command": f": {mark}; echo done-before; exit 5", "name": "finished", "waitForCompletion": True,
-            }))
+            body = await ok_json(
+                await session.post(
+                    "/process",
+                    json={
+                        "command": f": {mark}; echo done-before; exit 5",
+                        "name": "finished",
+                        "waitForCompletion": True,
+                    },
+                )
+            )
             assert body["status"] == "failed" and body["exitCode"] == 5
-            await ok_json(await session.post("/process", json={"command": ticker("logged", mark, release), "name": "logged"}))
-            ending = await ok_json(await session.post("/process", json={
-                "command": f": {mark}; while [ ! -e {end_now} ]; do sleep 0.05; done; echo bye; exit 3",
-                "name": "ends-while-down",
-            }))
+            await ok_json(
+                await session.post("/process", json={"command": ticker("logged", mark, release), "name": "logged"})
+            )
+            ending = await ok_json(
+                await session.post(
+                    "/process",
+                    json={
+                        "command": f": {mark}; while [ ! -e {end_now} ]; do sleep 0.05; done; echo bye; exit 3",
+                        "name": "ends-while-down",
+                    },
+                )
+            )
             log_stream = await session.get("/process/logged/logs/stream")
             assert log_stream.status == 200
-            exec_stream = await session.post("/process", json={"command": ticker("execd", mark, release), "name": "execd"}, headers=STREAM)
+            exec_stream = await session.post(
+                "/process", json={"command": ticker("execd", mark, release), "name": "execd"}, headers=STREAM
+            )
             assert exec_stream.status == 200
             assert (await log_stream.content.readline()).startswith(b"std")  # both flow
             assert json.loads(await exec_stream.content.readline())["type"] in ("stdout", "stderr")
 
-            upload_id = (await ok_json(await session.post(f"/filesystem-multipart/initiate/{s3_target}", json={})))["uploadId"]
+            upload_id = (await ok_json(await session.post(f"/filesystem-multipart/initiate/{s3_target}", json={})))[
+                "uploadId"
+            ]
             etags = {}
             for number in (1, 2):
-                resp = await session.put(f"/filesystem-multipart/{upload_id}/part?partNumber={number}", data=form_body(parts[number - 1]))
+                resp = await session.put(
+                    f"/filesystem-multipart/{upload_id}/part?partNumber={number}", data=form_body(parts[number - 1])
+                )
                 etags[number] = (await ok_json(resp))["etag"]
 
             # In flight at the kill: a streamed PUT and part 3, both half sent.
-            writers.append(await open_partial(first.port, put_head(f"/filesystem/{target}", 10 << 20), b"n" * (3 << 20)))
+            writers.append(
+                await open_partial(first.port, put_head(f"/filesystem/{target}", 10 << 20), b"n" * (3 << 20))
+            )
             boundary = uuid.uuid4().hex
-            writers.append(await open_partial(
-                first.port,
-                put_head(f"/filesystem-multipart/{upload_id}/part?partNumber=3", 4 << 20, f"multipart/form-data; boundary={boundary}"),
-                form_prefix(boundary) + parts[2][:300_000],
-            ))
+            writers.append(
+                await open_partial(
+                    first.port,
+                    put_head(
+                        f"/filesystem-multipart/{upload_id}/part?partNumber=3",
+                        4 << 20,
+                        f"multipart/form-data; boundary={boundary}",
+                    ),
+                    form_prefix(boundary) + parts[2][:300_000],
+                )
+            )
             await asyncio.sleep(0.5)
             first.stop(signal.SIGKILL)
 
@@ -164,11 +192,18 @@ async def test_kill_9_mid_stream_and_mid_upload_then_restart(daemon_factory, tmp
             listed = await ok_json(await session.get(f"/filesystem-multipart/{upload_id}/parts"))
             assert [(p["partNumber"], p["etag"]) for p in listed["parts"]] == [(1, etags[1]), (2, etags[2])]
             for number in (3, 4):
-                resp = await session.put(f"/filesystem-multipart/{upload_id}/part?partNumber={number}", data=form_body(parts[number - 1]))
+                resp = await session.put(
+                    f"/filesystem-multipart/{upload_id}/part?partNumber={number}", data=form_body(parts[number - 1])
+                )
                 etags[number] = (await ok_json(resp))["etag"]
-            await ok_json(await session.post(f"/filesystem-multipart/{upload_id}/complete", json={
-                "parts": [{"partNumber": n, "etag": etags[n]} for n in (1, 2, 3, 4)],
-            }))
+            await ok_json(
+                await session.post(
+                    f"/filesystem-multipart/{upload_id}/complete",
+                    json={
+                        "parts": [{"partNumber": n, "etag": etags[n]} for n in (1, 2, 3, 4)],
+                    },
+                )
+            )
         assert hashlib.sha256(s3_target.read_bytes()).hexdigest() == hashlib.sha256(b"".join(parts)).hexdigest()
         assert sorted(os.listdir(area)) == ["assembled.bin", "streamed.bin"]
         state = files_under(second.state_dir)

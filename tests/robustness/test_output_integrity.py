@@ -126,14 +126,16 @@ def check_text(where: str, got: str, want: str, case: Case, *, stream: bool, ndj
         assert without_empty_lines(got) == without_empty_lines(want), f"{case.name}: {where} differs"
         return
     if got != want:
-        raise AssertionError(f"{case.name}: {where} differs: got {len(got)} chars, want {len(want)}; "
-                             f"first difference at {_first_difference(got, want)}")
+        raise AssertionError(
+            f"{case.name}: {where} differs: got {len(got)} chars, want {len(want)}; "
+            f"first difference at {_first_difference(got, want)}"
+        )
 
 
 def _first_difference(a: str, b: str) -> str:
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
-            return f"{i}: {a[max(0, i - 20):i + 20]!r} vs {b[max(0, i - 20):i + 20]!r}"
+            return f"{i}: {a[max(0, i - 20) : i + 20]!r} vs {b[max(0, i - 20) : i + 20]!r}"
     return f"{min(len(a), len(b))} (one is a prefix of the other)"
 
 
@@ -181,7 +183,7 @@ async def _run_streamed(session: aiohttp.ClientSession, case: Case) -> None:
             assert result[key] == data.decode(), f"{case.name}: result {key}"
         else:
             assert result[key].startswith(TRUNCATION), f"{case.name}: result {key} not marked truncated"
-            assert data.decode().endswith(result[key][len(TRUNCATION):]), f"{case.name}: result {key} tail"
+            assert data.decode().endswith(result[key][len(TRUNCATION) :]), f"{case.name}: result {key} tail"
 
 
 async def read_back(session: aiohttp.ClientSession, case: Case) -> None:
@@ -229,6 +231,8 @@ async def test_a_thousand_processes_lose_duplicate_and_garble_nothing(daemon_fac
         assert len(listing) == len(cases)
         for case in cases:
             assert listing[case.name]["exitCode"] == case.exit_code, listing[case.name]
-        print(f"\n{len(cases)} processes: run+exec streams {ran - started:.1f}s, read back {time.monotonic() - ran:.1f}s")
+        print(
+            f"\n{len(cases)} processes: run+exec streams {ran - started:.1f}s, read back {time.monotonic() - ran:.1f}s"
+        )
     finally:
         kill_leftovers(mark)

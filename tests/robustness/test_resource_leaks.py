@@ -57,7 +57,11 @@ async def post_json(session: aiohttp.ClientSession, path: str, body: dict, statu
 
 
 async def waited(session, mark: str, i: int) -> None:
-    body = await post_json(session, "/process", {"command": f": {mark}; echo waited {i}; echo e >&2", "waitForCompletion": True, "timeout": 30})
+    body = await post_json(
+        session,
+        "/process",
+        {"command": f": {mark}; echo waited {i}; echo e >&2", "waitForCompletion": True, "timeout": 30},
+    )
     assert body["status"] == "completed" and body["stdout"] == f"waited {i}\n"
 
 
@@ -81,7 +85,9 @@ async def stopped(session, mark: str, i: int, name: str) -> None:
 
 async def orphaning(session, mark: str, i: int) -> None:
     """The shell exits at once; its child is re-parented to the daemon, which must reap it."""
-    await post_json(session, "/process", {"command": f": {mark}; sleep 0.3 & echo left", "waitForCompletion": True, "timeout": 30})
+    await post_json(
+        session, "/process", {"command": f": {mark}; sleep 0.3 & echo left", "waitForCompletion": True, "timeout": 30}
+    )
 
 
 async def stream_dropped(session, mark: str, i: int, name: str) -> None:
@@ -96,7 +102,9 @@ async def stream_dropped(session, mark: str, i: int, name: str) -> None:
 
 async def exec_dropped(session, mark: str, i: int, name: str) -> None:
     """An NDJSON exec stream the client leaves mid-way: the process runs on, then is killed."""
-    resp = await session.post("/process", json={"command": f": {mark}; echo first; exec sleep 30", "name": name}, headers=STREAM)
+    resp = await session.post(
+        "/process", json={"command": f": {mark}; echo first; exec sleep 30", "name": name}, headers=STREAM
+    )
     assert resp.status == 200
     assert b'"first"' in await asyncio.wait_for(resp.content.readline(), 10)
     resp.close()
@@ -140,7 +148,11 @@ async def cut_form_put(port: int, target: Path, i: int) -> None:
 async def cut_part(port: int, upload_id: str, i: int) -> None:
     boundary = uuid.uuid4().hex
     sent = form_prefix(boundary) + b"p" * (64 * 1024 if i % 2 else 1200 * 1024)
-    head = put_head(f"/filesystem-multipart/{upload_id}/part?partNumber={i % 7 + 1}", 8 << 20, f"multipart/form-data; boundary={boundary}")
+    head = put_head(
+        f"/filesystem-multipart/{upload_id}/part?partNumber={i % 7 + 1}",
+        8 << 20,
+        f"multipart/form-data; boundary={boundary}",
+    )
     await raw_request_cut_mid_body(port, head, sent, reset=i % 3 == 0)
 
 
@@ -150,7 +162,9 @@ async def initiate(session: aiohttp.ClientSession, target: Path) -> str:
 
 async def aborted_session(session: aiohttp.ClientSession, target: Path, i: int) -> None:
     upload_id = await initiate(session, target)
-    async with session.put(f"/filesystem-multipart/{upload_id}/part?partNumber=1", data=form_body(b"x" * (1000 + i))) as resp:
+    async with session.put(
+        f"/filesystem-multipart/{upload_id}/part?partNumber=1", data=form_body(b"x" * (1000 + i))
+    ) as resp:
         assert resp.status == 200
     async with session.delete(f"/filesystem-multipart/{upload_id}/abort") as resp:
         assert resp.status == 200

@@ -92,8 +92,16 @@ DOCUMENTED_501 = {
 
 PATH_PARAMETERS = {"path"}  # `{path}` routes take file paths: confined to the work directory
 SAFE_COMMANDS = ("echo fuzz", "echo out; echo err >&2", "printf 'a\\nb'", "true", "echo $HOME", "pwd")
-SAFE_MCP_METHODS = ("tools/list", "ping", "initialize", "resources/list", "prompts/list",
-                    "notifications/initialized", "no/such/method", "tools/call")
+SAFE_MCP_METHODS = (
+    "tools/list",
+    "ping",
+    "initialize",
+    "resources/list",
+    "prompts/list",
+    "notifications/initialized",
+    "no/such/method",
+    "tools/call",
+)
 SAFE_MCP_TOOLS = ("processesList", "fsGetWorkingDirectory", "noSuchTool")
 DANGEROUS_ENV = {"BASH_ENV", "ENV", "LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH"}
 DEAD_END_CALLBACK = "http://127.0.0.1:9/callback"  # the discard port: nothing listens
@@ -113,8 +121,14 @@ class Fuzzed:
         self.known: dict[str, tuple[Any, ...]] = {}
 
     def seed(self) -> None:
-        files = {"file.txt": b"hello\nworld\n", "empty": b"", "binary.bin": bytes(range(256)),
-                 "dir/a.py": b"print('a')\n", "dir/sub/b.md": b"# b\n", "dir/.hidden": b"h\n"}
+        files = {
+            "file.txt": b"hello\nworld\n",
+            "empty": b"",
+            "binary.bin": bytes(range(256)),
+            "dir/a.py": b"print('a')\n",
+            "dir/sub/b.md": b"# b\n",
+            "dir/.hidden": b"h\n",
+        }
         for name, data in files.items():
             (self.workdir / name).parent.mkdir(parents=True, exist_ok=True)
             (self.workdir / name).write_bytes(data)
@@ -133,8 +147,11 @@ class Fuzzed:
         self.known["pid"] = (*(int(pid) for pid in pids), self.daemon.proc.pid)
         uploads = [self._post(f"/filesystem-multipart/initiate/{self.workdir}%2Fupload-{n}.bin", {}) for n in range(4)]
         self.known["uploadId"] = tuple(u["uploadId"] for u in uploads)
-        part = requests.put(f"{self.url}/filesystem-multipart/{uploads[0]['uploadId']}/part?partNumber=1",
-                            files={"file": ("blob", b"part one")}, timeout=10)
+        part = requests.put(
+            f"{self.url}/filesystem-multipart/{uploads[0]['uploadId']}/part?partNumber=1",
+            files={"file": ("blob", b"part one")},
+            timeout=10,
+        )
         assert part.status_code == 200, part.text
         self.known["name"] = ("xterm.js", "xterm.css", "addon-fit.js")
 
@@ -167,8 +184,17 @@ def fuzzed() -> Iterator[Fuzzed]:
         "SANDBOX_MAX_UPLOAD_BYTES": str(1024 * 1024),
     }
     daemon = Daemon(base / "state", workdir, env=env, args=args)
-    for key in ("RELACE_API_KEY", "MORPH_API_KEY", "SANDBOX_API_TOKEN", "BL_NETWORKING_CONFIG", "SHELL_ARGS",
-                "DISABLE_TERMINAL", "BL_SANDBOX_USER", "BL_SANDBOX_USER_ENABLED", "BL_ENV_VAR_PATH"):
+    for key in (
+        "RELACE_API_KEY",
+        "MORPH_API_KEY",
+        "SANDBOX_API_TOKEN",
+        "BL_NETWORKING_CONFIG",
+        "SHELL_ARGS",
+        "DISABLE_TERMINAL",
+        "BL_SANDBOX_USER",
+        "BL_SANDBOX_USER_ENABLED",
+        "BL_ENV_VAR_PATH",
+    ):
         daemon.env.pop(key, None)
     daemon.start()
     try:
@@ -211,7 +237,7 @@ def confined(value: Any, workdir: Path, absolute: bool | None = None) -> str:
         text = decoded
     text = text.replace("%", "_")
     if text == str(workdir) or text.startswith(f"{workdir}/"):
-        text = text[len(str(workdir)):]  # already under it (a known path)
+        text = text[len(str(workdir)) :]  # already under it (a known path)
     parts = [p.lstrip("~") for p in text.split("/")]
     parts = [p for p in parts if p not in ("", ".", "..")]
     relative = "/".join(parts)
@@ -333,8 +359,10 @@ def check_stream(case: Any, url: str) -> int:
         try:
             first = response.raw.readline()
         except (requests.exceptions.ReadTimeout, TimeoutError, urllib3.exceptions.ReadTimeoutError):
-            raise AssertionError(f"{case.method.upper()} {case.formatted_path}: no first line within "
-                                 f"{STREAM_FIRST_LINE_SECONDS} s (a hang)") from None
+            raise AssertionError(
+                f"{case.method.upper()} {case.formatted_path}: no first line within "
+                f"{STREAM_FIRST_LINE_SECONDS} s (a hang)"
+            ) from None
         assert content_type.startswith("text/plain"), content_type
         assert first or case.path.startswith("/process/"), "a watch starts with `[keepalive]`"
     assert time.monotonic() - started < REQUEST_TIMEOUT
@@ -357,8 +385,9 @@ def exercise(case: Any, fuzzed: Fuzzed) -> None:
     try:
         response = case.call(base_url=fuzzed.url, timeout=REQUEST_TIMEOUT)
     except requests.exceptions.Timeout:
-        raise AssertionError(f"{case.method.upper()} {case.formatted_path}: no answer within {REQUEST_TIMEOUT} s "
-                             "(a hang)") from None
+        raise AssertionError(
+            f"{case.method.upper()} {case.formatted_path}: no answer within {REQUEST_TIMEOUT} s (a hang)"
+        ) from None
     STATUSES[f"{case.method.upper()} {case.path}"][response.status_code] += 1
     content_type = (response.headers.get("content-type") or [""])[0]  # lower-case keys, lists of values
     check_no_server_error(case, response.status_code, response.content)
@@ -375,6 +404,7 @@ def test_api_answers_every_request_properly(fuzzed):
     failures: list[str] = []
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
             @hypothesis.seed(SEED)
             @hypothesis.settings(
                 max_examples=MAX_EXAMPLES,

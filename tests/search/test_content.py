@@ -58,7 +58,11 @@ async def test_context_lines(client, code):
 
 
 async def test_no_match_is_an_empty_list(client, code):
-    assert await grep(client, code, query="nothing-like-this") == {"query": "nothing-like-this", "matches": [], "total": 0}
+    assert await grep(client, code, query="nothing-like-this") == {
+        "query": "nothing-like-this",
+        "matches": [],
+        "total": 0,
+    }
 
 
 async def test_thousands_of_hits_stop_early_and_promptly(client, tmp_path):

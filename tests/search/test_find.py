@@ -13,8 +13,15 @@ from sandbox_api.search.globs import glob_match
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     files = [
-        "file1.go", "file2.go", "readme.md", "src/main.go", "src/utils/helper.go", "docs/guide.md",
-        ".hidden/secret.txt", ".hiddenfile", "node_modules/package.json",
+        "file1.go",
+        "file2.go",
+        "readme.md",
+        "src/main.go",
+        "src/utils/helper.go",
+        "docs/guide.md",
+        ".hidden/secret.txt",
+        ".hiddenfile",
+        "node_modules/package.json",
     ]
     for name in files:
         path = root / name
@@ -51,7 +58,12 @@ async def test_walk_order_is_depth_first_bytewise(client, tree):
     body = await find(client, tree, maxResults=0)
     # Each directory's contents right after it, bytewise ("docs" < "file1.go" < ... < "src").
     assert [m["path"] for m in body["matches"]] == [
-        "docs/guide.md", "file1.go", "file2.go", "readme.md", "src/main.go", "src/utils/helper.go"
+        "docs/guide.md",
+        "file1.go",
+        "file2.go",
+        "readme.md",
+        "src/main.go",
+        "src/utils/helper.go",
     ]
 
 
@@ -65,11 +77,14 @@ async def test_default_limit_and_zero_means_all(client, tmp_path):
     assert (await find(client, root, maxResults=0))["total"] == 1500
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"maxResults": "-1"}, "invalid maxResults: -1"),
-    ({"maxResults": "x"}, "invalid maxResults: x"),
-    ({"type": "invalid"}, "invalid search type: invalid"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"maxResults": "-1"}, "invalid maxResults: -1"),
+        ({"maxResults": "x"}, "invalid maxResults: x"),
+        ({"type": "invalid"}, "invalid search type: invalid"),
+    ],
+)
 async def test_bad_parameters_are_400(client, tree, params, message):
     resp = await client.get(f"/filesystem-find/{tree}", params=params)
     assert resp.status == 400

@@ -68,10 +68,16 @@ async def test_endpoint_uses_the_path_as_pattern_without_query(client, workdir):
 def test_top_results_agree_with_fzf():
     root = Path(__file__).resolve().parents[2] / "sandbox_api"
     candidates = sorted(
-        (str(p.relative_to(root)), "directory" if p.is_dir() else "file") for p in root.rglob("*") if "__pycache__" not in p.parts
+        (str(p.relative_to(root)), "directory" if p.is_dir() else "file")
+        for p in root.rglob("*")
+        if "__pycache__" not in p.parts
     )
     data = "\n".join(p for p, _ in candidates).encode()
     for query in ("supervisor", "routes", "logst", "fsfiles", "http err"):
-        expected = subprocess.run(["fzf", "--filter", query], input=data, capture_output=True, timeout=30).stdout.decode().splitlines()[:5]
+        expected = (
+            subprocess.run(["fzf", "--filter", query], input=data, capture_output=True, timeout=30)
+            .stdout.decode()
+            .splitlines()[:5]
+        )
         ours = [m["path"] for m in rank(candidates, query, 5)]
         assert len(set(expected) & set(ours)) >= min(4, len(expected)), (query, expected, ours)

@@ -52,10 +52,7 @@ def served_routes(settings) -> set[tuple[str, str]]:
 
 def documented_routes(doc: dict[str, Any]) -> set[tuple[str, str]]:
     return {
-        (method, _shape(path))
-        for path, item in doc["paths"].items()
-        for method in item
-        if method in OPENAPI_METHODS
+        (method, _shape(path)) for path, item in doc["paths"].items() for method in item if method in OPENAPI_METHODS
     }
 
 
@@ -85,7 +82,9 @@ def test_the_document_is_valid_openapi():
 
     doc = document()
     assert doc["openapi"].startswith("3.1")
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in jsonschema.Draft202012Validator(OPENAPI_31).iter_errors(doc)]
+    errors = [
+        f"{list(e.absolute_path)}: {e.message}" for e in jsonschema.Draft202012Validator(OPENAPI_31).iter_errors(doc)
+    ]
     assert not errors
 
 

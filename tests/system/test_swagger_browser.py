@@ -26,7 +26,9 @@ async def test_the_page_renders_every_operation_and_tries_one(daemon, chromedriv
         try:
             await browser.call("POST", "/url", {"url": f"{daemon.url}/swagger"})
             assert (await browser.script("return location.pathname")) == "/swagger/index.html"
-            count = await browser.until("return document.querySelectorAll('details.op .method').length", lambda n: n > 50)
+            count = await browser.until(
+                "return document.querySelectorAll('details.op .method').length", lambda n: n > 50
+            )
             async with http.get(f"{daemon.url}/openapi.json") as resp:
                 doc = await resp.json()
             assert count == sum(len(item) for item in doc["paths"].values())

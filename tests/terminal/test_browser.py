@@ -106,7 +106,9 @@ async def test_chromium_types_into_the_terminal_and_sees_the_output(daemon, chro
                 "const r = document.querySelector('.xterm-rows'); return r ? r.innerText : ''",
                 lambda text: "#" in text or "$" in text,
             )
-            textarea = await browser.call("POST", "/element", {"using": "css selector", "value": ".xterm-helper-textarea"})
+            textarea = await browser.call(
+                "POST", "/element", {"using": "css selector", "value": ".xterm-helper-textarea"}
+            )
             await browser.call("POST", f"/element/{textarea[ELEMENT]}/value", {"text": "echo hello-$RANDOM" + ENTER})
             # The command line shows `hello-$RANDOM`; only the output has digits.
             text = await browser.until(

@@ -25,8 +25,17 @@ async def _next_error(term, timeout: float = 10.0) -> dict:
         term.text += frame["data"]
 
 
-@pytest.mark.parametrize("size", [{"cols": 65536, "rows": 24}, {"cols": 80, "rows": 10**9}, {"cols": -1, "rows": 5},
-                                  {"cols": "wide", "rows": 24}, {"cols": 1e400, "rows": 24}, {"cols": [1], "rows": 2}])
+@pytest.mark.parametrize(
+    "size",
+    [
+        {"cols": 65536, "rows": 24},
+        {"cols": 80, "rows": 10**9},
+        {"cols": -1, "rows": 5},
+        {"cols": "wide", "rows": 24},
+        {"cols": 1e400, "rows": 24},
+        {"cols": [1], "rows": 2},
+    ],
+)
 async def test_an_out_of_range_resize_gets_an_error_frame_and_the_socket_stays(client, size):
     term = await connect(client, shell="/bin/sh", sessionId="big-resize", cols=80, rows=24)
     await term.ws.send_str(json.dumps({"type": "resize", **size}).replace("Infinity", "1e400"))

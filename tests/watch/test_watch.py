@@ -74,7 +74,9 @@ async def test_rename_is_remove_then_create(client, tmp_path):
     stream = await open_watch(client, str(tmp_path))
     os.rename(tmp_path / "old.txt", tmp_path / "new.txt")
     seen = set()
-    await stream.events_until(lambda e: seen.add((e["op"], e["name"])) or {("REMOVE", "old.txt"), ("CREATE", "new.txt")} <= seen)
+    await stream.events_until(
+        lambda e: seen.add((e["op"], e["name"])) or {("REMOVE", "old.txt"), ("CREATE", "new.txt")} <= seen
+    )
     stream.resp.close()
 
 
@@ -92,7 +94,9 @@ async def test_recursive_watch_sees_new_directories_and_their_files(client, tmp_
     (tmp_path / "subdir").mkdir()
     stream = await open_watch(client, f"{tmp_path}/**")
     (tmp_path / "subdir" / "watched.txt").write_text("x")
-    await stream.events_until(lambda e: e["op"] == "CREATE" and e["name"] == "watched.txt" and e["path"] == f"{tmp_path}/subdir")
+    await stream.events_until(
+        lambda e: e["op"] == "CREATE" and e["name"] == "watched.txt" and e["path"] == f"{tmp_path}/subdir"
+    )
     (tmp_path / "subdir" / "watched.txt").unlink()
     await stream.events_until(lambda e: e["op"] == "REMOVE" and e["name"] == "watched.txt")
     deep = tmp_path / "a" / "b" / "c"
@@ -185,12 +189,25 @@ async def test_sees_everything_inotifywait_sees(client, tmp_path):
     root.mkdir()
     log = tmp_path / "inotify.log"
     waiter = subprocess.Popen(
-        ["inotifywait", "-m", "-r", "-q", "-e", "create,modify,delete,moved_to,moved_from", "--format", "%w%f", str(root)],
-        stdout=open(log, "w"), stderr=subprocess.DEVNULL,
+        [
+            "inotifywait",
+            "-m",
+            "-r",
+            "-q",
+            "-e",
+            "create,modify,delete,moved_to,moved_from",
+            "--format",
+            "%w%f",
+            str(root),
+        ],
+        stdout=open(log, "w"),
+        stderr=subprocess.DEVNULL,
     )
     stream = await open_watch(client, f"{root}/**")
     await asyncio.sleep(0.5)  # inotifywait has no readiness signal
-    script = f"for i in $(seq 1 20); do mkdir -p {root}/d$i/x/y; for j in 1 2 3; do echo $j > {root}/d$i/x/y/f$j; done; done"
+    script = (
+        f"for i in $(seq 1 20); do mkdir -p {root}/d$i/x/y; for j in 1 2 3; do echo $j > {root}/d$i/x/y/f$j; done; done"
+    )
     subprocess.run(["sh", "-c", script], check=True, timeout=30)
     expected = {f"{root}/d{i}/x/y/f{j}" for i in range(1, 21) for j in range(1, 4)}
     seen: set[str] = set()
