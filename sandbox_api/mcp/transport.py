@@ -277,41 +277,49 @@ TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def schema_error(schema: dict[str, Any], value: Any) -> str | None:
-    """The first way `value` breaks `schema`, worded as jsonschema does (values shown as JSON)."""
+def schema_error(schema: dict[str, Any], value: Any, where: str = "") -> str | None:
+    """The first way `value` breaks `schema`: the argument named (`where`, as `env.A` or
+    `editRegions[0].startLine`), values shown as JSON and types by their JSON names."""
     kinds = _types(schema)
+    named = f"{json.dumps(where, ensure_ascii=False)} " if where else ""
     if kinds and not any(TYPE_CHECKS[kind](value) for kind in kinds):
-        return f"{_show(value)} is not of type {', '.join(json.dumps(k) for k in kinds)}"
+        wanted = " or ".join(json.dumps(k) for k in kinds)
+        got = "null" if value is None else f"{_json_type(value)} {_show(value)}"
+        return f"{named}must be of type {wanted}, got {got}"
     if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
-        return f"{_show(value)} is not one of {_show(schema['enum'])}"
+        return f"{named}must be one of {_show(schema['enum'])}, got {_show(value)}"
     if TYPE_CHECKS["number"](value):
         if "minimum" in schema and value < schema["minimum"]:
-            return f"{_show(value)} is less than the minimum of {_show(schema['minimum'])}"
+            return f"{named}must be at least {_show(schema['minimum'])}, got {_show(value)}"
         if "maximum" in schema and value > schema["maximum"]:
-            return f"{_show(value)} is greater than the maximum of {_show(schema['maximum'])}"
+            return f"{named}must be at most {_show(schema['maximum'])}, got {_show(value)}"
     if isinstance(value, dict):
         properties = schema.get("properties", {})
         for key, sub in properties.items():
-            if key in value and (error := schema_error(sub, value[key])) is not None:
+            if key in value and (error := schema_error(sub, value[key], _child(where, key))) is not None:
                 return error
         for key in schema.get("required", ()):
             if key not in value:
-                return f"{json.dumps(key)} is a required property"
+                return f"{json.dumps(_child(where, key), ensure_ascii=False)} is a required property"
         extra, unknown = schema.get("additionalProperties", True), sorted(k for k in value if k not in properties)
         if extra is False and unknown:
             names = ", ".join(json.dumps(k, ensure_ascii=False) for k in unknown)
-            return (
-                f"Additional properties are not allowed ({names} {'was' if len(unknown) == 1 else 'were'} unexpected)"
-            )
+            inside = f" in {json.dumps(where, ensure_ascii=False)}" if where else ""
+            verb = "was" if len(unknown) == 1 else "were"
+            return f"Additional properties are not allowed{inside} ({names} {verb} unexpected)"
         if isinstance(extra, dict):
             for key in unknown:
-                if (error := schema_error(extra, value[key])) is not None:
+                if (error := schema_error(extra, value[key], _child(where, key))) is not None:
                     return error
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for item in value:
-            if (error := schema_error(schema["items"], item)) is not None:
+        for index, item in enumerate(value):
+            if (error := schema_error(schema["items"], item, f"{where}[{index}]")) is not None:
                 return error
     return None
+
+
+def _child(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
 def _check_supported(schema: Any, where: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import errno
+import json
 import logging
 import os
 import re
@@ -291,7 +292,7 @@ class Supervisor:
         for key, value in spec.env.items():
             if not config.valid_variable(key, value):
                 raise Invalid(
-                    f"invalid environment variable {key!r}: a name is not empty and holds no '=', "
+                    f"invalid environment variable {json.dumps(key, ensure_ascii=False)}: a name is not empty and holds no '=', "
                     "and neither holds a NUL byte"
                 )
         working_dir = self.normalize_working_dir(spec.working_dir)

@@ -99,7 +99,7 @@ async def test_process_tools_round_trip(sdk_daemon):
         started = await session.call_tool("processExecute", {"command": "sleep 30", "name": "mcp-sleeper"})
         assert started.structured_content["status"] == "running"
         got = await session.call_tool("processGet", {"identifier": "mcp-sleeper"})
-        assert got.structured_content["status"] == "running" and got.structured_content["completedAt"] is None
+        assert got.structured_content["status"] == "running" and got.structured_content["completedAt"] == ""
         listed = await session.call_tool("processesList", {})
         assert "mcp-sleeper" in [p["name"] for p in listed.structured_content["processes"]]
         killed = await session.call_tool("processKill", {"identifier": "mcp-sleeper"})
@@ -182,8 +182,11 @@ async def test_codegen_helpers(sdk_daemon):
         )
         assert bad.is_error and "invalid line range" in bad.content[0].text
         grep = await session.call_tool("codegenGrepSearch", {"query": "line[23]"})
-        matches = [json.loads(line) for line in grep.structured_content["results"]]
-        assert sum(1 for m in matches if m["type"] == "match") == 2
+        results = grep.structured_content["results"]
+        assert isinstance(results, str) and results.endswith("\n")
+        events = [json.loads(line) for line in results.splitlines()]
+        matches = [e["data"] for e in events if e["type"] == "match"]
+        assert [m["path"]["text"] for m in matches] == ["pkg/handler_util.py"] * 2  # relative to the search root
         listing = await session.call_tool("codegenListDir", {"relativeWorkspacePath": "pkg"})
         assert [f["name"] for f in listing.structured_content["directory"]["files"]] == ["handler_util.py"]
         outside = await session.call_tool("codegenListDir", {"relativeWorkspacePath": "../.."})
@@ -230,7 +233,7 @@ RAW_CASES = [
             "method": "tools/call",
             "params": {"name": "fsReadFile", "arguments": {"path": 42}},
         },
-        {"isError": 'validating "arguments": 42 is not of type "string"'},
+        {"isError": 'validating "arguments": "path" must be of type "string", got integer 42'},
     ),
     ({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"arguments": {}}}, {"error": (-32602, None)}),
     ({"jsonrpc": "2.0", "id": 9, "method": "ping"}, {"result": {}}),
@@ -262,7 +265,7 @@ RAW_CASES = [
                 "arguments": {"targetFile": "note.txt", "startLineOneIndexed": True, "endLineOneIndexedInclusive": 1},
             },
         },
-        {"isError": 'validating "arguments": true is not of type "integer"'},
+        {"isError": 'validating "arguments": "startLineOneIndexed" must be of type "integer", got boolean true'},
     ),
     (
         {
@@ -274,7 +277,7 @@ RAW_CASES = [
                 "arguments": {"editPlan": "p", "editRegions": [{"startLine": 1}]},
             },
         },
-        {"isError": 'validating "arguments": "relativeWorkspacePath" is a required property'},
+        {"isError": 'validating "arguments": "editRegions[0].relativeWorkspacePath" is a required property'},
     ),
     (
         {
@@ -283,7 +286,7 @@ RAW_CASES = [
             "method": "tools/call",
             "params": {"name": "processExecute", "arguments": {"command": "true", "env": {"A": 1}}},
         },
-        {"isError": 'validating "arguments": 1 is not of type "string"'},
+        {"isError": 'validating "arguments": "env.A" must be of type "string", got integer 1'},
     ),
     (
         {
@@ -292,7 +295,7 @@ RAW_CASES = [
             "method": "tools/call",  # a required argument may not be null
             "params": {"name": "processGet", "arguments": {"identifier": None}},
         },
-        {"isError": 'validating "arguments": null is not of type "string"'},
+        {"isError": 'validating "arguments": "identifier" must be of type "string", got null'},
     ),
     (
         {
