@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 
-.PHONY: run test check bench install dev clean binary rootfs
+.PHONY: run test check bench install dev clean binary rootfs ts-client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,13 +41,23 @@ $(ROOTFS)/.complete: scripts/make-rootfs.sh
 
 rootfs: $(ROOTFS)/.complete
 
+# The official TypeScript MCP client (pinned by its lock file) for tests/compat/test_mcp_parity.py;
+# reinstalled only when the lock changes. Without npm or the registry, that test skips.
+TS_CLIENT := build/ts-mcp
+$(TS_CLIENT)/.installed: tests/compat/ts/package.json tests/compat/ts/package-lock.json
+	@mkdir -p $(TS_CLIENT) && cp $^ $(TS_CLIENT)/
+	@cd $(TS_CLIENT) && timeout 300 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error \
+		&& touch .installed || echo "npm ci failed: the TypeScript MCP client test will skip" >&2
+
+ts-client: $(TS_CLIENT)/.installed
+
 TEST_TOOLS  := inotifywait:inotify-tools fzf:fzf setpriv:util-linux chromium:chromium chromedriver:chromium-driver \
-               busybox:busybox-static debootstrap:debootstrap unshare:util-linux
+               busybox:busybox-static debootstrap:debootstrap unshare:util-linux node:nodejs npm:npm
 BENCH_TOOLS := fzf:fzf inotifywait:inotify-tools
 
 test: dev
 	@scripts/ensure-tools.sh $(TEST_TOOLS)
-	@$(MAKE) --no-print-directory binary rootfs
+	@$(MAKE) --no-print-directory binary rootfs ts-client
 	$(BIN)/python -m pytest -n auto
 
 # The quality gate: formatting, lint and types (configured in pyproject.toml).

@@ -178,11 +178,17 @@ class ContentSearch:
         piped = await self.children.spawn_reading(argv, cwd=root, identity=self.identity, pass_fds=pass_fds)
         try:
             lines = await _raw_lines(piped.stdout, RAW_JSON_LIMIT, self.timeout)
+            if not lines:  # rg printed nothing, not even its summary: it failed, and says why on stderr
+                # read before close(), which kills a child not yet reaped and drops its pipes
+                async with asyncio.timeout(self.timeout):
+                    errors = b""
+                    while len(errors) < 64 * 1024 and (chunk := await piped.stderr.read(64 * 1024)):
+                        errors += chunk
+                    await piped.child.wait()
+                message = errors[: 64 * 1024].decode("utf-8", "replace").strip()
+                raise Invalid(f"grep failed: {message or f'rg exited with status {piped.child.returncode}'}")
         finally:
             await piped.close()
-        if piped.child.returncode == 2 and not lines:
-            message = (await piped.stderr.read()).decode("utf-8", "replace").strip()
-            raise Invalid(f"grep failed: {message}")
         return lines
 
 

@@ -215,7 +215,7 @@ async def test_sdk_and_mcp_with_a_key(tmp_path):
                     "success": True,
                     "message": "Code edit applied successfully to main.go",
                     "filePath": "main.go",
-                    "changesApplied": True,
+                    "changesApplied": "// ... existing code ...\nfunc h() {}\n",  # the sketch, as the original
                 }
                 assert (work / "main.go").read_text() == "package main\nfunc main() {}\nfunc h() {}\n"
                 call["params"] = {"name": "codegenRerank", "arguments": {"path": ".", "query": "auth"}}
