@@ -319,7 +319,7 @@ class Tools:
                         ),
                         "newString": s("The text to put in its place; must differ from oldString; empty deletes it"),
                         "replaceAll": s(
-                            "Replace every occurrence of oldString instead of requiring one (default false)", "boolean"
+                            "Replace all the places oldString occurs, not just one (default false)", "boolean"
                         ),
                     },
                     ("path", "oldString", "newString"),
@@ -339,7 +339,7 @@ class Tools:
                 obj(
                     {
                         "path": s("What to delete: absolute, or relative to the working directory"),
-                        "isDirectory": s("Whether path is a directory (found out when absent)", "boolean"),
+                        "isDirectory": s("Set it if path is a directory (detected when absent)", "boolean"),
                         "recursive": s("Delete a directory together with everything in it (default false)", "boolean"),
                     },
                     ("path",),
@@ -386,7 +386,7 @@ class Tools:
                         "targetDirectories": {
                             "type": "array",
                             "items": {"type": "string"},
-                            "description": "Glob patterns of the directories to search in",
+                            "description": "Directories to look in, as glob patterns",
                         },
                     },
                     ("query",),
@@ -549,7 +549,7 @@ class Tools:
                         "scoreThreshold": s("Leave out files scoring below this, from 0 to 1 (default 0.5)", "number"),
                         "tokenLimit": s("Token budget of the files returned (default 30000)", "integer"),
                         "filePattern": s(
-                            r"Regular expression a file's path or name must match, e.g. \.ts$ for TypeScript"
+                            r"Regular expression a file's path or name must match, e.g. \.py$ keeps Python files only"
                         ),
                     },
                     ("path", "query"),
