@@ -165,7 +165,11 @@ async def test_output_shapes_a_client_parses(sdk_daemon):
             assert entry["completedAt"] == ""
         finally:
             await session.call_tool("processKill", {"identifier": "parity-sleeper"})
-        ended = await session.call_tool("processGet", {"identifier": "parity-sleeper"})
+        for _ in range(100):  # the kill is sent at once; the end is recorded when the process has gone
+            ended = await session.call_tool("processGet", {"identifier": "parity-sleeper"})
+            if ended.structured_content["completedAt"]:
+                break
+            await asyncio.sleep(0.05)
         assert ended.structured_content["completedAt"].endswith("GMT")
         stub = await session.call_tool("codegenReapply", {"targetFile": "x"})
         assert stub.structured_content == {"success": False, "message": "Reapply functionality not yet implemented"}
