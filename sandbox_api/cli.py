@@ -19,9 +19,39 @@ log = logging.getLogger("sandbox_api")
 CLIENT_COMMANDS = ("ready", "start-process")  # served by sandbox_api/client.py
 
 
+USAGE_EPILOG = """\
+subcommands (for an image's entrypoint, against the running daemon):
+  sandbox-api ready [--port P] [--timeout S] [--pid N]
+      exit 0 once GET /health answers 200 (no curl or wget needed)
+  sandbox-api start-process [--port P]
+      start a supervised process from SANDBOX_START_COMMAND (required), SANDBOX_START_NAME,
+      SANDBOX_START_WORKDIR, SANDBOX_START_RESTART_ON_FAILURE, SANDBOX_START_MAX_RESTARTS,
+      SANDBOX_START_WAIT_FOR_PORTS (comma-separated)
+
+main environment variables (all of them: README.md):
+  WORKDIR                    base of relative paths (default: the current directory)
+  SANDBOX_STATE_DIR          process records and logs (or --state-dir)
+  SANDBOX_API_TOKEN(_FILE)   require a bearer token (or --token / --token-file)
+  SHELL, SHELL_ARGS          how commands run (default: sh -c)
+  SANDBOX_MAX_LOG_FILE_BYTES cap per output file (default 32 MiB)
+  DISABLE_TERMINAL=true      no /terminal routes
+
+example:
+  SANDBOX_STATE_DIR=/tmp/sbx sandbox-api -p 8080 &
+  curl -s localhost:8080/process -d '{"command": "echo hi", "waitForCompletion": true}'
+"""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    # Go's flag package accepts -port and --port alike; so do we.
-    p = argparse.ArgumentParser(prog="sandbox-api", description="The sandbox daemon: processes, files, search, MCP.")
+    """The daemon's flags. Go's flag package accepts -port and --port alike, and so do we;
+    an unknown flag (or a stray argument) is the usage line and exit 2, as there."""
+    p = argparse.ArgumentParser(
+        prog="sandbox-api",
+        description="The sandbox daemon: processes, files, search, watch, terminal and MCP over HTTP.",
+        epilog=USAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # `--po` is not `--port`: Go's flags have no abbreviations
+    )
     p.add_argument("-p", "--port", "-port", type=int, default=None, help="port to listen on (default 8080)")
     p.add_argument("--host", "-host", default=None, help="address to listen on (default 0.0.0.0)")
     p.add_argument("-c", "--command", "-command", default=None, help="a command to start in the background at start-up")
@@ -37,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="read the token from this file (env SANDBOX_API_TOKEN_FILE); keeps it off the command line",
     )
-    p.add_argument("--state-dir", default=None, help="where process records and logs live (env SANDBOX_STATE_DIR)")
+    p.add_argument(
+        "--state-dir", "-state-dir", default=None, help="where process records and logs live (env SANDBOX_STATE_DIR)"
+    )
     p.add_argument(
         "--user",
         "-user",
@@ -47,8 +79,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--disable-telemetry", "-disable-telemetry", action="store_true", help="accepted for compatibility")
     p.add_argument("--version", "-version", action="store_true", help="print the version and exit")
     p.add_argument("--build-info", action="store_true", help="print how this program was built (JSON) and exit")
-    args, _positional = p.parse_known_args(argv)
-    return args
+    return p.parse_args(argv)
+
+
+def usable_state_dir(path: Path) -> str | None:
+    """Why `path` cannot be the state dir, or None: the check comes before anything else
+    uses it, so that the error names the state dir and how to choose another."""
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent}: not a directory" if parent == path else f"{parent} (a parent): not a directory"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"{parent}: not writable" if parent == path else f"cannot create it in {parent}: not writable"
+            return None
+    return None
 
 
 def without_token(argv: list[str], token: str) -> list[str]:
@@ -85,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         buildinfo.main()
         return
     logsetup.setup()
-    config.load_dotenv(".env")
+    loaded = config.load_dotenv(".env")
+    if loaded:
+        log.info("loaded %d variable(s) from %s", loaded, os.path.abspath(".env"))
     envfile = os.environ.get("BL_ENV_VAR_PATH", "")
     if envfile:
         try:
@@ -113,6 +159,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     except identity.IdentityError as e:
         log.error("workload user: %s", e)
+        sys.exit(1)
+    for problem in settings.problems:
+        log.warning("%s", problem)
+    unusable = usable_state_dir(settings.state_dir)
+    if unusable is not None:
+        log.error("state dir %s; set --state-dir or SANDBOX_STATE_DIR", unusable)
         sys.exit(1)
     try:
         lock = StateLock.acquire(settings.state_dir, settings.state_lock_fd)

@@ -29,7 +29,8 @@ TOKEN_FILE_VARIABLE = "SANDBOX_API_TOKEN_FILE"
 # members that left the process group and were re-parented (see process/tree.py).
 PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 def _read_umask() -> int:
@@ -46,9 +47,17 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
-def _env_bool(name: str) -> bool:
-    """Go's strconv.ParseBool truth values; anything else is false."""
-    return os.environ.get(name, "") in _TRUE
+# Values that were not understood, each with what is used instead: logged once at start.
+_problems: list[str] = []
+
+
+def _env_bool(name: str, truths: frozenset[str] = _TRUE) -> bool:
+    """Go's strconv.ParseBool truth values (or the narrower `truths` the original uses for
+    this variable); anything else is false, and a value that is no boolean at all is reported."""
+    raw = os.environ.get(name, "")
+    if raw and raw not in _TRUE and raw not in _FALSE:
+        _problems.append(f"{name}={raw} is not true or false: using false")
+    return raw in truths
 
 
 def _env_int(name: str, default: int) -> int:
@@ -58,6 +67,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
+        _problems.append(f"{name}={raw} is not a whole number: using {default}")
         return default
 
 
@@ -68,6 +78,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
+        _problems.append(f"{name}={raw} is not a number: using {default:g}")
         return default
 
 
@@ -112,7 +123,9 @@ def _log_budget() -> int:
         try:
             return max(0, int(explicit))
         except ValueError:
-            pass
+            _problems.append(
+                f"SANDBOX_MAX_LOG_BYTES_TOTAL={explicit} is not a whole number: using SANDBOX_MAX_LOG_PERCENT"
+            )
     percent = _env_int("SANDBOX_MAX_LOG_PERCENT", 10)
     percent = min(100, max(1, percent))
     total = _mem_total()
@@ -172,6 +185,8 @@ class Settings:
     # origins treated as this server's own ("*" in either turns that check off).
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    # Environment values that were not understood, with what is used instead (logged at start).
+    problems: tuple[str, ...] = ()
 
     @property
     def processes_dir(self) -> Path:
@@ -193,7 +208,9 @@ class Settings:
 
 
 def from_environment(**overrides: object) -> Settings:
-    """Build Settings from the environment; `overrides` (from flags) win."""
+    """Build Settings from the environment; `overrides` (from flags) win. Values that
+    were not understood are in `Settings.problems`."""
+    _problems.clear()
     shell = _env("SHELL").strip() or "sh"
     shell_args = tuple(_env("SHELL_ARGS").split()) or ("-c",)
     log_dir = _env("SANDBOX_LOG_DIR").strip()
@@ -203,9 +220,9 @@ def from_environment(**overrides: object) -> Settings:
         shell_args=shell_args,
         workdir=_workdir(),
         auth_token=_env(TOKEN_VARIABLE),
-        disable_request_logging=_env("DISABLE_REQUEST_LOGGING") == "true",
-        enable_processing_time=_env("ENABLE_PROCESSING_TIME") == "true",
-        disable_terminal=_env("DISABLE_TERMINAL") in ("true", "1"),
+        disable_request_logging=_env_bool("DISABLE_REQUEST_LOGGING", frozenset({"true"})),
+        enable_processing_time=_env_bool("ENABLE_PROCESSING_TIME", frozenset({"true"})),
+        disable_terminal=_env_bool("DISABLE_TERMINAL", frozenset({"true", "1"})),
         disable_keepalive=_env_bool("BL_DISABLE_KEEPALIVE"),
         scale_file=_env("BLAXEL_SCALE_FILE") or "/uk/libukp/scale_to_zero_disable",
         metadata_path=_env("BL_METADATA_PATH") or "/bl/metadata",
@@ -245,6 +262,7 @@ def from_environment(**overrides: object) -> Settings:
         value = values.get(key)
         if isinstance(value, Path):
             values[key] = Path(os.path.abspath(value))
+    values["problems"] = tuple(_problems)
     return Settings(**values)  # type: ignore[arg-type]
 
 
