@@ -16,7 +16,7 @@ class JsonFormatter(logging.Formatter):
         entry: dict[str, object] = {
             "level": _LEVELS.get(record.levelname, record.levelname.lower()),
             "msg": record.getMessage(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
@@ -24,6 +24,16 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+LEVEL_VARIABLE = "SANDBOX_LOG_LEVEL"
+
+
+def level_from(value: str) -> int | None:
+    """`debug`, `info`, `warning` (`warn`), `error`; None for anything else."""
+    names = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+             "error": logging.ERROR}  # fmt: skip
+    return names.get(value.strip().lower())
 
 
 def setup(level: int = logging.INFO) -> None:

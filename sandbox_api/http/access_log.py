@@ -46,7 +46,8 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
     if query:
         target += "?" + redact_query(query)
     size = response.body_length if response.prepared else (response.content_length or 0)
-    level = logging.ERROR if response.status >= 400 else logging.INFO
+    # A client's mistake (4xx) is not the daemon's error: polling for a missing file must not fill the log with errors.
+    level = logging.ERROR if response.status >= 500 else logging.WARNING if response.status >= 400 else logging.INFO
     log.log(
         level,
         "%s %s %d %d %dms",

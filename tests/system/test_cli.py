@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -67,3 +69,23 @@ def test_environment_values_that_are_not_understood_are_reported_once(tmp_path: 
     assert log.count("SANDBOX_MAX_LOG_FILE_BYTES=abc is not a whole number: using 33554432") == 1
     assert log.count("DISABLE_TERMINAL=yes is not true or false: using false") == 1
     assert log.count("SANDBOX_STOP_GRACE_SECONDS=soon is not a number: using 10") == 1
+
+
+def test_log_lines_carry_milliseconds_and_follow_the_log_level(tmp_path: Path, workdir: Path):
+    quiet = Daemon(tmp_path / "state-quiet", workdir, env={"SANDBOX_LOG_LEVEL": "warning"})
+    quiet.start()
+    try:
+        urllib.request.urlopen(f"{quiet.url}/health", timeout=10).read()
+    finally:
+        quiet.stop()
+    assert "listening" not in quiet.log() and '"GET /health' not in quiet.log()
+
+    odd = Daemon(tmp_path / "state-odd", workdir, env={"SANDBOX_LOG_LEVEL": "loud"})
+    odd.start()
+    odd.stop()
+    lines = [json.loads(line) for line in odd.log().splitlines() if line.startswith("{")]
+    assert any(
+        line["msg"] == "SANDBOX_LOG_LEVEL=loud is not debug, info, warning or error: using info" for line in lines
+    )
+    assert any("listening" in line["msg"] for line in lines)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]) for line in lines), lines
