@@ -19,7 +19,7 @@ from ..config import Settings
 from ..errors import ApiError, Invalid
 from ..filesystem.files import Files, os_error_text, parse_permissions
 from ..http import paths
-from ..process.supervisor import ProcessSpec, Supervisor
+from ..process.supervisor import ProcessSpec, Supervisor, wait_timeout_message
 from ..process.views import logs_view, process_view
 from ..search import fuzzy
 from ..search.content import ContentSearch
@@ -622,7 +622,7 @@ class Tools:
             capped = remaining is None or remaining > WAIT_CAP_SECONDS
             if not await proc.wait_final(WAIT_CAP_SECONDS if capped else remaining):
                 if not capped:
-                    raise ApiError(f"process timed out after {limit} seconds")
+                    raise ApiError(wait_timeout_message(proc, limit))
                 result.update(
                     pollRequired=True,
                     message=f"Process is still running after {WAIT_CAP_SECONDS} seconds. Poll processGet with this "

@@ -15,7 +15,7 @@ from ..http.appkeys import SETTINGS
 from ..http.responses import field, head_ok, json_response, read_json_object, start_stream
 from ..linux.syscalls import release_free_memory
 from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
-from .supervisor import ManagedProcess, ProcessSpec, Supervisor
+from .supervisor import ManagedProcess, ProcessSpec, Supervisor, wait_timeout_message
 from .views import logs_view, process_view, summary_view
 
 audit = logging.getLogger("sandbox_api.audit")
@@ -105,7 +105,7 @@ async def start_process(request: web.Request) -> web.StreamResponse:
     if wait:
         remaining = None if deadline is None else max(0.0, deadline - loop.time())
         if not await proc.wait_final(remaining):
-            raise Unprocessable(f"process timed out after {timeout} seconds")
+            raise Unprocessable(wait_timeout_message(proc, timeout))
         return json_response(process_view(proc, settings.max_logs_response_bytes))
     return json_response(summary_view(proc, settings, logs_null_when_empty=True))
 

@@ -822,3 +822,11 @@ def _settle(future: asyncio.Future[None]) -> None:
     """A readiness callback: resolve `future` once."""
     if not future.done():
         future.set_result(None)
+
+
+def wait_timeout_message(proc: ManagedProcess, seconds: float) -> str:
+    """What a wait that ran out of time answers: a keepAlive process is killed by its
+    timeout; any other keeps running, and the message must not read as if it were killed."""
+    if proc.record.keep_alive:
+        return f"process timed out after {seconds:g} seconds"
+    return f"stopped waiting after {seconds:g} s; the process is still running (pid {proc.record.pid})"

@@ -109,7 +109,9 @@ async def test_process_tools_round_trip(sdk_daemon):
         timed = await session.call_tool(
             "processExecute", {"command": "sleep 5", "waitForCompletion": True, "timeout": 1}
         )
-        assert timed.is_error and "timed out after 1 seconds" in timed.content[0].text
+        assert (
+            timed.is_error and "stopped waiting after 1 s; the process is still running (pid " in timed.content[0].text
+        )
 
     await with_session(sdk_daemon.url, body)
 

@@ -289,10 +289,12 @@ async def test_wait_timeout_is_422_and_process_keeps_running(client):
     )
     elapsed = time.monotonic() - started
     assert resp.status == 422
-    assert "timed out" in (await resp.json())["error"]
+    message = (await resp.json())["error"]
     assert 0.9 <= elapsed < 3
     body = await get(client, "slow")
     assert body["status"] == "running"
+    # Not "timed out": that reads as if the process had been killed.
+    assert message == f"stopped waiting after 1 s; the process is still running (pid {body['pid']})"
     assert (await client.delete("/process/slow/kill")).status == 200
     await wait_status(client, "slow", lambda s: s == "killed")
 
