@@ -539,7 +539,11 @@ def _system() -> dict[str, Schema]:
                 "Upgrade the daemon in place",
                 {
                     **ok(ref("UpgradeResponse"), "Started; `/health`'s `lastUpgrade` tells how it ends."),
-                    **errors({409: "An upgrade is already running."}),
+                    **errors(
+                        {
+                            409: "An upgrade is already running, or this install cannot upgrade in place (not the binary, or SANDBOX_DEV_MODE)."
+                        }
+                    ),
                 },
                 description="Downloads (or copies `path`), validates and re-execs the static binary; managed "
                 "processes keep running. A missing or invalid body means the defaults.",

@@ -48,7 +48,9 @@ async def upgrade(request: web.Request) -> web.Response:
         return value if isinstance(value, str) and value else default
 
     path = body.get("path") if isinstance(body.get("path"), str) else None
-    reply = request.app[UPGRADER].start(text("version", "latest"), text("baseUrl", DEFAULT_BASE_URL), path or None)
+    # From a local file the version is that file, not "latest".
+    version = text("version", path or "latest")
+    reply = request.app[UPGRADER].start(version, text("baseUrl", DEFAULT_BASE_URL), path or None)
     if path:
         reply["path"] = path
     return json_response(reply)

@@ -87,6 +87,15 @@ def status_from_previous_life() -> UpgradeStatus:
         return UpgradeStatus()
 
 
+def cannot_upgrade() -> str | None:
+    """Why this install can never upgrade in place, or None."""
+    if config.get_variable("SANDBOX_DEV_MODE") in ("true", "1"):
+        return "upgrades are disabled in dev mode (SANDBOX_DEV_MODE)"
+    if running_binary() is None:
+        return "not running from the sandbox-api binary (a Python install upgrades with pip)"
+    return None
+
+
 class Upgrader:
     def __init__(self, health: Health, children: Children, request_stop: Callable[[], None], token: str = "") -> None:
         self.health = health
@@ -103,6 +112,9 @@ class Upgrader:
     def start(self, version: str, base_url: str, path: str | None) -> dict[str, str]:
         if self._task is not None and not self._task.done():
             raise Conflict("an upgrade is already running")
+        reason = cannot_upgrade()
+        if reason is not None:  # refused at once: an upgrade that can never happen is not "initiated"
+            raise Conflict(f"cannot upgrade: {reason}")
         self.health.last_upgrade = UpgradeStatus(
             status="running", step="starting", version=version, last_attempt=_now()
         )
@@ -123,12 +135,9 @@ class Upgrader:
         staged = None
         try:
             target = running_binary()
-            if config.get_variable("SANDBOX_DEV_MODE") in ("true", "1"):
-                raise UpgradeFailed("skipped", "upgrades are disabled in dev mode (SANDBOX_DEV_MODE)")
-            if target is None:
-                raise UpgradeFailed(
-                    "skipped", "not running from the sandbox-api binary (a Python install upgrades with pip)"
-                )
+            reason = cannot_upgrade()
+            if reason is not None or target is None:  # (checked at start too; the install may have changed)
+                raise UpgradeFailed("skipped", reason or "not running from the sandbox-api binary")
             staged = os.path.join(os.path.dirname(target), f".sandbox-api-upgrade-{os.getpid()}")
             self.status.step = "download"
             if path:

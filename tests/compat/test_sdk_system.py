@@ -203,18 +203,13 @@ async def test_a_bad_upgrade_leaves_the_daemon_serving(binary, tmp_path):  # noq
         daemon.stop()
 
 
-async def test_upgrade_from_a_python_install_is_skipped(client):
+async def test_upgrade_from_a_python_install_is_refused_at_once(client):
+    before = (await (await client.get("/health")).json())["lastUpgrade"]
     async with client.post("/upgrade", data=b"not json") as r:
-        assert r.status == 200
+        assert r.status == 409
         body = await r.json()
-    assert body["version"] == "latest"
-    assert body["baseUrl"] == "https://github.com/blaxel-ai/sandbox/releases"
-    for _ in range(50):
-        status = (await (await client.get("/health")).json())["lastUpgrade"]
-        if status["status"] == "failed":
-            break
-        await asyncio.sleep(0.1)
-    assert status["step"] == "skipped" and "pip" in status["error"]
+    assert "pip" in body["error"] and body["error"].startswith("cannot upgrade: ")
+    assert (await (await client.get("/health")).json())["lastUpgrade"] == before  # nothing was started
 
 
 async def test_environment_reload(client, tmp_path, monkeypatch):
