@@ -97,10 +97,20 @@ async def open_browser(http: aiohttp.ClientSession, driver: str, profile: str) -
 
 
 async def test_chromium_types_into_the_terminal_and_sees_the_output(daemon, chromedriver, tmp_path):
+    await type_and_see(daemon.url + "/terminal", chromedriver, tmp_path)
+
+
+async def test_with_a_token_the_page_loads_and_its_socket_authenticates(daemon_factory, chromedriver, tmp_path):
+    daemon = daemon_factory(args=["--token", "page-token-123"])
+    daemon.start()
+    await type_and_see(daemon.url + "/terminal?token=page-token-123", chromedriver, tmp_path)
+
+
+async def type_and_see(url: str, chromedriver: str, tmp_path) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         browser = await open_browser(http, chromedriver, str(tmp_path / "profile"))
         try:
-            await browser.call("POST", "/url", {"url": f"{daemon.url}/terminal"})
+            await browser.call("POST", "/url", {"url": url})
             # The shell's prompt shows once the socket is up.
             await browser.until(
                 "const r = document.querySelector('.xterm-rows'); return r ? r.innerText : ''",
