@@ -38,7 +38,15 @@ STDOUT = 1
 STDERR = 2
 STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
-TRUNCATION_MARKER = "[... truncated, see the process log file for the full output ...]\n"
+# Where the output was cut. Inline (a response carries only the tail): the rest is on disk,
+# and the marker names the route that replays it. In a replay: the head was dropped by the
+# log file's cap, and is gone.
+TRUNCATION_MARKER = "[... truncated: earlier output was dropped (SANDBOX_MAX_LOG_FILE_BYTES) ...]\n"
+
+
+def inline_truncation_marker(identifier: str) -> str:
+    return f"[... truncated: GET /process/{identifier}/logs/stream replays all the output kept ...]\n"
+
 
 _RECORD = struct.Struct("<QQ")
 # Records kept in memory per process; beyond this the oldest are forgotten (their
@@ -316,8 +324,8 @@ class OutputLog:
 
     # --- reading ----------------------------------------------------------------------
 
-    def tail(self, stream: int, max_bytes: int) -> str:
-        """The last `max_bytes` of a stream (0 = all), as text, with the marker if cut."""
+    def tail(self, stream: int, max_bytes: int, marker: str = TRUNCATION_MARKER) -> str:
+        """The last `max_bytes` of a stream (0 = all), as text, after `marker` if cut."""
         try:
             fd = os.open(self.paths[stream], os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -333,7 +341,7 @@ class OutputLog:
         if start > 0:
             data = data.lstrip(b"\0")
             data = _skip_continuation_bytes(data)
-            return TRUNCATION_MARKER + data.decode("utf-8", "replace")
+            return marker + data.decode("utf-8", "replace")
         return data.decode("utf-8", "replace")
 
     def reader(self) -> LogReader:

@@ -11,7 +11,7 @@ from email.utils import formatdate
 from typing import Any
 
 from ..config import Settings
-from .logstore import STDERR, STDOUT
+from .logstore import STDERR, STDOUT, inline_truncation_marker
 from .records import RUNNING
 from .supervisor import ManagedProcess
 
@@ -30,8 +30,9 @@ def process_view(
     """ProcessResponse: `completed_null` gives `completedAt: null` while running (list);
     `logs_null_when_empty` gives `logs: null` before any output (POST without wait)."""
     record = proc.record
-    stdout = proc.log.tail(STDOUT, tail_bytes)
-    stderr = proc.log.tail(STDERR, tail_bytes)
+    marker = inline_truncation_marker(proc.record.name or proc.record.pid)
+    stdout = proc.log.tail(STDOUT, tail_bytes, marker)
+    stderr = proc.log.tail(STDERR, tail_bytes, marker)
     logs: str | None = stdout + stderr
     if logs_null_when_empty and not logs:
         logs = None
@@ -63,6 +64,7 @@ def summary_view(proc: ManagedProcess, settings: Settings, **kwargs: Any) -> dic
 
 
 def logs_view(proc: ManagedProcess, settings: Settings) -> dict[str, str]:
-    stdout = proc.log.tail(STDOUT, settings.max_logs_response_bytes)
-    stderr = proc.log.tail(STDERR, settings.max_logs_response_bytes)
+    marker = inline_truncation_marker(proc.record.name or proc.record.pid)
+    stdout = proc.log.tail(STDOUT, settings.max_logs_response_bytes, marker)
+    stderr = proc.log.tail(STDERR, settings.max_logs_response_bytes, marker)
     return {"stdout": stdout, "stderr": stderr, "logs": stdout + stderr}

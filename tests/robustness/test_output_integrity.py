@@ -36,7 +36,7 @@ from .support import (
 SMALL = 1000
 CONCURRENCY = 48
 INLINE_TAIL = 64 * 1024
-TRUNCATION = "[... truncated, see the process log file for the full output ...]\n"
+TRUNCATION = "[... truncated: GET /process/{name}/logs/stream replays all the output kept ...]\n"
 _SAFE = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.:_=+")
 _CHARS = [b"a", b"Z", b"0", b" ", "é".encode(), "ü".encode(), "€".encode(), "中".encode(), "😀".encode(), "𝄞".encode()]
 
@@ -182,8 +182,9 @@ async def _run_streamed(session: aiohttp.ClientSession, case: Case) -> None:
         if len(data) <= INLINE_TAIL:
             assert result[key] == data.decode(), f"{case.name}: result {key}"
         else:
-            assert result[key].startswith(TRUNCATION), f"{case.name}: result {key} not marked truncated"
-            assert data.decode().endswith(result[key][len(TRUNCATION) :]), f"{case.name}: result {key} tail"
+            marker = TRUNCATION.format(name=case.name)
+            assert result[key].startswith(marker), f"{case.name}: result {key} not marked truncated"
+            assert data.decode().endswith(result[key][len(marker) :]), f"{case.name}: result {key} tail"
 
 
 async def read_back(session: aiohttp.ClientSession, case: Case) -> None:
