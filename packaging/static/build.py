@@ -161,10 +161,11 @@ def main() -> None:
 
 
 def step(name: str, action):  # type: ignore[no-untyped-def]
+    """One line per step: its name as it starts, its time when it ends."""
     began = time.monotonic()
-    print(f"[{name}] ...", flush=True)
+    print(f"[{name}] ...", end=" ", flush=True)
     result = action()
-    print(f"[{name}] done in {time.monotonic() - began:.1f} s", flush=True)
+    print(f"done in {time.monotonic() - began:.1f} s", flush=True)
     return result
 
 
@@ -521,8 +522,6 @@ class Archive:
                 info.external_attr = 0o644 << 16
                 info.compress_type = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
                 archive.writestr(info, data, compresslevel=9 if name in deflated else None)
-        if stored:
-            print(f"  {len(stored)} start-up modules stored, {len(deflated)} entries deflated", flush=True)
 
     def add_tree(self, root: Path, package: str, skip: Collection[str] = (), data: bool = False) -> None:
         base = root / package
