@@ -430,7 +430,10 @@ async def test_an_idle_request_body_is_cut_and_its_temp_file_released(tmp_path, 
         assert await wait_until(lambda: snapshot(daemon.proc.pid).fds <= baseline.fds, 5), snapshot(
             daemon.proc.pid
         ).fd_targets
-        assert not any("(deleted)" in t for t in snapshot(daemon.proc.pid).fd_targets)
+        # (the fd count can reach the baseline while a temp file is still being released, under load)
+        assert await wait_until(lambda: not any("(deleted)" in t for t in snapshot(daemon.proc.pid).fd_targets), 5), (
+            snapshot(daemon.proc.pid).fd_targets
+        )
         assert sorted(os.listdir(workdir)) == []
 
         # A slow upload that keeps moving takes longer than the deadline and succeeds.
