@@ -128,11 +128,10 @@ def main(argv: list[str] | None = None) -> None:
 
         buildinfo.main()
         return
-    wanted = os.environ.get(logsetup.LEVEL_VARIABLE, "")
-    level = logsetup.level_from(wanted) if wanted else None
-    logsetup.setup(level if level is not None else logging.INFO)
-    if wanted and level is None:
-        log.warning("%s=%s is not debug, info, warning or error: using info", logsetup.LEVEL_VARIABLE, wanted)
+    level, problem = config.log_level()
+    logsetup.setup(level)
+    if problem is not None:
+        log.warning("%s", problem)
     loaded = config.load_dotenv(".env")
     if loaded:
         log.info("loaded %d variable(s) from %s", loaded, os.path.abspath(".env"))

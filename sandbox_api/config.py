@@ -8,6 +8,7 @@ both live here.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -80,6 +81,20 @@ def _env_float(name: str, default: float) -> float:
     except ValueError:
         _problems.append(f"{name}={raw} is not a number: using {default:g}")
         return default
+
+
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+               "error": logging.ERROR}  # fmt: skip
+
+
+def log_level() -> tuple[int, str | None]:
+    """SANDBOX_LOG_LEVEL (read before Settings: logging is set up first), and what to
+    report when the value is not a level."""
+    raw = _env("SANDBOX_LOG_LEVEL").strip()
+    level = _LOG_LEVELS.get(raw.lower())
+    if raw and level is None:
+        return logging.INFO, f"SANDBOX_LOG_LEVEL={raw} is not debug, info, warning or error: using info"
+    return level or logging.INFO, None
 
 
 def _env_list(name: str) -> tuple[str, ...]:

@@ -26,16 +26,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-LEVEL_VARIABLE = "SANDBOX_LOG_LEVEL"
-
-
-def level_from(value: str) -> int | None:
-    """`debug`, `info`, `warning` (`warn`), `error`; None for anything else."""
-    names = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
-             "error": logging.ERROR}  # fmt: skip
-    return names.get(value.strip().lower())
-
-
 def setup(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

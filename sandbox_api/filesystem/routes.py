@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -18,7 +17,8 @@ from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable
 from ..http import paths
 from ..http.appkeys import SETTINGS
 from ..http.prefix_routes import TAIL, PrefixRouter
-from ..http.responses import JSON_TYPE, field, head_ok, json_response, read_json_object
+from ..http.responses import JSON_TYPE, field, head_ok, json_bytes, json_response, read_json_object
+from ..http.streams import json_string
 from .atomic import AtomicFile
 from .files import Download, Files, TreeOptions, api_error, parse_permissions
 from .pipeline import ThreadedWriter
@@ -101,12 +101,12 @@ async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) 
                 return json_response(entry)
             pieces.append(piece)
         response = web.StreamResponse(headers={"Content-Type": f"{JSON_TYPE}; charset=utf-8"})
-        head = json.dumps({**entry, "content": ""}, ensure_ascii=False, separators=(",", ":"))
+        head = json_bytes({**entry, "content": ""})  # (a name that is not UTF-8 shows U+FFFD)
         try:
             await response.prepare(request)
-            await response.write(head[:-2].encode())  # up to the opening quote of the content
+            await response.write(head[:-2])  # up to the opening quote of the content
             for piece in pieces:
-                await response.write(_json_string_body(piece))
+                await response.write(json_string(piece.encode()))
             del pieces
             while True:
                 try:
@@ -119,7 +119,7 @@ async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) 
                     return response
                 if piece is None:
                     break
-                await response.write(_json_string_body(piece))
+                await response.write(json_string(piece.encode()))
             await response.write(b'"}')
             await response.write_eof()
         except ConnectionResetError:
@@ -127,12 +127,6 @@ async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) 
         return response
     finally:
         reader.close()
-
-
-def _json_string_body(text: str) -> bytes:
-    """`text` escaped as inside a JSON string. Escaping is per character, so the escaped
-    pieces of a text make the escaped text."""
-    return json.dumps(text, ensure_ascii=False)[1:-1].encode()
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from ..errors import Invalid, Unprocessable
 from ..http import streams
 from ..http.appkeys import SETTINGS
-from ..http.responses import field, head_ok, json_response, read_json_object, start_stream
+from ..http.responses import field, head_ok, json_bytes, json_response, read_json_object, start_stream
 from ..linux.syscalls import release_free_memory
 from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
 from .supervisor import ManagedProcess, ProcessSpec, Supervisor, wait_timeout_message
@@ -193,7 +193,7 @@ async def list_processes(request: web.Request) -> web.StreamResponse:
                 if i:
                     pending.append(b",")
                 view = summary_view(proc, settings, completed_null=True)
-                data = json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode()
+                data = json_bytes(view)
                 pending.append(data)
                 size += len(data)
                 if size >= LIST_WRITE_BYTES:

@@ -253,3 +253,11 @@ async def test_mcp_list_directory(client, tree):
     for path in (f"{tree}/{BAD_SHOWN}", f"{tree}/bad\udcff.txt"):
         result = await mcp_call(client, "fsReadFile", {"path": path})
         assert result.get("isError"), result
+
+
+async def test_a_streamed_read_of_a_file_named_with_invalid_bytes(client, workdir):
+    # Past 256 KiB the JSON read is streamed: its head (path, name) shows U+FFFD too.
+    make(workdir, b"big\xff.txt", b"x" * (300 * 1024))
+    read = await get_json(client, "/filesystem/big%FF.txt")
+    assert read["path"].endswith("big\ufffd.txt")
+    assert read["content"] == "x" * (300 * 1024)
