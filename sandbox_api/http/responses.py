@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
 
 from .. import names
+from ..contract import decode_json
 from ..errors import Invalid
 from ..linux.syscalls import release_free_memory
 
@@ -62,32 +62,6 @@ async def read_json_object(request: web.Request, *, required: bool = True) -> di
     if not isinstance(data, dict):
         raise Invalid(f"invalid request body: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def decode_json(raw: bytes, **options: Any) -> Any:
-    """`json.loads(raw, **options)` as Go decodes: an escaped lone surrogate is U+FFFD.
-    ValueError too for nesting deeper than the interpreter's recursion allows (~900)."""
-    try:
-        data = json.loads(raw, **options)
-        return _without_lone_surrogates(data) if _SURROGATE_ESCAPE.search(raw) else data
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _without_lone_surrogates(value: Any) -> Any:
-    """Go's JSON decoding: an escaped lone surrogate (`"\\ud800"`) is U+FFFD. Python keeps
-    it, and no OS call (paths, argv, environment) can encode it."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_lone_surrogates(v) for v in value]
-    return value
 
 
 def field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:

@@ -9,54 +9,39 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import Invalid, Unprocessable
-from ..http import streams
+from ..contract import Message, Success
+from ..errors import Unprocessable
+from ..http import operations, streams
 from ..http.appkeys import SETTINGS
-from ..http.responses import field, head_ok, json_bytes, json_response, read_json_object, start_stream
+from ..http.operations import Failure, Media, Operation, Param
+from ..http.responses import json_bytes, json_response, start_stream
 from ..linux.syscalls import release_free_memory
 from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
 from .supervisor import ManagedProcess, ProcessSpec, Supervisor, wait_timeout_message
 from .views import logs_view, process_view, summary_view
+from .wire import ProcessEvent, ProcessLogs, ProcessRequest, ProcessResponse, StdinResponse, WaitQuery
 
 audit = logging.getLogger("sandbox_api.audit")
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 
-WAIT_DEFAULT_SECONDS = 60
-WAIT_MAX_SECONDS = 3600
 STDIN_CHUNK = 64 * 1024
 LIST_AT_ONCE = 16  # a longer process list is streamed
 LIST_WRITE_BYTES = 64 * 1024
 
 
-def parse_process_request(data: dict[str, Any]) -> tuple[ProcessSpec, bool, list[int]]:
-    """A ProcessRequest body -> (spec, waitForCompletion, waitForPorts)."""
-    command = field(data, "command", str, "")
-    if not command:
-        raise Invalid("invalid request body: command is required")
-    env = field(data, "env", dict, {})
-    for key, value in env.items():
-        if not isinstance(value, str):
-            raise Invalid(f"invalid request body: env value of {key} must be a string")
-    ports = field(data, "waitForPorts", list, [])
-    for port in ports:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise Invalid(f"invalid request body: waitForPorts holds an invalid port {port!r}")
-    timeout = field(data, "timeout", int)
-    if timeout is not None and timeout < 0:
-        raise Invalid("invalid request body: timeout must be 0 (no limit) or a positive number of seconds")
-    spec = ProcessSpec(
-        command=command,
-        name=field(data, "name", str, ""),
-        working_dir=field(data, "workingDir", str, ""),
-        env=env,
-        restart_on_failure=field(data, "restartOnFailure", bool, False),
-        max_restarts=field(data, "maxRestarts", int, 0),
-        keep_alive=field(data, "keepAlive", bool, False),
-        timeout=timeout,
-        stdin=field(data, "stdin", bool, False),
+def process_spec(request: ProcessRequest) -> ProcessSpec:
+    return ProcessSpec(
+        command=request.command,
+        name=request.name or "",
+        working_dir=request.working_dir or "",
+        env=request.env or {},
+        restart_on_failure=bool(request.restart_on_failure),
+        max_restarts=request.max_restarts or 0,
+        keep_alive=bool(request.keep_alive),
+        timeout=request.timeout,
+        stdin=bool(request.stdin),
     )
-    return spec, field(data, "waitForCompletion", bool, False), ports
 
 
 def _audit(request: web.Request, action: str, **extra: str) -> None:
@@ -85,7 +70,8 @@ def _quote(value: str) -> str:
 async def start_process(request: web.Request) -> web.StreamResponse:
     supervisor = request.app[SUPERVISOR]
     settings = request.app[SETTINGS]
-    spec, wait, ports = parse_process_request(await read_json_object(request))
+    body = await operations.body(request, ProcessRequest)
+    spec, wait, ports = process_spec(body), bool(body.wait_for_completion), body.wait_for_ports or []
     streaming = "text/event-stream" in request.headers.get("Accept", "")
     _audit(
         request,
@@ -248,13 +234,7 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
 
 async def wait_process(request: web.Request) -> web.Response:
     supervisor = request.app[SUPERVISOR]
-    raw = request.query.get("timeout", "")
-    try:
-        timeout = float(raw) if raw else WAIT_DEFAULT_SECONDS
-    except ValueError:
-        raise Invalid(f"invalid timeout {raw!r}: expected a number of seconds") from None
-    if not 0 <= timeout <= WAIT_MAX_SECONDS:
-        raise Invalid(f"invalid timeout {raw!r}: expected 0 to {WAIT_MAX_SECONDS} seconds")
+    timeout = operations.query(request, WaitQuery).timeout
     proc = supervisor.get(request.match_info["identifier"])
     await proc.wait_final(timeout)
     return json_response(summary_view(proc, request.app[SETTINGS]))
@@ -289,22 +269,127 @@ async def close_stdin(request: web.Request) -> web.Response:
     return json_response({"path": "", "message": "stdin closed"})
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/process", start_process)
-    r.add_get("/process", list_processes, allow_head=False)
-    r.add_get("/process/{identifier}", get_process, allow_head=False)
-    r.add_get("/process/{identifier}/logs", get_logs, allow_head=False)
-    r.add_get("/process/{identifier}/logs/stream", stream_logs, allow_head=False)
-    r.add_get("/process/{identifier}/wait", wait_process, allow_head=False)
-    r.add_delete("/process/{identifier}", stop_process)
-    r.add_delete("/process/{identifier}/kill", kill_process)
-    r.add_post("/process/{identifier}/stdin", write_stdin)
-    r.add_delete("/process/{identifier}/stdin", close_stdin)
-    for path in (
+PROCESS_ID = Param("identifier", "The process's name, or its pid (all digits: looked up by pid only).")
+NOT_FOUND = {404: Failure("No such process.")}
+STREAM_NOTE = (
+    "Every line from the first, then live lines, as `stdout:<line>` / `stderr:<line>`; `[keepalive]` "
+    "every 30 s; the response ends when the process ends."
+)
+
+OPERATIONS = (
+    Operation(
+        "POST",
         "/process",
+        start_process,
+        "process",
+        "Start a process",
+        {
+            200: Media(
+                {"application/json": ProcessResponse, "application/x-ndjson": ProcessEvent},
+                "The process (once over with `waitForCompletion`). With `Accept: text/event-stream`, an NDJSON "
+                "stream of `stdout`/`stderr`/`keepalive` events ending with a `result` (or `error`).",
+            ),
+            400: Failure(
+                "An invalid body (`invalid request body: ...`), a running process has this name, keepAlive is "
+                "disabled, an invalid environment variable name, a NUL byte in the command or working directory."
+            ),
+            422: Failure(
+                "The command could not start (working directory missing...), or `timeout` ran out (the process "
+                "keeps running)."
+            ),
+        },
+        body=ProcessRequest,
+        head="ok",
+    ),
+    Operation("GET", "/process", list_processes, "process", "List processes", {200: list[ProcessResponse]}),
+    Operation(
+        "GET",
         "/process/{identifier}",
+        get_process,
+        "process",
+        "Get a process",
+        {200: ProcessResponse, **NOT_FOUND},
+        params=(PROCESS_ID,),
+        head="ok",
+    ),
+    Operation(
+        "DELETE",
+        "/process/{identifier}",
+        stop_process,
+        "process",
+        "Stop a process",
+        {200: Message, 404: Failure("No such process, or it is not running.")},
+        description="SIGTERM to the whole tree, SIGKILL after the grace period.",
+        params=(PROCESS_ID,),
+    ),
+    Operation(
+        "GET",
         "/process/{identifier}/logs",
+        get_logs,
+        "process",
+        "Get a process's output",
+        {200: ProcessLogs, **NOT_FOUND},
+        params=(PROCESS_ID,),
+        head="ok",
+    ),
+    Operation(
+        "GET",
         "/process/{identifier}/logs/stream",
-    ):
-        r.add_route("HEAD", path, head_ok)
+        stream_logs,
+        "process",
+        "Stream a process's output",
+        {200: Media({"text/plain": {"type": "string"}}, "A stream of lines."), **NOT_FOUND},
+        description=STREAM_NOTE,
+        params=(PROCESS_ID,),
+        head="ok",
+    ),
+    Operation(
+        "GET",
+        "/process/{identifier}/wait",
+        wait_process,
+        "process",
+        "Wait for a process to end",
+        {200: ProcessResponse, 400: Failure("Invalid timeout."), **NOT_FOUND},
+        description="Answers with the process once it is over, or still running when the timeout ran out.",
+        params=(PROCESS_ID,),
+        query=WaitQuery,
+    ),
+    Operation(
+        "DELETE",
+        "/process/{identifier}/kill",
+        kill_process,
+        "process",
+        "Kill a process",
+        {200: Message, 404: Failure("No such process, or nothing left to kill.")},
+        description="SIGKILL to the whole tree.",
+        params=(PROCESS_ID,),
+    ),
+    Operation(
+        "POST",
+        "/process/{identifier}/stdin",
+        write_stdin,
+        "process",
+        "Write to a process's stdin",
+        {
+            200: StdinResponse,
+            **NOT_FOUND,
+            409: Failure("The process was not started with `stdin: true`, is over, or its stdin is closed."),
+        },
+        description="The body is written as is (raw bytes, any length).",
+        params=(PROCESS_ID,),
+        body=Media({"application/octet-stream": {"type": "string", "format": "binary"}}),
+    ),
+    Operation(
+        "DELETE",
+        "/process/{identifier}/stdin",
+        close_stdin,
+        "process",
+        "Close a process's stdin",
+        {200: Success, **NOT_FOUND, 409: Failure("No stdin pipe.")},
+        params=(PROCESS_ID,),
+    ),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    operations.register(app, OPERATIONS)

@@ -1,5 +1,6 @@
 """The API's own description: `/openapi.json`, and the original's `/swagger` addresses
-(`/swagger` -> `/swagger/index.html`, a page that renders `/swagger/doc.json` offline)."""
+(`/swagger` -> `/swagger/index.html`, a page that renders `/swagger/doc.json` offline).
+The document is made from the app's route table the first time it is asked for."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from importlib import resources
 
 from aiohttp import web
 
-from ..http.appkeys import SETTINGS
+from ..http import operations
+from ..http.operations import OPERATIONS, Empty, Media, Operation
 
 PAGE = "/swagger/index.html"
+DOCUMENT = web.AppKey("openapi_document", dict)  # "json": the document, made on first use
 
 
 @cache
@@ -19,9 +22,12 @@ def _page() -> bytes:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    from ..openapi import document_json  # a big table: loaded when first asked for
+    made = request.app[DOCUMENT]
+    if "json" not in made:
+        from ..http.openapi import document_json  # builds every schema: loaded when first asked for
 
-    body = document_json(terminal=not request.app[SETTINGS].disable_terminal)
+        made["json"] = document_json(request.app[OPERATIONS])
+    body = made["json"]
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
@@ -33,9 +39,33 @@ async def swagger_page(request: web.Request) -> web.Response:
     return web.Response(body=_page(), content_type="text/html", charset="utf-8")
 
 
+_JSON_DOCUMENT = Media({"application/json": {"type": "object", "description": "This OpenAPI document."}})
+_HTML = Media({"text/html": {"type": "string"}})
+
+DOC_OPERATIONS = (
+    Operation("GET", "/openapi.json", openapi_json, "docs", "This document", {200: _JSON_DOCUMENT}, head="same"),
+    Operation(
+        "GET",
+        "/swagger",
+        swagger,
+        "docs",
+        "Redirect to the API docs page",
+        {301: Empty("To `/swagger/index.html`.")},
+        head="same",
+    ),
+    Operation("GET", PAGE, swagger_page, "docs", "The API docs page (works offline)", {200: _HTML}, head="same"),
+    Operation(
+        "GET",
+        "/swagger/doc.json",
+        openapi_json,
+        "docs",
+        "This document (the original's address)",
+        {200: _JSON_DOCUMENT},
+        head="same",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/openapi.json", openapi_json)
-    r.add_get("/swagger", swagger)
-    r.add_get(PAGE, swagger_page)
-    r.add_get("/swagger/doc.json", openapi_json)
+    app[DOCUMENT] = {}
+    operations.register(app, DOC_OPERATIONS)

@@ -6,15 +6,19 @@ import json
 
 from aiohttp import web
 
-from ..http.responses import head_ok, json_response
+from ..http import operations
+from ..http.operations import Failure, Media, Operation
+from ..http.responses import json_response
 from . import docs
 from .environment import EnvironmentReloader
 from .health import Health
 from .upgrade import DEFAULT_BASE_URL, Upgrader
+from .wire import EnvironmentReloadResponse, HealthResponse, UpgradeRequest, UpgradeResponse, Welcome
 
 HEALTH = web.AppKey("health", Health)
 UPGRADER = web.AppKey("upgrader", Upgrader)
 ENVIRONMENT = web.AppKey("environment", EnvironmentReloader)
+_WELCOME_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
 WELCOME = {
     "message": "Welcome to your Blaxel Sandbox",
@@ -60,12 +64,44 @@ async def reload_environment(request: web.Request) -> web.Response:
     return json_response(request.app[ENVIRONMENT].reload())
 
 
+OPERATIONS = (
+    # Any of these methods answers the welcome, as the original.
+    *(Operation(m, "/", welcome, "system", "Welcome message", {200: Welcome}) for m in _WELCOME_METHODS),
+    Operation("GET", "/health", health, "system", "Health and version", {200: HealthResponse}, head="ok", public=True),
+    Operation(
+        "POST",
+        "/upgrade",
+        upgrade,
+        "system",
+        "Upgrade the daemon in place",
+        {
+            200: Media({"application/json": UpgradeResponse}, "Started; `/health`'s `lastUpgrade` tells how it ends."),
+            409: Failure(
+                "An upgrade is already running, or this install cannot upgrade in place (not the binary, or "
+                "SANDBOX_DEV_MODE)."
+            ),
+        },
+        description="Downloads (or copies `path`), validates and re-execs the static binary; managed processes "
+        "keep running. A missing or invalid body means the defaults.",
+        body=UpgradeRequest,
+        body_required=False,
+    ),
+    Operation(
+        "POST",
+        "/environment/reload",
+        reload_environment,
+        "system",
+        "Apply the metadata document's environment",
+        {
+            200: EnvironmentReloadResponse,
+            404: Failure("No metadata document (`BL_METADATA_PATH`)."),
+            500: Failure("The metadata document is unreadable or not `{generation, environment}`."),
+        },
+        description="For processes started afterwards.",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    r = app.router
-    for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
-        r.add_route(method, "/", welcome)
-    r.add_get("/health", health, allow_head=False)
-    r.add_route("HEAD", "/health", head_ok)
-    r.add_post("/upgrade", upgrade)
-    r.add_post("/environment/reload", reload_environment)
+    operations.register(app, OPERATIONS)
     docs.add_routes(app)
