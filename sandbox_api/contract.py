@@ -32,7 +32,7 @@ from msgspec import Meta
 
 from .errors import Invalid
 
-__all__ = ["Meta", "Message", "Shape", "Success", "components", "decode_body", "decode_query", "doc", "inline_schema"]
+__all__ = ["Message", "Meta", "Shape", "Success", "components", "decode_body", "decode_query", "doc", "inline_schema"]
 
 T = TypeVar("T")
 Schema = dict[str, Any]
