@@ -218,7 +218,7 @@ def _query_fields(shape: type) -> dict[str, tuple[type, Meta | None]]:
     if fields is None:
         fields = {}
         hints = get_type_hints(shape, include_extras=True)
-        info = msgspec.structs.fields(shape)  # type: ignore[arg-type]
+        info = msgspec.structs.fields(shape)
         for field in info:
             kind, meta = _plain(hints[field.name])
             fields[field.encode_name] = (kind, meta)

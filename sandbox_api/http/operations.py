@@ -67,7 +67,7 @@ class Operation:
     handler: Handler
     tag: str
     summary: str
-    responses: Mapping[int | str, Answer]
+    responses: Mapping[int, Answer]
     description: str = ""
     params: tuple[Param, ...] = ()
     query: type | None = None  # a Struct: each field is a query parameter
@@ -81,12 +81,12 @@ class Operation:
     prefix: bool = False
 
 
-OPERATIONS = web.AppKey("operations", list)
+OPERATIONS = web.AppKey("operations", list[Operation])
 
 
 def register(app: web.Application, operations: tuple[Operation, ...], prefixes: PrefixRouter | None = None) -> None:
     """Serve `operations` and record them for the document."""
-    table: list[Operation] = app.setdefault(OPERATIONS, [])  # type: ignore[arg-type]
+    table = app.setdefault(OPERATIONS, [])
     router = app.router
     for op in operations:
         table.append(op)

@@ -15,8 +15,9 @@ from ..http.appkeys import SETTINGS
 from ..http.operations import Failure, Media, Operation, Param
 from ..http.responses import json_bytes, json_response, start_stream
 from ..linux.syscalls import release_free_memory
+from . import execution
 from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
-from .supervisor import ManagedProcess, ProcessSpec, Supervisor, wait_timeout_message
+from .supervisor import ProcessSpec, Supervisor
 from .views import logs_view, process_view, summary_view
 from .wire import ProcessEvent, ProcessLogs, ProcessRequest, ProcessResponse, StdinResponse, WaitQuery
 
@@ -78,21 +79,12 @@ async def start_process(request: web.Request) -> web.StreamResponse:
         command=spec.command,
         **{"working-dir": spec.working_dir},
     )
-    proc = await supervisor.start(spec)
-    timeout = proc.record.timeout if spec.timeout is None else spec.timeout
-    deadline_timeout = float(timeout) if timeout and timeout > 0 else None
     if streaming:
-        return await _exec_stream(request, proc, ports, deadline_timeout)
-    loop = asyncio.get_running_loop()
-    deadline = None if deadline_timeout is None else loop.time() + deadline_timeout
-    if ports:
-        await supervisor.wait_ports(proc, ports, deadline_timeout)
+        return await _exec_stream(request, await execution.launch(supervisor, spec), ports)
+    started, _ = await execution.execute(supervisor, spec, ports, wait)
     if wait:
-        remaining = None if deadline is None else max(0.0, deadline - loop.time())
-        if not await proc.wait_final(remaining):
-            raise Unprocessable(wait_timeout_message(proc, timeout))
-        return json_response(process_view(proc, settings.max_logs_response_bytes))
-    return json_response(summary_view(proc, settings, logs_null_when_empty=True))
+        return json_response(process_view(started.proc, settings.max_logs_response_bytes))
+    return json_response(summary_view(started.proc, settings, logs_null_when_empty=True))
 
 
 def _ndjson(event_type: str, data: str = "") -> bytes:
@@ -128,21 +120,19 @@ def prefixed_lines(chunks: list[Chunk]) -> bytes:
     return b"".join(out)
 
 
-async def _exec_stream(
-    request: web.Request, proc: ManagedProcess, ports: list[int], timeout: float | None
-) -> web.StreamResponse:
+async def _exec_stream(request: web.Request, started: execution.Execution, ports: list[int]) -> web.StreamResponse:
     supervisor = request.app[SUPERVISOR]
+    proc = started.proc
     settings = request.app[SETTINGS]
     response = await start_stream(request, "application/x-ndjson")
     gone = streams.disconnected(request)
     try:
         with streams.bounded(request):
-            if ports:
-                try:
-                    await supervisor.wait_ports(proc, ports, timeout)
-                except Unprocessable as e:
-                    await response.write(_ndjson("error", e.message))
-                    return response
+            try:
+                await execution.wait_ports(supervisor, started, ports)
+            except Unprocessable as e:
+                await response.write(_ndjson("error", e.message))
+                return response
             stops = (supervisor.closing, gone)
             ready = request.writer.drain  # back-pressure: read on only once the client took its share
             async for item in follow(proc.log, settings.exec_stream_keepalive, stops, streams.READ_STEP, ready):
