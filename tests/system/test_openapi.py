@@ -1,9 +1,10 @@
-"""The OpenAPI document describes exactly the routes the app serves, and is valid.
+"""The OpenAPI document is made from the route table, describes exactly the routes the
+app serves, is valid, and shows the very shapes validation decodes with.
 
-Rules of the comparison (see sandbox_api/openapi.py):
+Rules of the comparison (see sandbox_api/http/openapi.py):
 - HEAD routes are not documented (HEAD twins answer an empty 200);
 - a route that takes any method (the port proxy) is documented with every method of
-  `PROXY_METHODS`;
+  `ANY_METHODS`;
 - a prefix route (`PrefixRouter`, matched on the decoded path) at `/p` is documented as
   `/p/{param}`;
 - path parameter names do not matter (`/process/{identifier}` == `/process/{id}`).
@@ -11,18 +12,23 @@ Rules of the comparison (see sandbox_api/openapi.py):
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 from aiohttp import hdrs
 
 from sandbox_api.app import build_app
+from sandbox_api.http.openapi import document as make_document
+from sandbox_api.http.operations import ANY_METHODS, OPERATIONS, Media
 from sandbox_api.http.prefix_routes import PREFIX_ROUTER
-from sandbox_api.openapi import PROXY_METHODS, TERMINAL_PATHS, document
 
 OPENAPI_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 _PARAM = re.compile(r"\{[^}]*\}")
@@ -32,9 +38,8 @@ def _shape(path: str) -> str:
     return _PARAM.sub("{}", path)
 
 
-def served_routes(settings) -> set[tuple[str, str]]:
+def served_routes(app) -> set[tuple[str, str]]:
     """(method, path shape) of every route the app answers, HEAD left out."""
-    app = build_app(settings)
     routes: set[tuple[str, str]] = set()
     for resource in app.router.resources():
         info = resource.get_info()
@@ -43,7 +48,7 @@ def served_routes(settings) -> set[tuple[str, str]]:
         for route in resource:
             if route.method == hdrs.METH_HEAD:
                 continue
-            methods = PROXY_METHODS if route.method == hdrs.METH_ANY else (route.method.lower(),)
+            methods = ANY_METHODS if route.method == hdrs.METH_ANY else (route.method.lower(),)
             routes.update((m, _shape(path)) for m in methods)
     for prefix_route in app[PREFIX_ROUTER].routes():
         routes.add((prefix_route.method.lower(), prefix_route.prefix + "/{}"))
@@ -56,25 +61,80 @@ def documented_routes(doc: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
-def test_every_served_route_is_documented(settings):
-    missing = served_routes(settings) - documented_routes(document())
-    assert not missing, f"routes without documentation in sandbox_api/openapi.py: {sorted(missing)}"
+_STATE = tempfile.TemporaryDirectory(prefix="openapi-test-")  # removed when the test process ends
 
 
-def test_every_documented_route_is_served(settings):
-    extra = documented_routes(document()) - served_routes(settings)
-    assert not extra, f"documented routes the app does not serve: {sorted(extra)}"
+@cache
+def _app_and_document(terminal: bool = True) -> tuple[Any, dict[str, Any]]:
+    from pathlib import Path
+
+    from sandbox_api import config
+
+    state = Path(_STATE.name)  # the app is built, never started: nothing is written there
+    settings = replace(config.from_environment(), state_dir=state, workdir="/", disable_terminal=not terminal)
+    app = build_app(settings)
+    return app, make_document(app[OPERATIONS])
 
 
-def test_without_the_terminal_its_routes_are_neither_served_nor_documented(settings):
-    import json
+def document() -> dict[str, Any]:
+    return _app_and_document()[1]
 
-    from sandbox_api.openapi import document_json
 
-    served = served_routes(replace(settings, disable_terminal=True))
-    documented = documented_routes(json.loads(document_json(terminal=False)))
-    assert served == documented
-    assert not any(path in TERMINAL_PATHS for _, path in documented)
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "no-terminal"])
+def test_every_served_route_is_documented_and_every_documented_route_served(terminal):
+    app, doc = _app_and_document(terminal)
+    served, documented = served_routes(app), documented_routes(doc)
+    assert not served - documented, f"routes served without documentation: {sorted(served - documented)}"
+    assert not documented - served, f"documented routes the app does not serve: {sorted(documented - served)}"
+    assert any(path.startswith("/terminal") for _, path in documented) == terminal
+
+
+def test_the_request_shapes_in_the_document_are_the_ones_validation_decodes_with():
+    """One object, not two copies: each operation's body and query in the document are
+    made from the types its handler decodes with (the table holds those types)."""
+    app, doc = _app_and_document()
+    checked = 0
+    for op in app[OPERATIONS]:
+        documented = doc["paths"][op.path][op.method.lower() if op.method != "*" else "get"]
+        if op.body is not None and not isinstance(op.body, Media):
+            ref = documented["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            name = ref.rsplit("/", 1)[1]
+            expected = msgspec.json.schema(op.body)["$defs"][op.body.__name__]
+            assert doc["components"]["schemas"][name] == json.loads(json.dumps(expected)), op.path
+            checked += 1
+        if op.query is not None:
+            names = {p["name"] for p in documented["parameters"] if p["in"] == "query"}
+            assert names == {f.encode_name for f in msgspec.structs.fields(op.query)}, op.path
+            checked += 1
+    assert checked >= 10
+
+
+def test_a_body_the_document_refuses_is_refused_by_validation():
+    """What the schema says is what decoding does: a few bodies against both."""
+    from sandbox_api.contract import decode_body
+    from sandbox_api.errors import Invalid
+    from sandbox_api.process.wire import ProcessRequest
+
+    doc = document()
+    validator = jsonschema.Draft202012Validator(doc["components"]["schemas"]["ProcessRequest"])  # holds no $ref
+    for body, valid in (
+        ({"command": "true"}, True),
+        ({"command": "true", "name": None, "timeout": 0}, True),
+        ({"command": ""}, False),
+        ({"command": "true", "timeout": -1}, False),
+        ({"command": "true", "waitForPorts": [0]}, False),
+        ({"command": "true", "waitForPorts": [65536]}, False),
+        ({"command": "true", "env": {"A": 1}}, False),
+        ({"command": 7}, False),
+        ({}, False),
+    ):
+        assert validator.is_valid(body) == valid, body
+        try:
+            decode_body(json.dumps(body).encode(), ProcessRequest)
+            assert valid, body
+        except Invalid as e:
+            assert not valid, (body, e.message)
+            assert e.message.startswith("invalid request body: ")
 
 
 def test_the_document_is_valid_openapi():
@@ -151,7 +211,9 @@ async def test_openapi_json_is_served(client):
     resp = await client.get("/openapi.json")
     assert resp.status == 200
     assert resp.content_type == "application/json"
-    assert await resp.json() == document()
+    served = await resp.json()
+    assert served["paths"].keys() == document()["paths"].keys()
+    assert served["components"] == document()["components"]
 
 
 async def test_swagger_redirects_to_its_page(client):
@@ -174,4 +236,4 @@ async def test_swagger_page_is_self_contained(client):
 async def test_swagger_doc_json_is_the_document(client):
     resp = await client.get("/swagger/doc.json")
     assert resp.status == 200
-    assert await resp.json() == document()
+    assert await resp.json() == await (await client.get("/openapi.json")).json()
