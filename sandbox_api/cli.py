@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     loaded = config.load_dotenv(".env")
     if loaded:
         log.info("loaded %d variable(s) from %s", loaded, os.path.abspath(".env"))
-    envfile = os.environ.get("BL_ENV_VAR_PATH", "")
+    envfile = config.envfile_path()
     if envfile:
         try:
             config.load_envfile(envfile)

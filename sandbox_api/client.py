@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import urllib.error
 import urllib.request
 
+from . import config
 from .cli import CLIENT_COMMANDS
 
 
 def _request(port: int, method: str, path: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/json"}
-    token = os.environ.get("SANDBOX_API_TOKEN")
+    token = config.client_from_environment().token
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = json.dumps(body).encode() if body is not None else None
@@ -69,19 +69,18 @@ def ready(port: int, timeout: float, pid: int | None = None) -> int:
 
 
 def process_request_from_environment() -> dict:
-    env = os.environ
-    command = env.get("SANDBOX_START_COMMAND", "").strip()
-    if not command:
+    settings = config.client_from_environment()
+    if not settings.start_command:
         raise ValueError("SANDBOX_START_COMMAND is empty")
-    body: dict = {"command": command, "name": env.get("SANDBOX_START_NAME") or "entrypoint"}
-    if env.get("SANDBOX_START_WORKDIR"):
-        body["workingDir"] = env["SANDBOX_START_WORKDIR"]
-    if env.get("SANDBOX_START_RESTART_ON_FAILURE", "").lower() in ("1", "true", "yes"):
+    body: dict = {"command": settings.start_command, "name": settings.start_name}
+    if settings.start_workdir:
+        body["workingDir"] = settings.start_workdir
+    if settings.start_restart_on_failure:
         body["restartOnFailure"] = True
-    if env.get("SANDBOX_START_MAX_RESTARTS"):
-        body["maxRestarts"] = int(env["SANDBOX_START_MAX_RESTARTS"])
-    if env.get("SANDBOX_START_WAIT_FOR_PORTS"):
-        body["waitForPorts"] = [int(p) for p in env["SANDBOX_START_WAIT_FOR_PORTS"].split(",") if p.strip()]
+    if settings.start_max_restarts is not None:
+        body["maxRestarts"] = settings.start_max_restarts
+    if settings.start_wait_for_ports:
+        body["waitForPorts"] = list(settings.start_wait_for_ports)
     return body
 
 
@@ -110,7 +109,11 @@ def start_process(port: int) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sandbox-api")
     parser.add_argument("command", choices=CLIENT_COMMANDS)
-    parser.add_argument("-p", "--port", "-port", type=int, default=int(os.environ.get("SANDBOX_API_PORT") or 8080))
+    try:
+        default_port = config.client_from_environment().port
+    except ValueError:
+        default_port = 8080  # start-process reports the variable; `ready` needs only the port
+    parser.add_argument("-p", "--port", "-port", type=int, default=default_port)
     parser.add_argument("--timeout", type=float, default=30.0, help="ready: how long to wait (seconds)")
     parser.add_argument("--pid", type=int, default=None, help="ready: give up if this process (the daemon) exits")
     args = parser.parse_args(argv)

@@ -26,6 +26,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import config
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -113,7 +115,7 @@ def _version_constant(code: Any) -> str | None:
 
 def trusted_roots() -> tuple[str | None, str | None]:
     """(cafile, capath) to load; (None, None) means OpenSSL's defaults."""
-    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+    if config.ssl_roots_configured():
         return None, None
     defaults = ssl.get_default_verify_paths()
     if (defaults.cafile and os.path.isfile(defaults.cafile)) or (defaults.capath and os.path.isdir(defaults.capath)):

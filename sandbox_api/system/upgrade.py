@@ -79,7 +79,7 @@ def _now() -> str:
 
 def status_from_previous_life() -> UpgradeStatus:
     """The outcome the daemon that exec'd us left in the environment (then forgotten)."""
-    raw = os.environ.pop(STATE_VARIABLE, "")
+    raw = config.take_variable(STATE_VARIABLE)
     try:
         saved = json.loads(raw) if raw else {}
         return UpgradeStatus(**saved)
