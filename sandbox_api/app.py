@@ -32,6 +32,7 @@ from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
 from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
+from .linux.children import Child, Children
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
 from .network import proxy as port_proxy
@@ -39,7 +40,6 @@ from .network import routes as network_routes
 from .network.monitors import Monitors
 from .network.tunnel import Tunnel
 from .process import routes as process_routes
-from .process.children import Child, Children
 from .process.supervisor import Supervisor
 from .search import routes as search_routes
 from .search.content import ContentSearch

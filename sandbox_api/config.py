@@ -27,7 +27,7 @@ TOKEN_VARIABLE = "SANDBOX_API_TOKEN"
 TOKEN_FILE_VARIABLE = "SANDBOX_API_TOKEN_FILE"
 
 # Marks every managed child so that its whole tree can be found later, even the
-# members that left the process group and were re-parented (see process/tree.py).
+# members that left the process group and were re-parented (see linux/tree.py).
 PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -272,7 +272,7 @@ def from_environment(**overrides: object) -> Settings:
             values[key] = value
     if "identity" not in values and _env("BL_SANDBOX_USER").strip() and _env_bool("BL_SANDBOX_USER_ENABLED"):
         values["identity"] = resolve_identity(_env("BL_SANDBOX_USER"))  # IdentityError: a fatal start-up error
-    # Absolute: the daemon briefly changes directory to spawn (process/children.py).
+    # Absolute: the daemon briefly changes directory to spawn (linux/children.py).
     for key in ("state_dir", "log_dir"):
         value = values.get(key)
         if isinstance(value, Path):

@@ -6,6 +6,7 @@ contract specifies, and `http/errors.py` turns it into `{"error": message}`.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -92,3 +93,40 @@ class LoopDetected(ApiError):
     """A request that would come back to this server through its own proxy (508)."""
 
     status = 508
+
+
+# --- the one translator from OSError ----------------------------------------------------
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_error_text(e: OSError, op: str | None = None, path: str | None = None) -> str:
+    """Go's `<op> <path>: <errno text>` (errno text in lower case, as Go spells it)."""
+    text = e.strerror or str(e)
+    text = text[:1].lower() + text[1:]
+    path = path or (e.filename if isinstance(e.filename, str) else None)
+    if op and path:
+        return f"{op} {path}: {text}"
+    if path:
+        return f"{path}: {text}"
+    return text
+
+
+def from_os_error(e: OSError, prefix: str = "", cls: type[ApiError] | None = None, op: str | None = None) -> ApiError:
+    """An OSError as our error: 507 for a full disk, else `cls` (422 by default), its
+    message `prefix` + `os_error_text`."""
+    message = f"{prefix}{os_error_text(e, op)}"
+    if e.errno in FULL_DISK:
+        return InsufficientStorage(message)
+    return (cls or Unprocessable)(message)
+
+
+def stat_error(e: OSError, path: str) -> ApiError:
+    """A failed stat of a path the client named. A symlink loop is the path's fault (422), a
+    name too long the request's (400); others (EACCES, ENOTDIR) stay 500 as in the original."""
+    text = os_error_text(e, "stat", path)
+    if e.errno == errno.ELOOP:
+        return Unprocessable(text)
+    if e.errno == errno.ENAMETOOLONG:
+        return Invalid(text)
+    return Internal(text)

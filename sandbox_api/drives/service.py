@@ -24,7 +24,7 @@ from .. import config
 from ..config import Settings
 from ..errors import Conflict, Internal, Invalid, NotSupported
 from ..identity import Identity
-from ..process.children import Children
+from ..linux.children import Children
 from .mounts import MOUNTS_FILE, DriveMount, MountEntry, drive_mounts, drive_of, find_mount, read_mounts
 
 log = logging.getLogger("sandbox_api.drives")

@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 
 from .. import names  # noqa: F401  (registers the go_replace codec error handler used below)
 from ..errors import (
-    ApiError,
     Conflict,
-    InsufficientStorage,
-    Internal,
     Invalid,
     NotFound,
     Unprocessable,
+    from_os_error,
+    os_error_text,
+    stat_error,
 )
 from ..http.paths import ResolvedPath
 from ..identity import Identity, run_as
@@ -33,40 +33,8 @@ from .atomic import AtomicFile, NotRegularFile, make_parents_of
 from .entries import file_entry, sorted_entries
 from .reading import TextReader, node_kind, open_regular, read_at_most, read_bounded, read_line_range
 
-FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 TREE_MAX_FILES = 10_000
 TREE_MAX_BYTES = 32 * 1024 * 1024
-
-
-def os_error_text(e: OSError, op: str | None = None, path: str | None = None) -> str:
-    """Go's `<op> <path>: <errno text>` (lower-case errno text)."""
-    text = e.strerror or str(e)
-    text = text[:1].lower() + text[1:]
-    path = path or (e.filename if isinstance(e.filename, str) else None)
-    if op and path:
-        return f"{op} {path}: {text}"
-    if path:
-        return f"{path}: {text}"
-    return text
-
-
-def api_error(e: OSError, prefix: str, cls: type[ApiError] = Unprocessable, op: str | None = None) -> ApiError:
-    """An OSError as our error type: 507 for a full disk, else `cls`, with the prefix."""
-    message = f"{prefix}{os_error_text(e, op)}"
-    if e.errno in FULL_DISK:
-        return InsufficientStorage(message)
-    return cls(message)
-
-
-def stat_error(e: OSError, path: str) -> ApiError:
-    """A failed stat of a path the client named. A symlink loop is the path's fault (422), a
-    name too long the request's (400); others (EACCES, ENOTDIR) stay 500 as in the original."""
-    text = os_error_text(e, "stat", path)
-    if e.errno == errno.ELOOP:
-        return Unprocessable(text)
-    if e.errno == errno.ENAMETOOLONG:
-        return Invalid(text)
-    return Internal(text)
 
 
 def parse_permissions(value: str | None, default: int, *, quoted: bool = True) -> int:
@@ -124,7 +92,7 @@ class Files:
         try:
             return await self.run(_list_directory, p)
         except OSError as e:
-            raise api_error(e, "error listing directory: ") from None
+            raise from_os_error(e, "error listing directory: ") from None
 
     async def open_text(self, p: ResolvedPath) -> tuple[dict[str, Any], TextReader]:
         """The JSON read's File entry (no content yet) and a reader of its text, to stream."""
@@ -149,13 +117,13 @@ class Files:
         try:
             await self.run(_make_directory, p.absolute, mode)
         except OSError as e:
-            raise api_error(e, "error creating directory: ", op="mkdir") from None
+            raise from_os_error(e, "error creating directory: ", op="mkdir") from None
 
     async def write_bytes(self, p: ResolvedPath, data: bytes, mode: int) -> None:
         try:
             await self.run(_write_atomic, p.absolute, data, mode)
         except OSError as e:
-            raise api_error(e, "error writing file: ", op="open" if e.errno == errno.EISDIR else None) from None
+            raise from_os_error(e, "error writing file: ", op="open" if e.errno == errno.EISDIR else None) from None
 
     async def edit(self, p: ResolvedPath, old: str, new: str, replace_all: bool) -> int:
         """Replace `old` by `new` (exactly one occurrence unless `replace_all`); the count."""
@@ -188,7 +156,7 @@ class Files:
         try:
             return await self.run(_list_directory, root)
         except OSError as e:
-            raise api_error(e, "error getting updated file system tree: ") from None
+            raise from_os_error(e, "error getting updated file system tree: ") from None
 
     async def tree_listing(self, root: ResolvedPath) -> dict[str, Any]:
         try:
@@ -202,7 +170,7 @@ class Files:
         try:
             return await self.run(_list_directory, root)
         except OSError as e:
-            raise api_error(e, "error getting file system tree: ") from None
+            raise from_os_error(e, "error getting file system tree: ") from None
 
     async def read_tree(self, root: ResolvedPath, options: TreeOptions) -> dict[str, Any]:
         return await self.run(_read_tree, root, options)
@@ -264,12 +232,12 @@ def _open_text(p: ResolvedPath) -> tuple[dict[str, Any], int]:
     try:
         fd, st = open_regular(p.absolute)
     except OSError as e:
-        raise api_error(e, "error reading file: ", op="open") from None
+        raise from_os_error(e, "error reading file: ", op="open") from None
     try:
         entry = file_entry(p.display, st, os.lstat(p.absolute))
     except OSError as e:
         os.close(fd)
-        raise api_error(e, "error reading file: ", op="lstat") from None
+        raise from_os_error(e, "error reading file: ", op="lstat") from None
     entry["name"] = ""  # the original never fills it on a JSON read
     return entry, fd
 
@@ -279,7 +247,7 @@ def _read_text(p: ResolvedPath, limit: int) -> dict[str, Any]:
     try:
         entry["content"] = read_bounded(fd, p.absolute, limit)
     except OSError as e:
-        raise api_error(e, "error reading file: ", op="read") from None
+        raise from_os_error(e, "error reading file: ", op="read") from None
     finally:
         os.close(fd)
     return entry
@@ -290,7 +258,7 @@ def _read_lines(p: ResolvedPath, start: int, end: int, limit: int) -> str | None
     try:
         return read_line_range(fd, p.absolute, start, end, limit)
     except OSError as e:
-        raise api_error(e, "error reading file: ", op="read") from None
+        raise from_os_error(e, "error reading file: ", op="read") from None
     finally:
         os.close(fd)
 
@@ -299,13 +267,13 @@ def _open_download(p: ResolvedPath) -> Download:
     try:
         st = os.stat(p.absolute)
     except OSError as e:
-        raise api_error(e, "error reading file: ", op="stat") from None
+        raise from_os_error(e, "error reading file: ", op="stat") from None
     if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
         raise Unprocessable(f"error opening file: open {p.absolute}: not a regular file")
     try:
         fd = os.open(p.absolute, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise api_error(e, "error opening file: ", op="open") from None
+        raise from_os_error(e, "error opening file: ", op="open") from None
     st = os.fstat(fd)
     return Download(fd=fd, size=st.st_size, mtime=st.st_mtime, name=os.path.basename(p.absolute))
 
@@ -346,7 +314,7 @@ def _delete(path: str, recursive: bool) -> str:
     except FileNotFoundError:
         raise NotFound("file or directory not found") from None
     except OSError as e:
-        raise api_error(e, "") from None
+        raise from_os_error(e, "") from None
     if stat.S_ISDIR(st.st_mode):
         try:
             if recursive:
@@ -354,12 +322,12 @@ def _delete(path: str, recursive: bool) -> str:
             else:
                 os.rmdir(path)
         except OSError as e:
-            raise api_error(e, "error deleting directory: ", op="remove") from None
+            raise from_os_error(e, "error deleting directory: ", op="remove") from None
         return "directory"
     try:
         os.unlink(path)
     except OSError as e:
-        raise api_error(e, "error deleting file: ", op="remove") from None
+        raise from_os_error(e, "error deleting file: ", op="remove") from None
     return "file"
 
 
@@ -395,7 +363,7 @@ def _write_tree(root: str, files: dict[str, bytes]) -> None:
             try:
                 _make_directory(root, 0o755)
             except OSError as e:
-                raise api_error(e, "error creating root directory: ", op="mkdir") from None
+                raise from_os_error(e, "error creating root directory: ", op="mkdir") from None
             created_dirs.extend(reversed(missing))
         for key, content in files.items():
             target = targets[key]
@@ -403,13 +371,13 @@ def _write_tree(root: str, files: dict[str, bytes]) -> None:
             try:
                 make_parents_of(target)
             except OSError as e:
-                raise api_error(e, "error creating parent directory: ", op="mkdir") from None
+                raise from_os_error(e, "error creating parent directory: ", op="mkdir") from None
             created_dirs.extend(reversed(missing))
             existed = os.path.lexists(target)
             try:
                 _write_atomic(target, content, 0o644)
             except OSError as e:
-                raise api_error(e, "error writing file: ", op="open") from None
+                raise from_os_error(e, "error writing file: ", op="open") from None
             if not existed:
                 created_files.append(target)
     except BaseException:
@@ -435,7 +403,7 @@ def _delete_tree(root: str, recursive: bool) -> None:
         else:
             os.rmdir(root)
     except OSError as e:
-        raise api_error(e, "error deleting directory: ", op="remove") from None
+        raise from_os_error(e, "error deleting directory: ", op="remove") from None
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -517,7 +485,7 @@ def _copy(source: str, destination: str, no_overwrite: bool) -> str:
     except FileNotFoundError:
         raise NotFound(f"stat {source}: no such file or directory") from None
     except OSError as e:
-        raise api_error(e, "error copying: ") from None
+        raise from_os_error(e, "error copying: ") from None
     target = destination
     if os.path.isdir(destination) and not os.path.islink(destination):
         target = os.path.join(destination, os.path.basename(source.rstrip("/")))
@@ -536,7 +504,7 @@ def _copy(source: str, destination: str, no_overwrite: bool) -> str:
     except FileExistsError as e:
         raise Conflict(f"destination already exists: {e.filename}", code="FILE_ALREADY_EXISTS") from None
     except OSError as e:
-        raise api_error(e, "error copying: ") from None
+        raise from_os_error(e, "error copying: ") from None
     return target
 
 

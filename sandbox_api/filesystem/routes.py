@@ -13,14 +13,14 @@ from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from .. import names
-from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable
+from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable, from_os_error
 from ..http import paths
 from ..http.appkeys import SETTINGS
 from ..http.prefix_routes import TAIL, PrefixRouter
 from ..http.responses import JSON_TYPE, field, head_ok, json_bytes, json_response, read_json_object
 from ..http.streams import json_string
 from .atomic import AtomicFile
-from .files import Download, Files, TreeOptions, api_error, parse_permissions
+from .files import Download, Files, TreeOptions, parse_permissions
 from .pipeline import ThreadedWriter
 from .uploads import Uploads
 
@@ -95,7 +95,7 @@ async def _read_json(request: web.Request, files: Files, p: paths.ResolvedPath) 
             try:
                 piece = await reader.next()
             except OSError as e:
-                raise api_error(e, "error reading file: ", op="read") from None
+                raise from_os_error(e, "error reading file: ", op="read") from None
             if piece is None:
                 entry["content"] = "".join(pieces)
                 return json_response(entry)
@@ -278,7 +278,7 @@ class _FileUpload:
         try:
             await self.files.run(self.file.open)  # created as the workload user
         except OSError as e:
-            raise api_error(e, "error writing file: ", op="open") from None
+            raise from_os_error(e, "error writing file: ", op="open") from None
         return self
 
     async def feed(self, chunks: Any) -> None:
@@ -296,7 +296,7 @@ class _FileUpload:
             await self.writer.discard()
             await self.files.run(self.file.abort)
         if isinstance(error, OSError) and not isinstance(error, ConnectionError):
-            raise api_error(error, "error writing binary file: ") from None
+            raise from_os_error(error, "error writing binary file: ") from None
 
 
 async def _open_multipart(request: web.Request) -> MultipartReader:
@@ -461,7 +461,7 @@ async def upload_part(request: web.Request) -> web.Response:
                 await writer.discard()
                 await asyncio.to_thread(staged.abort)
                 if isinstance(e, OSError):
-                    raise api_error(e, "failed to upload part: ") from None
+                    raise from_os_error(e, "failed to upload part: ") from None
                 raise
             return json_response({"partNumber": result.number, "etag": result.etag, "size": result.size})
         await part.release()

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import Internal, Invalid, NotFound
+from ..errors import Internal, Invalid, NotFound, from_os_error
 from ..identity import Identity, call_as
 from .atomic import AtomicFile, NotRegularFile
 from .entries import rfc3339_nano
-from .files import api_error, copy_data
+from .files import copy_data
 from .pipeline import write_all
 
 log = logging.getLogger("sandbox_api.uploads")
@@ -98,7 +98,7 @@ class Uploads:
         try:
             await asyncio.to_thread(create)
         except OSError as e:
-            raise api_error(e, "failed to initiate upload: ", cls=Internal) from None
+            raise from_os_error(e, "failed to initiate upload: ", cls=Internal) from None
         return {"uploadId": upload_id, "path": destination}
 
     def _parts(self, directory: Path) -> dict[int, Part]:
@@ -165,7 +165,7 @@ class Uploads:
         try:
             await asyncio.to_thread(writer.open)
         except OSError as e:
-            raise api_error(e, "failed to upload part: ", cls=Internal) from None
+            raise from_os_error(e, "failed to upload part: ", cls=Internal) from None
         return writer
 
     # --- completion ----------------------------------------------------------------
@@ -206,9 +206,9 @@ class Uploads:
             await asyncio.to_thread(assemble)
         except (IsADirectoryError, NotRegularFile) as e:
             # The destination is a directory, device, FIFO or socket: not ours to replace.
-            raise api_error(e, "failed to complete upload: ", op="open") from None
+            raise from_os_error(e, "failed to complete upload: ", op="open") from None
         except OSError as e:
-            raise api_error(e, "failed to complete upload: failed to create final file: ", cls=Internal) from None
+            raise from_os_error(e, "failed to complete upload: failed to create final file: ", cls=Internal) from None
         await asyncio.to_thread(shutil.rmtree, directory, True)
         return destination
 

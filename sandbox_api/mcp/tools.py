@@ -18,8 +18,8 @@ import msgspec
 from ..codegen.service import Codegen
 from ..config import Settings
 from ..contract import inline_schema
-from ..errors import ApiError
-from ..filesystem.files import Files, os_error_text
+from ..errors import ApiError, os_error_text
+from ..filesystem.files import Files
 from ..process.supervisor import Supervisor
 from ..search.content import ContentSearch
 

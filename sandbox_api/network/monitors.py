@@ -16,7 +16,7 @@ import aiohttp
 
 from .. import outbound
 from ..errors import Invalid, NotFound
-from ..process import tree
+from ..linux import tree
 from . import ports
 
 log = logging.getLogger("sandbox_api.monitors")

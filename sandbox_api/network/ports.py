@@ -17,8 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..linux import sock_diag
-from ..process import tree
+from ..linux import sock_diag, tree
 
 _SS_STATES = {
     "ESTABLISHED": "ESTAB",

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import config
 from ..errors import ApiError, Internal, Invalid, NotSupported, Unprocessable
-from ..process.children import Children
+from ..linux.children import Children
 
 log = logging.getLogger("sandbox_api.tunnel")
 

@@ -11,7 +11,11 @@ import asyncio
 from dataclasses import dataclass
 
 from ..errors import Unprocessable
+from ..linux import tree
+from ..network import ports as port_scan
 from .supervisor import ManagedProcess, ProcessSpec, Supervisor, wait_timeout_message
+
+PORT_POLL_FIRST, PORT_POLL_GROWTH, PORT_POLL_INTERVAL = 0.01, 1.25, 0.1
 
 
 @dataclass
@@ -34,11 +38,31 @@ async def launch(supervisor: Supervisor, spec: ProcessSpec) -> Execution:
     return Execution(proc, timeout, deadline)
 
 
-async def wait_ports(supervisor: Supervisor, execution: Execution, ports: list[int]) -> None:
-    """Return once the process tree serves every port; Unprocessable when the deadline
-    passes or the process ends first."""
-    if ports:
-        await supervisor.wait_ports(execution.proc, ports, execution.remaining())
+async def wait_ports(execution: Execution, ports: list[int]) -> None:
+    """Return once every port is served on a routable address by the process tree;
+    Unprocessable when the deadline passes or the process ends first. The tree is looked
+    at often at first, then every 100 ms."""
+    proc = execution.proc
+    pending: set[int] = set(ports)
+    interval = PORT_POLL_FIRST
+    while pending:
+        if proc.final.is_set():
+            raise Unprocessable(
+                f"process exited with code {proc.record.exit_code} before serving ports {sorted(pending)}"
+            )
+        if proc.record.running:
+            pending -= await asyncio.to_thread(_serving, proc, pending)
+            if not pending:
+                return
+        remaining = execution.remaining()
+        if remaining == 0:
+            raise Unprocessable(f"process timed out waiting for ports after {execution.timeout or 0} seconds")
+        delay = interval if remaining is None else min(interval, remaining)
+        interval = min(interval * PORT_POLL_GROWTH, PORT_POLL_INTERVAL)
+        try:
+            await asyncio.wait_for(proc.final.wait(), delay)
+        except TimeoutError:
+            pass
 
 
 async def wait_end(execution: Execution, cap: float | None = None) -> bool:
@@ -53,11 +77,16 @@ async def wait_end(execution: Execution, cap: float | None = None) -> bool:
     raise Unprocessable(wait_timeout_message(execution.proc, execution.timeout or 0))
 
 
+def _serving(proc: ManagedProcess, wanted: set[int]) -> set[int]:
+    """The ports of `wanted` the process tree serves (reads /proc: run in a thread)."""
+    return port_scan.serving_ports(tree.tree_members(proc.record.os_pid, proc.cookie), wanted)
+
+
 async def execute(
     supervisor: Supervisor, spec: ProcessSpec, ports: list[int], wait: bool, cap: float | None = None
 ) -> tuple[Execution, bool]:
     """Launch, wait for the ports, and (with `wait`) for the end: (execution, ended)."""
     execution = await launch(supervisor, spec)
-    await wait_ports(supervisor, execution, ports)
+    await wait_ports(execution, ports)
     ended = await wait_end(execution, cap) if wait else execution.proc.final.is_set()
     return execution, ended

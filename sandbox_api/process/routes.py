@@ -129,7 +129,7 @@ async def _exec_stream(request: web.Request, started: execution.Execution, ports
     try:
         with streams.bounded(request):
             try:
-                await execution.wait_ports(supervisor, started, ports)
+                await execution.wait_ports(started, ports)
             except Unprocessable as e:
                 await response.write(_ndjson("error", e.message))
                 return response

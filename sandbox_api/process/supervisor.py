@@ -36,12 +36,12 @@ from ..errors import (
     Invalid,
     NotFound,
     Unprocessable,
+    os_error_text,
 )
+from ..linux import tree
+from ..linux.children import Child, Children, zombie_exit_code
 from ..linux.inotify import Inotify
 from ..linux.syscalls import set_oom_score_adj
-from ..network import ports as port_scan
-from . import tree
-from .children import Child, Children, zombie_exit_code
 from .keepalive import ScaleFile
 from .logstore import STDERR, STDOUT, OutputLog
 from .records import (
@@ -61,7 +61,6 @@ RESTART_DELAY = 1.0
 KEEPALIVE_DEFAULT_TIMEOUT = 600
 # A port is looked for (sock_diag, ~0.5 ms) often at first, when servers usually come
 # up, then less: detection within ~10 ms of a fast start, at most 100 ms later for a slow one.
-PORT_POLL_FIRST, PORT_POLL_GROWTH, PORT_POLL_INTERVAL = 0.01, 1.25, 0.1
 POLL_INTERVAL = 0.05  # log tailing when inotify is unavailable
 ADOPTED_POLL_INTERVAL = 0.5
 STARTED_CHECK_DELAY = 0.05
@@ -203,7 +202,7 @@ class Supervisor:
             return InsufficientStorage(
                 f"failed to start process: no space left on device for its log files in {self._logs_dir}"
             )
-        return Unprocessable(f"failed to start process: cannot {verb} log files: {e.strerror}")
+        return Unprocessable(f"failed to start process: cannot {verb} log files: {os_error_text(e)}")
 
     async def open(self) -> None:
         self.closing = asyncio.get_running_loop().create_future()
@@ -349,7 +348,7 @@ class Supervisor:
             ) from None
         except OSError as e:
             raise Unprocessable(
-                f"failed to start process: could not access working directory '{shown_dir}': {e.strerror}"
+                f"failed to start process: could not access working directory '{shown_dir}': {os_error_text(e)}"
             ) from None
         if not stat.S_ISDIR(st.st_mode):
             raise Unprocessable(
@@ -378,7 +377,7 @@ class Supervisor:
             if proc.stdin_fd >= 0:
                 os.close(proc.stdin_fd)
                 proc.stdin_fd = -1
-            raise Unprocessable(f"failed to start process: {_os_error_text(e)}") from None
+            raise Unprocessable(f"failed to start process: {os_error_text(e, 'fork/exec')}") from None
         finally:
             if stdin_read >= 0:
                 os.close(stdin_read)
@@ -666,41 +665,6 @@ class Supervisor:
             if not waiter.done():
                 waiter.set_result(None)
 
-    # --- waiting for ports ----------------------------------------------------------
-
-    async def wait_ports(self, proc: ManagedProcess, wanted: builtins.list[int], timeout: float | None) -> None:
-        """Return once every port is served on a routable address by the process tree.
-
-        Raises Unprocessable after `timeout` (whole seconds) or if the process ends first.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        pending: set[int] = set(wanted)
-        interval = PORT_POLL_FIRST
-        while pending:
-            if proc.final.is_set():
-                raise Unprocessable(
-                    f"process exited with code {proc.record.exit_code} before serving ports {sorted(pending)}"
-                )
-            if proc.record.running:
-                ready = await asyncio.to_thread(self._serving_ports, proc, pending)
-                pending -= ready
-                if not pending:
-                    return
-            if deadline is not None and loop.time() >= deadline:
-                raise Unprocessable(f"process timed out waiting for ports after {int(timeout or 0)} seconds")
-            delay = interval
-            interval = min(interval * PORT_POLL_GROWTH, PORT_POLL_INTERVAL)
-            if deadline is not None:
-                delay = min(delay, max(0.0, deadline - loop.time()))
-            try:
-                await asyncio.wait_for(proc.final.wait(), delay)
-            except TimeoutError:
-                pass
-
-    def _serving_ports(self, proc: ManagedProcess, wanted: set[int]) -> set[int]:
-        return port_scan.serving_ports(tree.tree_members(proc.record.os_pid, proc.cookie), wanted)
-
     # --- output caps ----------------------------------------------------------------
 
     def _file_cap(self) -> int:
@@ -810,12 +774,6 @@ def _same_process(record: ProcessRecord, cookie: str) -> bool:
         return ticks == record.os_start_ticks
     # Killed before the start time was noted: look for our cookie in its environment.
     return tree.has_cookie(record.os_pid, cookie.encode() + b"\0")
-
-
-def _os_error_text(e: OSError) -> str:
-    if e.filename:
-        return f"fork/exec {e.filename}: {e.strerror}"
-    return e.strerror or str(e)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

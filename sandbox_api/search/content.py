@@ -22,7 +22,7 @@ from typing import Any
 from .. import bundle, config
 from ..errors import Internal, Invalid, NotSupported, Unprocessable
 from ..identity import Identity
-from ..process.children import Children
+from ..linux.children import Children
 
 log = logging.getLogger("sandbox_api.search")
 

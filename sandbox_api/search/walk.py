@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ..errors import NotFound, Unprocessable
+from ..errors import NotFound, Unprocessable, os_error_text
 
 DEFAULT_EXCLUDES = (
     "node_modules",
@@ -34,7 +34,7 @@ def check_root(root: str) -> bool:
     except FileNotFoundError:
         raise NotFound(f"lstat {root}: no such file or directory") from None
     except OSError as e:
-        raise Unprocessable(f"lstat {root}: {(e.strerror or str(e)).lower()}") from None
+        raise Unprocessable(os_error_text(e, "lstat", root)) from None
     is_dir = stat.S_ISDIR(st.st_mode)  # lstat: a symlink to a directory is not one
     if is_dir and not os.access(root, os.R_OK | os.X_OK):
         raise Unprocessable(f"open {root}: permission denied")

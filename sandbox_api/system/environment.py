@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from .. import config
-from ..errors import Internal, NotFound
+from ..errors import Internal, NotFound, os_error_text
 
 
 class EnvironmentReloader:
@@ -28,7 +28,7 @@ class EnvironmentReloader:
         except FileNotFoundError:
             raise NotFound(f"open {self.metadata_path}: no such file or directory") from None
         except OSError as e:
-            raise Internal(f"open {self.metadata_path}: {e.strerror or e}") from None
+            raise Internal(os_error_text(e, "open", str(self.metadata_path))) from None
         try:
             document = json.loads(raw)
         except ValueError as e:

@@ -35,7 +35,7 @@ import aiohttp
 
 from .. import bundle, config, outbound
 from ..errors import Conflict
-from ..process.children import Children
+from ..linux.children import Children
 from .health import Health, UpgradeStatus
 
 log = logging.getLogger("sandbox_api.upgrade")

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import config
-from ..process import tree
-from ..process.children import Child, Children
+from ..linux import tree
+from ..linux.children import Child, Children
 
 log = logging.getLogger("sandbox_api.terminal")
 

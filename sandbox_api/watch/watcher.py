@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..errors import Internal, Invalid, NotFound, Unprocessable
+from ..errors import Internal, Invalid, NotFound, Unprocessable, os_error_text
 from ..linux import inotify
 from ..linux.inotify import (
     IN_ATTRIB,
@@ -207,7 +207,7 @@ class Watch:
             await asyncio.to_thread(self._arm)
         except OSError as e:
             self.close()
-            raise Internal(f"cannot watch {self.root}: {e.strerror or e}") from None
+            raise Internal(f"cannot watch {self.root}: {os_error_text(e)}") from None
         except BaseException:
             self.close()
             raise

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..identity import Identity
-from ..linux.syscalls import set_child_subreaper
+from .syscalls import set_child_subreaper
 from .tree import stat_fields
 
 log = logging.getLogger("sandbox_api.children")
