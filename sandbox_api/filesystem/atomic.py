@@ -130,3 +130,35 @@ class AtomicFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def make_directory_tree(path: str, mode: int) -> None:
+    """`mkdir -p` with Go's MkdirAll modes; NotADirectoryError if `path` is something else."""
+    if os.path.isdir(path):
+        return
+    if os.path.lexists(path):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+    # Go's MkdirAll gives every new directory the same mode.
+    parents = []
+    current = path
+    while not os.path.exists(current):
+        parents.append(current)
+        current = os.path.dirname(current)
+    for directory in reversed(parents):
+        try:
+            os.mkdir(directory, mode & 0o777)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+
+
+def write_atomic(path: str, data: bytes, mode: int) -> None:
+    """`data` as the whole content of `path`, replaced in one rename (or not at all)."""
+    target = AtomicFile(path, mode)
+    try:
+        target.open()
+        target.write(data)
+        target.commit()
+    except BaseException:
+        target.abort()
+        raise

@@ -1,4 +1,5 @@
-"""The filesystem service: read, write, list, delete, trees, copy. No HTTP here.
+"""The filesystem service: read, write, list, delete, and (in tree.py, copying.py) trees
+and copy. No HTTP here.
 
 Every call takes resolved paths (`http/paths.py`) and runs its blocking work in a worker
 thread. Errors are raised as `sandbox_api.errors` types with the original's messages
@@ -7,9 +8,7 @@ thread. Errors are raised as `sandbox_api.errors` types with the original's mess
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fnmatch
 import os
 import shutil
 import stat
@@ -19,7 +18,6 @@ from typing import Any, TypeVar
 
 from .. import names  # noqa: F401  (registers the go_replace codec error handler used below)
 from ..errors import (
-    Conflict,
     Invalid,
     NotFound,
     Unprocessable,
@@ -29,12 +27,10 @@ from ..errors import (
 )
 from ..http.paths import ResolvedPath
 from ..identity import Identity, run_as
-from .atomic import AtomicFile, NotRegularFile, make_parents_of
+from . import copying, tree
+from .atomic import make_directory_tree, write_atomic
 from .entries import file_entry, sorted_entries
-from .reading import TextReader, node_kind, open_regular, read_at_most, read_bounded, read_line_range
-
-TREE_MAX_FILES = 10_000
-TREE_MAX_BYTES = 32 * 1024 * 1024
+from .reading import TextReader, open_regular, read_bounded, read_line_range
 
 
 def parse_permissions(value: str | None, default: int, *, quoted: bool = True) -> int:
@@ -115,13 +111,13 @@ class Files:
 
     async def make_directory(self, p: ResolvedPath, mode: int) -> None:
         try:
-            await self.run(_make_directory, p.absolute, mode)
+            await self.run(make_directory_tree, p.absolute, mode)
         except OSError as e:
             raise from_os_error(e, "error creating directory: ", op="mkdir") from None
 
     async def write_bytes(self, p: ResolvedPath, data: bytes, mode: int) -> None:
         try:
-            await self.run(_write_atomic, p.absolute, data, mode)
+            await self.run(write_atomic, p.absolute, data, mode)
         except OSError as e:
             raise from_os_error(e, "error writing file: ", op="open" if e.errno == errno.EISDIR else None) from None
 
@@ -152,7 +148,7 @@ class Files:
     # --- trees ---------------------------------------------------------------------
 
     async def write_tree(self, root: ResolvedPath, files: dict[str, bytes]) -> dict[str, Any]:
-        await self.run(_write_tree, root.absolute, files)
+        await self.run(tree.write_tree, root.absolute, files)
         try:
             return await self.run(_list_directory, root)
         except OSError as e:
@@ -172,27 +168,17 @@ class Files:
         except OSError as e:
             raise from_os_error(e, "error getting file system tree: ") from None
 
-    async def read_tree(self, root: ResolvedPath, options: TreeOptions) -> dict[str, Any]:
-        return await self.run(_read_tree, root, options)
+    async def read_tree(self, root: ResolvedPath, options: tree.TreeOptions) -> dict[str, Any]:
+        return await self.run(tree.read_tree, root, options)
 
     async def delete_tree(self, root: ResolvedPath, recursive: bool) -> None:
-        await self.run(_delete_tree, root.absolute, recursive)
+        await self.run(tree.delete_tree, root.absolute, recursive)
 
     # --- copy ----------------------------------------------------------------------
 
     async def copy(self, source: ResolvedPath, destination: ResolvedPath, no_overwrite: bool) -> str:
         """`cp -r` semantics; returns the final target. 409 when it exists and no_overwrite."""
-        return await self.run(_copy, source.absolute, destination.absolute, no_overwrite)
-
-
-@dataclass(frozen=True)
-class TreeOptions:
-    content: bool = True
-    patterns: tuple[str, ...] = ()
-    exclude_dirs: tuple[str, ...] = ()
-    exclude_hidden: bool = False
-    max_files: int = TREE_MAX_FILES
-    max_bytes: int = TREE_MAX_BYTES
+        return await self.run(copying.copy, source.absolute, destination.absolute, no_overwrite)
 
 
 # --- blocking implementations (worker threads) ----------------------------------------
@@ -217,15 +203,6 @@ def _list_directory(p: ResolvedPath) -> dict[str, Any]:
         else:
             files.append(file_entry(path, st, name=entry.name))
     return {"path": p.display, "name": p.name, "files": files, "subdirectories": subdirectories}
-
-
-def _read_up_to(path: str, budget: int) -> bytearray | None:
-    """The regular file's bytes, None past `budget` of them."""
-    fd, _ = open_regular(path)
-    try:
-        return read_at_most(fd, budget)
-    finally:
-        os.close(fd)
 
 
 def _open_text(p: ResolvedPath) -> tuple[dict[str, Any], int]:
@@ -278,36 +255,6 @@ def _open_download(p: ResolvedPath) -> Download:
     return Download(fd=fd, size=st.st_size, mtime=st.st_mtime, name=os.path.basename(p.absolute))
 
 
-def _make_directory(path: str, mode: int) -> None:
-    if os.path.isdir(path):
-        return
-    if os.path.lexists(path):
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-    # Go's MkdirAll gives every new directory the same mode.
-    parents = []
-    current = path
-    while not os.path.exists(current):
-        parents.append(current)
-        current = os.path.dirname(current)
-    for directory in reversed(parents):
-        try:
-            os.mkdir(directory, mode & 0o777)
-        except FileExistsError:
-            if not os.path.isdir(directory):
-                raise
-
-
-def _write_atomic(path: str, data: bytes, mode: int) -> None:
-    target = AtomicFile(path, mode)
-    try:
-        target.open()
-        target.write(data)
-        target.commit()
-    except BaseException:
-        target.abort()
-        raise
-
-
 def _delete(path: str, recursive: bool) -> str:
     try:
         st = os.lstat(path)
@@ -329,251 +276,3 @@ def _delete(path: str, recursive: bool) -> str:
     except OSError as e:
         raise from_os_error(e, "error deleting file: ", op="remove") from None
     return "file"
-
-
-def tree_target(root: str, key: str) -> str:
-    """Where a PUT tree key is written: below `root`, never outside it. A leading `/` is
-    joined under the root (as Go's filepath.Join does); a `..` component could escape, and
-    a key naming the root itself names no file: both are 400."""
-    parts = key.split("/")
-    if ".." in parts or all(part in ("", ".") for part in parts):
-        raise Invalid(f"invalid file key {key!r}: keys are file paths below the tree root, without '..'")
-    return os.path.normpath(f"{root}/{key}")
-
-
-def _missing_ancestors(path: str) -> list[str]:
-    """`path` and its ancestors that do not exist, the deepest first."""
-    missing = []
-    while not os.path.lexists(path) and path not in ("", "/"):
-        missing.append(path)
-        path = os.path.dirname(path)
-    return missing
-
-
-def _write_tree(root: str, files: dict[str, bytes]) -> None:
-    """All or nothing, as far as this request is concerned: on a failure (a full disk...)
-    the files and directories it created are removed (files it replaced keep their new
-    content: their old one is gone)."""
-    targets = {key: tree_target(root, key) for key in files}  # every key checked before anything is written
-    created_dirs: list[str] = []
-    created_files: list[str] = []
-    try:
-        if not os.path.isdir(root):
-            missing = _missing_ancestors(root)
-            try:
-                _make_directory(root, 0o755)
-            except OSError as e:
-                raise from_os_error(e, "error creating root directory: ", op="mkdir") from None
-            created_dirs.extend(reversed(missing))
-        for key, content in files.items():
-            target = targets[key]
-            missing = _missing_ancestors(os.path.dirname(target))
-            try:
-                make_parents_of(target)
-            except OSError as e:
-                raise from_os_error(e, "error creating parent directory: ", op="mkdir") from None
-            created_dirs.extend(reversed(missing))
-            existed = os.path.lexists(target)
-            try:
-                _write_atomic(target, content, 0o644)
-            except OSError as e:
-                raise from_os_error(e, "error writing file: ", op="open") from None
-            if not existed:
-                created_files.append(target)
-    except BaseException:
-        for path in created_files:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        for path in reversed(created_dirs):  # children before their parents
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
-        raise
-
-
-def _delete_tree(root: str, recursive: bool) -> None:
-    try:
-        st = os.lstat(root)
-    except OSError as e:
-        raise Unprocessable(f"error deleting directory: {os_error_text(e, 'stat', root)}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise Unprocessable("error deleting directory: path points to a file, not a directory")
-    try:
-        if recursive:
-            shutil.rmtree(root)
-        else:
-            os.rmdir(root)
-    except OSError as e:
-        raise from_os_error(e, "error deleting directory: ", op="remove") from None
-
-
-def _matches(name: str, patterns: tuple[str, ...]) -> bool:
-    return not patterns or any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-
-
-def _read_tree(root: ResolvedPath, options: TreeOptions) -> dict[str, Any]:
-    """Every file and directory below `root` (full paths), optionally with content."""
-    try:
-        st = os.stat(root.absolute)
-    except FileNotFoundError:
-        raise NotFound(f"stat {root.absolute}: no such file or directory") from None
-    except OSError as e:
-        raise Unprocessable(os_error_text(e, "stat", root.absolute)) from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise Invalid("path is not a directory")
-    files: list[dict[str, Any]] = []
-    subdirectories: list[dict[str, str]] = []
-    total_bytes = 0
-    stack = [root.absolute]
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = sorted_entries(it)
-        except OSError as e:
-            raise Unprocessable(f"error reading directory: {os_error_text(e, 'open', directory)}") from None
-        children = []
-        for entry in entries:
-            if options.exclude_hidden and entry.name.startswith("."):
-                continue
-            try:
-                lst = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISDIR(lst.st_mode):
-                if entry.name in options.exclude_dirs:
-                    continue
-                subdirectories.append({"path": entry.path, "name": entry.name})
-                children.append(entry.path)
-                continue
-            if not _matches(entry.name, options.patterns):
-                continue
-            item = file_entry(entry.path, lst)
-            if options.content:
-                try:
-                    target = os.stat(entry.path) if stat.S_ISLNK(lst.st_mode) else lst
-                except OSError:
-                    target = None
-                if target is not None and stat.S_ISREG(target.st_mode):
-                    too_much = Unprocessable(f"tree holds more than maxBytes ({options.max_bytes}) bytes of content")
-                    if total_bytes + target.st_size > options.max_bytes:
-                        raise too_much
-                    try:
-                        # At most what is left of maxBytes: a file may grow, /proc files say size 0.
-                        data = _read_up_to(entry.path, options.max_bytes - total_bytes)
-                        if data is None:
-                            raise too_much
-                        total_bytes += len(data)
-                        item["content"] = data.decode("utf-8", "go_replace")
-                    except OSError as e:
-                        raise Unprocessable(f"error reading file: {os_error_text(e, 'open', entry.path)}") from None
-            files.append(item)
-            if len(files) > options.max_files:
-                raise Unprocessable(f"tree holds more than maxFiles ({options.max_files}) files")
-        stack.extend(reversed(children))
-    return {
-        "path": root.display,
-        "name": root.name,
-        "files": files,
-        "subdirectories": subdirectories,
-        "recursive": True,
-    }
-
-
-def _copy(source: str, destination: str, no_overwrite: bool) -> str:
-    try:
-        src_st = os.lstat(source)
-    except FileNotFoundError:
-        raise NotFound(f"stat {source}: no such file or directory") from None
-    except OSError as e:
-        raise from_os_error(e, "error copying: ") from None
-    target = destination
-    if os.path.isdir(destination) and not os.path.islink(destination):
-        target = os.path.join(destination, os.path.basename(source.rstrip("/")))
-    if os.path.realpath(target) == os.path.realpath(source):
-        raise Invalid(f"cannot copy {source} onto itself")
-    if stat.S_ISDIR(src_st.st_mode) and (os.path.realpath(target) + "/").startswith(os.path.realpath(source) + "/"):
-        raise Invalid(f"cannot copy directory {source} into itself")
-    if not (stat.S_ISREG(src_st.st_mode) or stat.S_ISDIR(src_st.st_mode) or stat.S_ISLNK(src_st.st_mode)):
-        # A device's or FIFO's content is endless or blocks, and none is copied inside a directory.
-        kind = node_kind(src_st.st_mode)
-        raise Unprocessable(f"error copying: {source}: not a regular file, directory or symlink ({kind})")
-    if no_overwrite and os.path.lexists(target):
-        raise Conflict(f"destination already exists: {target}", code="FILE_ALREADY_EXISTS")
-    try:
-        _copy_entry(source, target, no_overwrite)
-    except FileExistsError as e:
-        raise Conflict(f"destination already exists: {e.filename}", code="FILE_ALREADY_EXISTS") from None
-    except OSError as e:
-        raise from_os_error(e, "error copying: ") from None
-    return target
-
-
-def _copy_entry(source: str, target: str, no_overwrite: bool) -> None:
-    st = os.lstat(source)
-    if stat.S_ISLNK(st.st_mode):
-        if not no_overwrite and os.path.lexists(target) and not os.path.isdir(target):
-            mode = os.lstat(target).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-                raise NotRegularFile(target)  # a device or FIFO in the way is not ours to remove
-            os.unlink(target)
-        os.symlink(os.readlink(source), target)
-    elif stat.S_ISDIR(st.st_mode):
-        if no_overwrite or not os.path.isdir(target):
-            make_parents_of(target)
-            os.mkdir(target, stat.S_IMODE(st.st_mode))
-        with os.scandir(source) as it:
-            for entry in it:
-                _copy_entry(entry.path, os.path.join(target, entry.name), no_overwrite)
-        shutil.copystat(source, target, follow_symlinks=False)
-    elif stat.S_ISREG(st.st_mode):
-        make_parents_of(target)
-        if no_overwrite:
-            _copy_file_exclusive(source, target, stat.S_IMODE(st.st_mode))
-        else:
-            _copy_file_atomic(source, target, stat.S_IMODE(st.st_mode))
-    # Devices, FIFOs and sockets are not copied (as `cp -r` without --special-files).
-
-
-def _copy_file_exclusive(source: str, target: str, mode: int) -> None:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        with open(source, "rb") as src:
-            copy_data(src.fileno(), fd)
-        os.fchmod(fd, mode)
-    except BaseException:
-        os.close(fd)
-        os.unlink(target)
-        raise
-    os.close(fd)
-
-
-def _copy_file_atomic(source: str, target: str, mode: int) -> None:
-    out = AtomicFile(target, mode)
-    try:
-        out.open()
-        with open(source, "rb") as src:
-            copy_data(src.fileno(), out.fd)
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise
-
-
-def copy_data(src_fd: int, dst_fd: int) -> int:
-    """Kernel-side copy when possible (copy_file_range), else read/write."""
-    total = 0
-    try:
-        while True:
-            n = os.copy_file_range(src_fd, dst_fd, 1 << 30)
-            if n == 0:
-                return total
-            total += n
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or total:
-            raise
-    while chunk := os.read(src_fd, 1 << 20):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(dst_fd, view) :]
-        total += len(chunk)
-    return total

@@ -175,3 +175,12 @@ def _nth_newline(data: bytearray, from_end: int) -> int:
     for _ in range(from_end + 1):
         index = data.rindex(b"\n", 0, index)
     return index
+
+
+def read_up_to(path: str, budget: int) -> bytearray | None:
+    """The regular file's bytes, None past `budget` of them."""
+    fd, _ = open_regular(path)
+    try:
+        return read_at_most(fd, budget)
+    finally:
+        os.close(fd)

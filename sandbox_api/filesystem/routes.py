@@ -20,8 +20,9 @@ from ..http.prefix_routes import TAIL, PrefixRouter
 from ..http.responses import JSON_TYPE, field, head_ok, json_bytes, json_response, read_json_object
 from ..http.streams import json_string
 from .atomic import AtomicFile
-from .files import Download, Files, TreeOptions, parse_permissions
+from .files import Download, Files, parse_permissions
 from .pipeline import ThreadedWriter
+from .tree import TreeOptions
 from .uploads import Uploads
 
 log = logging.getLogger("sandbox_api.filesystem")

@@ -27,8 +27,8 @@ from typing import Any
 from ..errors import Internal, Invalid, NotFound, from_os_error
 from ..identity import Identity, call_as
 from .atomic import AtomicFile, NotRegularFile
+from .copying import copy_data
 from .entries import rfc3339_nano
-from .files import copy_data
 from .pipeline import write_all
 
 log = logging.getLogger("sandbox_api.uploads")
