@@ -18,7 +18,9 @@ Field conventions, so that the original's clients keep working:
 - query parameters keep the original's lenient rules: a boolean is true only when it is
   the text `true` (absent: its default), an integer must be written as one, a list is
   comma-separated; `Meta(ge=..., le=...)` bounds are checked, and a field whose Meta
-  carries `extra={"clamp": True}` is capped at its `le` instead of refused.
+  carries `extra={"clamp": True}` is capped at its `le` instead of refused; an empty
+  number or list is absent, and a required parameter absent or empty is refused with
+  the original's `<name> parameter is required`.
 """
 
 from __future__ import annotations
@@ -171,21 +173,26 @@ def _field_path(at: str) -> str:
 def decode_query(query: Mapping[str, str], shape: type[T]) -> T:
     """URL query parameters as `shape`, with the original's lenient rules (module doc)."""
     values: dict[str, Any] = {}
-    for name, (kind, meta) in _query_fields(shape).items():
+    for name, (kind, meta, required) in _query_fields(shape).items():
         raw = query.get(name)
-        if raw is None:
+        # An empty number, list or required value is an absent one, as Go's `c.Query(x) != ""`
+        # checks read it (`excludeDirs=` keeps the default list; `excludeDirs=,` is empty).
+        if raw is None or (raw == "" and (required or kind in (int, float, list))):
+            if required:
+                raise Invalid(f"{name} parameter is required")
             continue
         if kind is bool:
             values[name] = raw == "true"
         elif kind is int or kind is float:
-            if raw == "":
-                continue
             values[name] = _number(name, raw, kind, meta)
         elif kind is list:
             values[name] = [item.strip() for item in raw.split(",") if item.strip()]
         else:
             values[name] = raw
-    return msgspec.convert(values, shape)
+    try:
+        return msgspec.convert(values, shape)
+    except msgspec.ValidationError as e:  # a constraint decode_query does not check itself (a Literal...)
+        raise Invalid(f"invalid query: {explain(str(e))}") from None
 
 
 _GO_INT = re.compile(r"^[+-]?\d+$")
@@ -209,11 +216,11 @@ def _number(name: str, raw: str, kind: type, meta: Meta | None) -> int | float:
     return value
 
 
-_QUERY_FIELDS: dict[type, dict[str, tuple[type, Meta | None]]] = {}
+_QUERY_FIELDS: dict[type, dict[str, tuple[type, Meta | None, bool]]] = {}
 
 
-def _query_fields(shape: type) -> dict[str, tuple[type, Meta | None]]:
-    """wire name -> (bool/int/float/list/str, its Meta) of each field of a query shape."""
+def _query_fields(shape: type) -> dict[str, tuple[type, Meta | None, bool]]:
+    """wire name -> (bool/int/float/list/str, its Meta, required) of each field of a query shape."""
     fields = _QUERY_FIELDS.get(shape)
     if fields is None:
         fields = {}
@@ -221,7 +228,7 @@ def _query_fields(shape: type) -> dict[str, tuple[type, Meta | None]]:
         info = msgspec.structs.fields(shape)
         for field in info:
             kind, meta = _plain(hints[field.name])
-            fields[field.encode_name] = (kind, meta)
+            fields[field.encode_name] = (kind, meta, field.required)
         _QUERY_FIELDS[shape] = fields
     return fields
 

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
+from ..http import operations
+from ..http.operations import Failure, Media, Operation, Param
 from ..http.prefix_routes import TAIL, PrefixRouter
-from ..http.responses import field, json_response, read_json_object
+from ..http.responses import json_response
 from .service import Drives, MountRequest
+from .wire import DriveListResponse, DriveMountRequest, DriveMountResponse, DriveUnmountResponse
 
 DRIVES = web.AppKey("drives", Drives)
-
-
-def _id(data: dict[str, Any], key: str) -> str:
-    """uidMap/gidMap: a string in the contract; a JSON number is taken as well."""
-    value = field(data, key, (str, int), "")
-    return str(value)
 
 
 async def list_mounts(request: web.Request) -> web.Response:
@@ -25,21 +20,21 @@ async def list_mounts(request: web.Request) -> web.Response:
 
 
 async def mount(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
+    body = await operations.body(request, DriveMountRequest)
     drive = await request.app[DRIVES].mount(
         MountRequest(
-            drive_name=field(data, "driveName", str, ""),
-            mount_path=field(data, "mountPath", str, ""),
-            drive_path=field(data, "drivePath", str, ""),
-            read_only=field(data, "readOnly", bool, False),
-            uid_map=_id(data, "uidMap"),
-            gid_map=_id(data, "gidMap"),
+            drive_name=body.drive_name or "",
+            mount_path=body.mount_path or "",
+            drive_path=body.drive_path or "",
+            read_only=bool(body.read_only),
+            uid_map="" if body.uid_map is None else str(body.uid_map),
+            gid_map="" if body.gid_map is None else str(body.gid_map),
         )
     )
-    body = drive.to_dict()
-    body.setdefault("uidMap", "")
-    body.setdefault("gidMap", "")
-    return json_response({"success": True, "message": "Drive mounted successfully", **body})
+    reply = drive.to_dict()
+    reply.setdefault("uidMap", "")
+    reply.setdefault("gidMap", "")
+    return json_response({"success": True, "message": "Drive mounted successfully", **reply})
 
 
 async def unmount(request: web.Request) -> web.Response:
@@ -50,8 +45,51 @@ async def unmount(request: web.Request) -> web.Response:
     return json_response({"success": True, "message": "Drive unmounted successfully", "mountPath": path})
 
 
+BLFS_MISSING = Failure("Blaxel's `blfs` helper (or fusermount/umount) is not installed.")
+
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/drives/mount",
+        list_mounts,
+        "drives",
+        "Mounted drives",
+        {200: DriveListResponse, 500: Failure("The mount table cannot be read.")},
+    ),
+    Operation(
+        "POST",
+        "/drives/mount",
+        mount,
+        "drives",
+        "Mount a drive",
+        {
+            200: Media({"application/json": DriveMountResponse}, "Mounted (again: a no-op)."),
+            400: Failure("An invalid body (`invalid request body: ...`), name or path."),
+            409: Failure("Another mount is at that path."),
+            500: Failure("The mount failed (`Failed to mount drive: ...`)."),
+            501: BLFS_MISSING,
+        },
+        description="Mounting the same drive at the same path again is a no-op.",
+        body=DriveMountRequest,
+    ),
+    Operation(
+        "DELETE",
+        "/drives/mount/{mountPath}",
+        unmount,
+        "drives",
+        "Unmount a drive",
+        {
+            200: DriveUnmountResponse,
+            400: Failure("Empty or invalid path."),
+            500: Failure("Not a drive mount point, or the unmount failed (the original's status)."),
+            501: BLFS_MISSING,
+        },
+        params=(Param("mountPath", "The mount point (absolute whatever its spelling: `mnt%2Fdata`, `/mnt/data`)."),),
+        # On the decoded path: `/drives/mount/mnt%2Fdata` must reach the handler.
+        prefix=True,
+    ),
+)
+
+
 def add_routes(app: web.Application, prefixes: PrefixRouter) -> None:
-    app.router.add_get("/drives/mount", list_mounts, allow_head=False)
-    app.router.add_post("/drives/mount", mount)
-    # On the decoded path: `/drives/mount/mnt%2Fdata` must reach the handler.
-    prefixes.add("DELETE", "/drives/mount", unmount)
+    operations.register(app, OPERATIONS, prefixes)

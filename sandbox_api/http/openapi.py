@@ -89,10 +89,13 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
     error_ref = schema(Error)
     paths: dict[str, Schema] = {}
     for op in ops:
-        item = paths.setdefault(op.path, {})
+        item = paths.setdefault(op.path.replace("*}", "}"), {})  # `{path*}`: a tail, named `path`
         built = _operation(op, schema, error_ref)
-        for method in ANY_METHODS if op.method == "*" else (op.method.lower(),):
-            item[method] = built
+        if op.method != "*":
+            item[op.method.lower()] = built
+            continue
+        for method in ANY_METHODS:  # operationIds are unique: one per method
+            item[method] = {**built, "operationId": method + built["operationId"].removeprefix("any")}
     used_tags = {op.tag for op in ops}
     return {
         "openapi": "3.1.0",
@@ -196,6 +199,8 @@ def _query_params(shape: type) -> list[Schema]:
         if field_schema.get("default", 0) is None:
             del field_schema["default"]
         param: Schema = {"name": name, "in": "query", "schema": field_schema}
+        if field_schema.get("type") == "array":
+            param["explode"] = False  # one comma-separated value (`a,b`), as decode_query reads it
         if description:
             param["description"] = description
         if name in body.get("required", ()):

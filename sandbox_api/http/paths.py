@@ -22,7 +22,16 @@ from aiohttp import web
 from .. import config
 from ..errors import Invalid
 from .appkeys import SETTINGS
+from .operations import Param
 from .prefix_routes import TAIL
+
+# The path parameter of every route whose URL ends with a file path, as the document shows it.
+FILE_PATH = Param(
+    "path",
+    "A file path. Without a leading `/` it is relative to WORKDIR (`src/a.py`); an absolute path is spelled "
+    "`/filesystem//tmp/x` (Python SDK) or `/filesystem/%2Ftmp%2Fx` (TS SDK): when the raw URL holds `%2F`, the "
+    "decoded rest of the path is taken as is. `~` is $HOME.",
+)
 
 
 @dataclass(frozen=True)

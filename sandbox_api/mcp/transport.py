@@ -36,7 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..http import operations
+from ..http.operations import Empty, Failure, Media, Operation
 from ..http.responses import decode_json, json_response
+from .wire import JsonRpcRequest, JsonRpcResponse
 
 if TYPE_CHECKING:  # the tools (and the services they pull in) load on the first /mcp call
     from .tools import Tool, Tools
@@ -368,6 +371,35 @@ async def post_mcp(request: web.Request) -> web.Response:
     return await request.app[MCP].post(request)
 
 
+_RPC_ERROR = {"application/json": JsonRpcResponse}
+
+OPERATIONS = (
+    Operation(
+        "POST",
+        "/mcp",
+        post_mcp,
+        "mcp",
+        "MCP over streamable HTTP (stateless, JSON replies)",
+        {
+            200: Media(
+                {"application/json": JsonRpcResponse | list[JsonRpcResponse]},
+                "The reply (an array of replies for a batch).",
+            ),
+            202: Empty("Only notifications or responses: accepted, no body."),
+            400: Media(
+                {**_RPC_ERROR, "text/plain": {"type": "string"}},
+                "Malformed JSON-RPC or an unsupported `MCP-Protocol-Version` (a JSON-RPC error), or a Content-Type "
+                "other than application/json (plain text).",
+            ),
+            406: Media(_RPC_ERROR, "`Accept` does not allow application/json."),
+        },
+        description="The MCP tools (`tools/list`): processes, files, codegen helpers. `initialize` is optional; "
+        "there is no `Mcp-Session-Id`.",
+        body=Media({"application/json": JsonRpcRequest | list[JsonRpcRequest]}, "A message, or a batch of them."),
+    ),
+    Operation("GET", "/mcp", get_mcp, "mcp", "Not supported (no SSE)", {405: Failure("Use POST.")}),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/mcp", get_mcp, allow_head=False)
-    app.router.add_post("/mcp", post_mcp)
+    operations.register(app, OPERATIONS)

@@ -14,6 +14,7 @@ import hmac
 import re
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -22,9 +23,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..errors import ApiError, BadGateway, GatewayTimeout, Invalid, LoopDetected, ServiceUnavailable
-from ..http import streams
+from ..http import operations, streams
 from ..http.appkeys import SETTINGS
 from ..http.headers import RELAYED
+from ..http.operations import Empty, Failure, Operation, Param
 
 UPSTREAM_HOST = "127.0.0.1"
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -325,9 +327,38 @@ async def _close_session(app: web.Application) -> AsyncIterator[None]:
     await app[PORT_PROXY].close()
 
 
+PORT = Param("port", "A local port.", {"type": "integer", "minimum": 1, "maximum": 65535})
+RELAYED_ANSWERS: dict[int | str, Any] = {
+    "default": Empty("Whatever the app on that port answers, relayed (bodies streamed both ways)."),
+    400: Failure("Invalid port."),
+    502: Failure("Nothing is listening on that port, or it answered badly."),
+    503: Failure("Too many proxied requests at once."),
+    504: Failure("Connecting timed out."),
+    508: Failure("The port is this server: the request would loop back into it."),
+}
+
+
+def _forwarding(path: str, params: tuple[Param, ...]) -> Operation:
+    return Operation(
+        "*",
+        path,
+        forward,
+        "proxy",
+        "Reverse proxy to http://127.0.0.1:{port}/",
+        RELAYED_ANSWERS,
+        description="Any method, WebSocket upgrades included; OPTIONS goes to the app.",
+        params=params,
+    )
+
+
+# Every method, OPTIONS included: see http/cors.py.
+OPERATIONS = (
+    _forwarding("/port/{port}", (PORT,)),
+    _forwarding("/port/{port}/{path*}", (PORT, Param("path", "The rest of the URL, sent to the app."))),
+)
+
+
 def add_routes(app: web.Application) -> None:
     app[PORT_PROXY] = PortProxy()
     app.cleanup_ctx.append(_close_session)
-    # Every method, OPTIONS included: see http/cors.py.
-    app.router.add_route("*", "/port/{port}", forward)
-    app.router.add_route("*", "/port/{port}/{tail:.*}", forward)
+    operations.register(app, OPERATIONS)

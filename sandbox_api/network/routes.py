@@ -6,11 +6,15 @@ import asyncio
 
 from aiohttp import web
 
+from ..contract import Success
 from ..errors import Invalid
-from ..http.responses import field, head_ok, json_response, read_json_object
+from ..http import operations
+from ..http.operations import Failure, Operation, Param
+from ..http.responses import json_response
 from . import ports
 from .monitors import Monitors
 from .tunnel import Tunnel, parse_config
+from .wire import PortMonitorRequest, PortsResponse, TunnelConfigRequest
 
 MONITORS = web.AppKey("monitors", Monitors)
 TUNNEL = web.AppKey("tunnel", Tunnel)
@@ -35,8 +39,8 @@ async def process_ports(request: web.Request) -> web.Response:
 
 async def start_monitor(request: web.Request) -> web.Response:
     pid = _pid(request)
-    data = await read_json_object(request)
-    await request.app[MONITORS].add(pid, field(data, "callback", str, ""))
+    body = await operations.body(request, PortMonitorRequest)
+    await request.app[MONITORS].add(pid, body.callback or "")
     return json_response({"path": "", "message": "Port monitoring started"})
 
 
@@ -48,11 +52,10 @@ async def stop_monitor(request: web.Request) -> web.Response:
 
 async def configure_tunnel(request: web.Request) -> web.Response:
     # The body holds keys: it is never logged, and no error message repeats it.
-    data = await read_json_object(request)
-    encoded = field(data, "config", str, "")
-    if not encoded:
+    body = await operations.body(request, TunnelConfigRequest)
+    if not body.config:  # null or "": the original's words, not the shape's
         raise Invalid("invalid request body: config is required")
-    await request.app[TUNNEL].configure(parse_config(encoded))
+    await request.app[TUNNEL].configure(parse_config(body.config))
     return json_response({"path": "", "message": "Tunnel configuration updated successfully"})
 
 
@@ -69,14 +72,79 @@ async def _close_tunnel(app: web.Application) -> None:
     await app[TUNNEL].close()
 
 
+PID = Param("pid", "An OS process id (its whole tree is looked at).", {"type": "integer", "minimum": 1})
+BAD_PID = Failure("Invalid pid.")
+TOOLS_MISSING = Failure("The `wg`/`ip` programs are not installed.")
+
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/network/process/{pid}/ports",
+        process_ports,
+        "network",
+        "Sockets of a process tree",
+        {200: PortsResponse, 400: BAD_PID},
+        description="A pid that does not exist has no ports (200 with `[]`), as the original.",
+        params=(PID,),
+        head="ok",
+    ),
+    Operation(
+        "POST",
+        "/network/process/{pid}/monitor",
+        start_monitor,
+        "network",
+        "Call back on new ports of a process tree",
+        {
+            200: Success,
+            400: Failure("Invalid pid, body (`invalid request body: ...`) or callback URL."),
+            404: Failure("No such process."),
+        },
+        description="Watches the tree until the process exits.",
+        params=(PID,),
+        body=PortMonitorRequest,
+    ),
+    Operation(
+        "DELETE",
+        "/network/process/{pid}/monitor",
+        stop_monitor,
+        "network",
+        "Stop the port callbacks of a process",
+        {200: Success, 400: BAD_PID},
+        params=(PID,),
+    ),
+    Operation(
+        "PUT",
+        "/network/tunnel/config",
+        configure_tunnel,
+        "network",
+        "Bring up the WireGuard tunnel",
+        {
+            200: Success,
+            400: Failure("An invalid body (`invalid request body: ...`); `config` is required."),
+            422: Failure("Invalid configuration (`invalid tunnel config: ...`)."),
+            500: Failure("A step failed (`failed to apply tunnel config: ...`)."),
+            501: TOOLS_MISSING,
+        },
+        description="Replaces the running tunnel, if any. The configuration holds keys: there is no GET.",
+        body=TunnelConfigRequest,
+    ),
+    Operation(
+        "DELETE",
+        "/network/tunnel",
+        disconnect_tunnel,
+        "network",
+        "Take the WireGuard tunnel down",
+        {
+            200: Success,
+            400: Failure("No WireGuard client is running."),
+            500: Failure("Teardown failed."),
+            501: TOOLS_MISSING,
+        },
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/network/process/{pid}/ports", process_ports, allow_head=False)
-    r.add_route("HEAD", "/network/process/{pid}/ports", head_ok)
-    r.add_post("/network/process/{pid}/monitor", start_monitor)
-    r.add_delete("/network/process/{pid}/monitor", stop_monitor)
-    # No GET: the configuration holds the private key.
-    r.add_put("/network/tunnel/config", configure_tunnel)
-    r.add_delete("/network/tunnel", disconnect_tunnel)
+    operations.register(app, OPERATIONS)
     app.on_startup.append(_start_tunnel)
     app.on_shutdown.append(_close_tunnel)  # before the children are closed (a cleanup step)

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import config
+from ..contract import convert, decode_json
 from ..errors import ApiError, Internal, Invalid, NotSupported, Unprocessable
 from ..linux.children import Children
+from .wire import TunnelSettings
 
 log = logging.getLogger("sandbox_api.tunnel")
 
@@ -94,46 +96,38 @@ def parse_config(encoded: str) -> TunnelConfig:
     except (binascii.Error, ValueError) as e:
         raise _invalid(f"failed to decode base64 configuration: {e}") from None
     try:
-        data = json.loads(raw)
+        data = decode_json(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise _invalid(f"failed to parse JSON configuration: {e}") from None
+    # The original's words for these two (the shape's would name `allowed_ips[0]`).
     if not isinstance(data, dict):
         raise _invalid("failed to parse JSON configuration: expected a JSON object")
-    try:
-        values = {
-            "local_ip": _get(data, "local_ip", str, ""),
-            "peer_endpoint": _get(data, "peer_endpoint", str, ""),
-            "peer_public_key": _get(data, "peer_public_key", str, ""),
-            "private_key": _get(data, "private_key", str, ""),
-            "mtu": _get(data, "mtu", int, 0) or DEFAULT_MTU,
-            "listen_port": _get(data, "listen_port", int, 0) or DEFAULT_LISTEN_PORT,
-            "interface_name": _get(data, "interface_name", str, "") or DEFAULT_INTERFACE,
-            "allowed_ips": _get(data, "allowed_ips", list, []) or list(DEFAULT_ALLOWED_IPS),
-            "persistent_keepalive": _get(data, "persistent_keepalive", int, DEFAULT_KEEPALIVE),
-            "route_all": _get(data, "route_all", bool, False),
-        }
-    except TypeError as e:
-        raise _invalid(f"failed to parse JSON configuration: {e}") from None
-    if not all(isinstance(ip, str) for ip in values["allowed_ips"]):
+    ips = data.get("allowed_ips")
+    if isinstance(ips, list) and not all(isinstance(ip, str) for ip in ips):
         raise _invalid("failed to parse JSON configuration: field allowed_ips must be an array of strings")
-    values["allowed_ips"] = tuple(values["allowed_ips"])
+    try:
+        settings = convert(data, TunnelSettings, "failed to parse JSON configuration")
+    except Invalid as e:  # names the field, never its value
+        raise _invalid(e.message) from None
+    values: dict[str, Any] = {
+        "local_ip": settings.local_ip or "",
+        "peer_endpoint": settings.peer_endpoint or "",
+        "peer_public_key": settings.peer_public_key or "",
+        "private_key": settings.private_key or "",
+        "mtu": settings.mtu or DEFAULT_MTU,
+        "listen_port": settings.listen_port or DEFAULT_LISTEN_PORT,
+        "interface_name": settings.interface_name or DEFAULT_INTERFACE,
+        "allowed_ips": tuple(settings.allowed_ips or DEFAULT_ALLOWED_IPS),
+        "persistent_keepalive": (
+            DEFAULT_KEEPALIVE if settings.persistent_keepalive is None else settings.persistent_keepalive
+        ),
+        "route_all": bool(settings.route_all),
+    }
     try:
         _validate(values)
     except ValueError as e:
         raise _invalid(f"invalid configuration: {e}") from None
     return TunnelConfig(**values)
-
-
-def _get(data: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-    """`data[key]` of JSON type `kind` (null or absent: `default`). The message names
-    the field, never its value."""
-    value = data.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-        names = {str: "a string", int: "an integer", bool: "a boolean", list: "an array"}
-        raise TypeError(f"field {key} must be {names[kind]}")
-    return value
 
 
 def _validate(c: dict[str, Any]) -> None:

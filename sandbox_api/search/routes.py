@@ -2,104 +2,149 @@
 
 from __future__ import annotations
 
-import re
+from typing import TypeVar
 
 from aiohttp import web
 
 from ..errors import Invalid
-from ..http import paths
+from ..http import operations, paths
 from ..http.appkeys import SETTINGS
+from ..http.operations import Failure, Operation
+from ..http.paths import FILE_PATH
 from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_response
 from . import find, fuzzy
-from .content import MAX_CONTEXT_LINES, ContentSearch
+from .content import ContentSearch
 from .walk import DEFAULT_EXCLUDES
+from .wire import (
+    ContentSearchQuery,
+    ContentSearchResponse,
+    FindQuery,
+    FindResponse,
+    FuzzyQuery,
+    FuzzySearchResponse,
+)
 
 CONTENT_SEARCH = web.AppKey("content_search", ContentSearch)
-
-MAX_RESULTS_CAP = 1000
-_GO_INT = re.compile(r"^[+-]?\d+$")
+Q = TypeVar("Q")
 
 
-def max_results(request: web.Request, default: int) -> int:
-    """`maxResults`: default, positive capped at 1000, 0 = all; else 400."""
-    return _int(request, "maxResults", default, MAX_RESULTS_CAP)
+def _query(request: web.Request, shape: type[Q]) -> Q:
+    """The query as `shape`, a refused number in the original's words: Go's Atoi failing
+    says only `invalid maxResults: <raw>` (filesystem.md §7), whatever is wrong with it."""
+    try:
+        return operations.query(request, shape)
+    except Invalid as e:
+        for name in ("maxResults", "contextLines"):
+            if e.message.startswith(f"invalid {name}: "):
+                raise Invalid(f"invalid {name}: {request.query[name]}") from None
+        raise
 
 
-def exclude_dirs(request: web.Request) -> frozenset[str]:
-    """`excludeDirs` replaces the defaults; `excludeDirs=,` excludes nothing."""
-    raw = request.query.get("excludeDirs")
-    if not raw:
-        return frozenset(DEFAULT_EXCLUDES)
-    return frozenset(item.strip() for item in raw.split(",") if item.strip())
-
-
-def exclude_hidden(request: web.Request) -> bool:
-    raw = request.query.get("excludeHidden")
-    return raw is None or raw == "true"
-
-
-def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not _GO_INT.match(raw) or int(raw) < 0:
-        raise Invalid(f"invalid {name}: {raw}")
-    return min(int(raw), maximum)
+def _exclude_dirs(names: list[str] | None) -> frozenset[str]:
+    return frozenset(DEFAULT_EXCLUDES if names is None else names)
 
 
 async def find_files(request: web.Request) -> web.Response:
-    limit = max_results(request, 20)
-    kind = request.query.get("type") or "file"
+    query = _query(request, FindQuery)
+    kind = query.type or "file"
     if kind not in ("file", "directory"):
         raise Invalid(f"invalid search type: {kind}")
-    patterns = tuple(p.strip() for p in request.query.get("patterns", "").split(",") if p.strip())
     root = paths.from_request(request, formatted=False)
     result = await find.find(
         root.absolute,
         kind=kind,
-        patterns=patterns,
-        exclude_dirs=exclude_dirs(request),
-        exclude_hidden=exclude_hidden(request),
-        limit=limit,
+        patterns=tuple(query.patterns or ()),
+        exclude_dirs=_exclude_dirs(query.exclude_dirs),
+        exclude_hidden=query.exclude_hidden,
+        limit=query.max_results,
     )
     return json_response(result)
 
 
 async def fuzzy_search(request: web.Request) -> web.Response:
-    limit = max_results(request, 20)
+    query = _query(request, FuzzyQuery)
     root = paths.from_request(request, formatted=False)
-    query = request.query.get("query")
-    if not query:
+    pattern = query.query
+    if not pattern:
         # The original's quirk: without `query`, the path is both the root and the pattern.
-        query = root.display if root.display != request.app[SETTINGS].workdir else ""
-        if query in ("", "/", "."):
+        pattern = root.display if root.display != request.app[SETTINGS].workdir else ""
+        if pattern in ("", "/", "."):
             raise Invalid("query parameter is required in path")
     result = await fuzzy.search(
-        root.absolute, query, exclude_dirs=exclude_dirs(request), exclude_hidden=exclude_hidden(request), limit=limit
+        root.absolute,
+        pattern,
+        exclude_dirs=_exclude_dirs(query.exclude_dirs),
+        exclude_hidden=query.exclude_hidden,
+        limit=query.max_results,
     )
     return json_response(result)
 
 
 async def content_search(request: web.Request) -> web.Response:
-    query = request.query.get("query", "")
-    if not query:
-        raise Invalid("query parameter is required")
+    query = _query(request, ContentSearchQuery)
     root = paths.from_request(request, formatted=True)
     result = await request.app[CONTENT_SEARCH].search(
         root.absolute,
-        query,
-        case_sensitive=request.query.get("caseSensitive") == "true",
-        regex=request.query.get("regex") == "true",
-        context=_int(request, "contextLines", 0, MAX_CONTEXT_LINES),
-        limit=max_results(request, 100),
-        file_pattern=request.query.get("filePattern") or None,
-        exclude_dirs=exclude_dirs(request),
+        query.query,
+        case_sensitive=query.case_sensitive,
+        regex=query.regex,
+        context=query.context_lines,
+        limit=query.max_results,
+        file_pattern=query.file_pattern or None,
+        exclude_dirs=_exclude_dirs(query.exclude_dirs),
     )
     return json_response(result)
 
 
-def add_routes(prefixes: PrefixRouter) -> None:
-    prefixes.add("GET", "/filesystem-find", find_files)
-    prefixes.add("GET", "/filesystem-search", fuzzy_search)
-    prefixes.add("GET", "/filesystem-content-search", content_search)
+NO_DIRECTORY = Failure("No such directory.")
+
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/filesystem-find/{path}",
+        find_files,
+        "search",
+        "Find files or directories by name",
+        {200: FindResponse, 400: Failure("Invalid parameter (`invalid maxResults: -1`)."), 404: NO_DIRECTORY},
+        description="Paths are relative to the root, in walk order; `patterns` follow Go's `filepath.Match`.",
+        params=(FILE_PATH,),
+        query=FindQuery,
+        prefix=True,
+    ),
+    Operation(
+        "GET",
+        "/filesystem-search/{path}",
+        fuzzy_search,
+        "search",
+        "Fuzzy search of paths",
+        {200: FuzzySearchResponse, 400: Failure("Invalid parameter, or no query."), 404: NO_DIRECTORY},
+        description="Ranked like fzf; space-separated terms must all match, smart case. Without `query` the path "
+        "is the pattern (the original's quirk).",
+        params=(FILE_PATH,),
+        query=FuzzyQuery,
+        prefix=True,
+    ),
+    Operation(
+        "GET",
+        "/filesystem-content-search/{path}",
+        content_search,
+        "search",
+        "Search file contents (ripgrep)",
+        {
+            200: ContentSearchResponse,
+            400: Failure("No query, an invalid parameter, glob or regular expression, or no such directory."),
+            422: Failure("The directory cannot be read."),
+            500: Failure("ripgrep failed (`content search failed: ...`)."),
+            501: Failure("ripgrep is not installed."),
+        },
+        description="`.gitignore` is honoured and binary files are skipped.",
+        params=(FILE_PATH,),
+        query=ContentSearchQuery,
+        prefix=True,
+    ),
+)
+
+
+def add_routes(app: web.Application, prefixes: PrefixRouter) -> None:
+    operations.register(app, OPERATIONS, prefixes)

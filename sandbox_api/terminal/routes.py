@@ -18,8 +18,11 @@ from importlib import resources
 from aiohttp import web
 from aiohttp.http import WSCloseCode, WSMsgType
 
-from ..http.responses import head_ok
+from ..contract import decode_query
+from ..http import operations
+from ..http.operations import Empty, Failure, Media, Operation, Param
 from .sessions import Terminals
+from .wire import MAX_DIMENSION, TerminalQuery
 
 log = logging.getLogger("sandbox_api.terminal")
 
@@ -27,7 +30,6 @@ TERMINALS = web.AppKey("terminals", Terminals)
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css"}
 QUEUE_LIMIT = 1024  # output frames a slow client may fall behind by before it is dropped
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # one client frame (aiohttp's default, stated)
-MAX_DIMENSION = 65535  # the kernel's winsize fields are 16-bit
 
 
 def _error_frame(text: str) -> str:
@@ -72,12 +74,15 @@ async def asset(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=kind, headers={"Cache-Control": "public, max-age=86400"})
 
 
-def _dimension(request: web.Request, name: str, default: int) -> int:
-    try:
-        value = int(request.query.get(name, default))
-    except ValueError:
-        return default
-    return value if 0 < value <= MAX_DIMENSION else default
+def _socket_query(request: web.Request) -> TerminalQuery:
+    """The socket's query as its shape, except that a bad `cols` or `rows` is ignored (the
+    default size) rather than refused, as the original: a page must get its terminal."""
+    query = {name: request.query[name] for name in request.query}
+    for name in ("cols", "rows"):
+        raw = query.get(name, "")
+        if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_DIMENSION):
+            query.pop(name, None)
+    return decode_query(query, TerminalQuery)
 
 
 def _resize_size(frame: dict) -> tuple[int, int] | str:
@@ -99,6 +104,7 @@ def _resize_size(frame: dict) -> tuple[int, int] | str:
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     terminals = request.app[TERMINALS]
+    query = _socket_query(request)
     ws = TerminalSocket(heartbeat=30.0, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     outbox: asyncio.Queue[str | None] = asyncio.Queue()
@@ -117,12 +123,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
     try:
         session = terminals.attach(
-            request.query.get("sessionId") or "default",
-            _dimension(request, "cols", 80),
-            _dimension(request, "rows", 24),
-            request.query.get("shell"),
-            request.query.get("workingDir"),
-            listener,
+            query.session_id or "default", query.cols, query.rows, query.shell, query.working_dir, listener
         )
     except OSError as e:
         await ws.send_json({"type": "error", "data": f"cannot start a terminal: {e}"})
@@ -169,10 +170,49 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/terminal",
+        page,
+        "terminal",
+        "The web terminal page (works offline)",
+        {200: Media({"text/html": {"type": "string"}})},
+        head="ok",
+    ),
+    Operation(
+        "GET",
+        "/terminal/ws",
+        websocket,
+        "terminal",
+        "The terminal's WebSocket",
+        {
+            101: Empty(
+                'The WebSocket. Client frames: `{"type":"input","data"}`, `{"type":"resize","cols","rows"}`; server '
+                'frames: `{"type":"output","data"}`, `{"type":"error","data"}`. A frame over 4 MiB closes it (1009).'
+            ),
+            400: Failure("Not a WebSocket upgrade."),
+        },
+        description="A session outlives its socket: reconnecting with the same `sessionId` replays the last "
+        "100 KiB of output.",
+        query=TerminalQuery,
+        head="ok",
+    ),
+    Operation(
+        "GET",
+        "/terminal/static/{name}",
+        asset,
+        "terminal",
+        "The terminal page's scripts and styles",
+        {
+            200: Media({"application/javascript": {"type": "string"}, "text/css": {"type": "string"}}),
+            404: Failure("No such asset."),
+        },
+        params=(Param("name", "An asset name (`xterm.js`)."),),
+        head="same",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/terminal", page, allow_head=False)
-    r.add_route("HEAD", "/terminal", head_ok)
-    r.add_get("/terminal/ws", websocket, allow_head=False)
-    r.add_route("HEAD", "/terminal/ws", head_ok)
-    r.add_get("/terminal/static/{name}", asset)
+    operations.register(app, OPERATIONS)

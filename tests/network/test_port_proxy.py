@@ -361,3 +361,17 @@ async def test_proxying_to_ourselves_is_refused_as_a_loop(client):
     resp = await client.get(f"/port/{client.port}/port/{client.port}/health")
     assert resp.status == 508
     assert "would loop back" in (await resp.json())["error"]
+
+
+async def test_the_document_lists_each_proxied_method_once_under_its_tail_name(client):
+    document = await (await client.get("/openapi.json")).json()
+    methods = ("get", "head", "post", "put", "patch", "delete", "options")
+    for path in ("/port/{port}", "/port/{port}/{path}"):
+        assert sorted(document["paths"][path]) == sorted(methods)
+    tail = document["paths"]["/port/{port}/{path}"]["get"]["parameters"]
+    assert [p["name"] for p in tail] == ["port", "path"]
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))  # OpenAPI wants each one unique
+    search = document["paths"]["/filesystem-find/{path}"]["get"]["parameters"]
+    excluded = next(p for p in search if p["name"] == "excludeDirs")
+    assert excluded["explode"] is False  # one comma-separated value, not `excludeDirs=a&excludeDirs=b`

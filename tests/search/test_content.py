@@ -79,6 +79,9 @@ async def test_thousands_of_hits_stop_early_and_promptly(client, tmp_path):
 
 async def test_bad_input(client, code, tmp_path):
     assert (await grep(client, code, status=400))["error"] == "query parameter is required"
+    assert (await grep(client, code, status=400, query=""))["error"] == "query parameter is required"
+    assert (await grep(client, code, status=400, query="x", contextLines="x"))["error"] == "invalid contextLines: x"
+    assert (await grep(client, code, status=400, query="x", maxResults="1.5"))["error"] == "invalid maxResults: 1.5"
     body = await grep(client, code, status=400, query="([", regex="true")
     assert "invalid regular expression" in body["error"]
     body = await grep(client, tmp_path / "missing", status=400, query="x")

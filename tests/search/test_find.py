@@ -54,6 +54,13 @@ async def test_the_original_integration_cases(client, tree):
     assert (await find(client, f"{tree}/src", patterns="*.go"))["total"] == 2
 
 
+async def test_an_empty_exclude_dirs_keeps_the_defaults_and_a_comma_clears_them(client, tree):
+    everything = await find(client, tree, patterns="*.json", excludeDirs=",")
+    assert [m["path"] for m in everything["matches"]] == ["node_modules/package.json"]
+    for params in ({"excludeDirs": ""}, {}):  # Go reads `excludeDirs=` as absent: the default list
+        assert (await find(client, tree, patterns="*.json", **params))["total"] == 0
+
+
 async def test_walk_order_is_depth_first_bytewise(client, tree):
     body = await find(client, tree, maxResults=0)
     # Each directory's contents right after it, bytewise ("docs" < "file1.go" < ... < "src").

@@ -97,6 +97,16 @@ async def test_input_output_and_working_directory(client, workdir, monkeypatch):
     await term.ws.close()
 
 
+async def test_a_bad_size_in_the_query_is_ignored(client):
+    # As the original: the page still gets its terminal, at the default 80x24.
+    term = await connect(client, sessionId="bad-size", cols="wide", rows=0)
+    assert (await term.run("stty size")).strip() == "24 80"
+    await term.ws.close()
+    term = await connect(client, sessionId="big-size", cols=65536, rows="+30")
+    assert (await term.run("stty size")).strip() == "24 80"
+    await term.ws.close()
+
+
 async def test_daemon_secrets_stay_out_of_the_shell(settings, workdir, monkeypatch):
     monkeypatch.setenv("SANDBOX_API_TOKEN", "secret-token-xyz")
     monkeypatch.setenv("VISIBLE_TO_SHELL", "yes-visible")
