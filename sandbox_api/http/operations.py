@@ -67,7 +67,7 @@ class Operation:
     handler: Handler
     tag: str
     summary: str
-    responses: Mapping[int, Answer]
+    responses: Mapping[Any, Answer]  # status (or "default") -> answer
     description: str = ""
     params: tuple[Param, ...] = ()
     query: type | None = None  # a Struct: each field is a query parameter
