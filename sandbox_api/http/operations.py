@@ -28,16 +28,18 @@ ANY_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
 
 @dataclass(frozen=True)
 class Param:
-    """A path parameter."""
+    """A path parameter (or, with `location="header"`, an optional request header)."""
 
     name: str
     description: str
     schema: Schema = field(default_factory=lambda: {"type": "string"})
+    location: Literal["path", "header"] = "path"
 
 
 @dataclass(frozen=True)
 class Media:
-    """A body or an answer by content type: each a shape (a type) or a JSON Schema dict."""
+    """A body or an answer by content type: each a shape (a type), a tuple of shapes (any
+    one of them) or a JSON Schema dict."""
 
     content: Mapping[str, Any]
     description: str = ""
@@ -67,7 +69,7 @@ class Operation:
     handler: Handler
     tag: str
     summary: str
-    responses: Mapping[int | str, Answer]
+    responses: Mapping[int, Answer]
     description: str = ""
     params: tuple[Param, ...] = ()
     query: type | None = None  # a Struct: each field is a query parameter
@@ -81,12 +83,12 @@ class Operation:
     prefix: bool = False
 
 
-OPERATIONS = web.AppKey("operations", list)
+OPERATIONS = web.AppKey("operations", list[Operation])
 
 
 def register(app: web.Application, operations: tuple[Operation, ...], prefixes: PrefixRouter | None = None) -> None:
     """Serve `operations` and record them for the document."""
-    table: list[Operation] = app.setdefault(OPERATIONS, [])  # type: ignore[arg-type]
+    table = app.setdefault(OPERATIONS, [])
     router = app.router
     for op in operations:
         table.append(op)

@@ -26,7 +26,8 @@ async def openapi_json(request: web.Request) -> web.Response:
     if "json" not in made:
         from ..http.openapi import document_json  # builds every schema: loaded when first asked for
 
-        made["json"] = document_json(request.app[OPERATIONS])
+        table = request.app[OPERATIONS]
+        made["json"] = document_json(table)
     body = made["json"]
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
