@@ -16,7 +16,7 @@ from .files import TREE_MAX_BYTES, TREE_MAX_FILES
 
 # An octal mode as text. The pattern is only shown: a value that breaks it is refused by
 # parse_permissions, with the original's `invalid permissions format ...` message.
-Permissions = Annotated[str, Meta(extra_json_schema={"pattern": "^[0-7]+$"})]
+Permissions = Annotated[str, Meta(extra_json_schema={"pattern": "^[0-7]*$"})]
 # Multipart form fields that carry a file's bytes.
 Binary = Annotated[str, Meta(extra_json_schema={"format": "binary"})]
 DATE_TIME = {"format": "date-time"}
