@@ -117,7 +117,7 @@ def build_app(settings: Settings) -> web.Application:
     filesystem_routes.add_routes(app, prefixes)
     search_routes.add_routes(app, prefixes)
     codegen_routes.add_routes(app, prefixes)
-    watch_routes.add_routes(prefixes)
+    watch_routes.add_routes(app, prefixes)
     network_routes.add_routes(app)
     drives_routes.add_routes(app, prefixes)
     port_proxy.add_routes(app)

@@ -74,7 +74,10 @@ def decode_body(raw: bytes, shape: type[T], prefix: str = "invalid request body"
         decoder = _DECODERS[shape] = msgspec.json.Decoder(shape)
     try:
         return decoder.decode(raw)
+    except RecursionError:  # msgspec's own nesting limit: a 400, not a 500
+        raise Invalid(f"{prefix}: JSON nested too deeply") from None
     except msgspec.ValidationError as e:
+        _check_depth(raw, prefix)
         raise Invalid(f"{prefix}: {explain(str(e))}") from None
     except msgspec.DecodeError as e:
         if not _SURROGATE_ESCAPE.search(raw):
@@ -85,6 +88,17 @@ def decode_body(raw: bytes, shape: type[T], prefix: str = "invalid request body"
     except (ValueError, UnicodeDecodeError) as e:
         raise Invalid(f"{prefix}: {e}") from None
     return convert(data, shape, prefix)
+
+
+def _check_depth(raw: bytes, prefix: str) -> None:
+    """A typed decode stops at the first value of the wrong type, but too deep a document
+    is refused as such whatever its type (`[[[...` for an object), as before."""
+    try:
+        msgspec.json.decode(raw)
+    except RecursionError:
+        raise Invalid(f"{prefix}: JSON nested too deeply") from None
+    except msgspec.DecodeError:
+        pass  # the type error is the answer
 
 
 def convert(data: Any, shape: type[T], prefix: str = "invalid request body") -> T:
@@ -195,12 +209,12 @@ def decode_query(query: Mapping[str, str], shape: type[T]) -> T:
         raise Invalid(f"invalid query: {explain(str(e))}") from None
 
 
-_GO_INT = re.compile(r"^[+-]?\d+$")
+_GO_INT = re.compile(r"[+-]?[0-9]+")  # strconv.Atoi: ASCII digits only, nothing around them
 
 
 def _number(name: str, raw: str, kind: type, meta: Meta | None) -> int | float:
     try:
-        if kind is int and not _GO_INT.match(raw):
+        if kind is int and not _GO_INT.fullmatch(raw):
             raise ValueError
         value: int | float = kind(raw)
     except ValueError:

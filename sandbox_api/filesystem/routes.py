@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
@@ -13,17 +12,41 @@ from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from .. import names
+from ..contract import Success
 from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable, from_os_error
-from ..http import paths
+from ..http import operations, paths
 from ..http.appkeys import SETTINGS
+from ..http.operations import Empty, Failure, Media, Operation, Param
 from ..http.prefix_routes import TAIL, PrefixRouter
-from ..http.responses import JSON_TYPE, field, head_ok, json_bytes, json_response, read_json_object
+from ..http.responses import JSON_TYPE, json_bytes, json_response
 from ..http.streams import json_string
 from .atomic import AtomicFile
 from .files import Download, Files, parse_permissions
 from .pipeline import ThreadedWriter
 from .tree import TreeOptions
 from .uploads import Uploads
+from .wire import (
+    CopyRequest,
+    CopyResponse,
+    DeleteQuery,
+    Directory,
+    DirectoryTree,
+    FileRequest,
+    FileUpload,
+    FileWithContent,
+    MultipartCompleteRequest,
+    MultipartInitiateRequest,
+    MultipartInitiateResponse,
+    MultipartListPartsResponse,
+    MultipartListUploadsResponse,
+    MultipartPartResponse,
+    PartQuery,
+    PartUpload,
+    ReadQuery,
+    TreeQuery,
+    TreeRequest,
+    WriteQuery,
+)
 
 log = logging.getLogger("sandbox_api.filesystem")
 
@@ -34,7 +57,6 @@ CHUNK = 1024 * 1024
 # A JSON read of a file up to this size is one plain response; larger ones stream. Small,
 # because escaping can make 6 bytes of a byte (a NUL is \u0000), and it all is in memory.
 SMALL_READ = 256 * 1024
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 CONTENT_TYPES = {
     ".txt": "text/plain",
@@ -62,7 +84,7 @@ def _success(path: str, message: str) -> web.Response:
 
 
 def wants_download(request: web.Request) -> bool:
-    if request.query.get("download") == "true":
+    if operations.query(request, ReadQuery).download:
         return True
     accept = request.headers.get("Accept", "")
     if not accept:
@@ -224,29 +246,19 @@ async def put_path(request: web.Request) -> web.Response:
         await _write_form(request, p)
         return _success(p.display, "Binary file uploaded successfully")
     if content_type.startswith("application/octet-stream"):
-        mode = parse_permissions(request.query.get("permissions"), 0o644)
+        mode = parse_permissions(operations.query(request, WriteQuery).permissions, 0o644)
         async with _FileUpload(request, p.absolute, mode) as upload:
             await upload.feed(_chunks(request))
             await upload.commit()
         return _success(p.display, "Binary file uploaded successfully")
-    data = await read_json_object(request)
-    is_directory = field(data, "isDirectory", bool, False)
-    permissions = field(data, "permissions", str)
-    if is_directory:
-        await files.make_directory(p, parse_permissions(permissions, 0o755))
+    body = await operations.body(request, FileRequest)
+    if body.is_directory:
+        await files.make_directory(p, parse_permissions(body.permissions, 0o755))
         return _success(p.display, "Directory created successfully")
-    mode = parse_permissions(permissions, 0o644)
-    content = field(data, "content", str, "")
-    await files.write_bytes(p, _utf8(content), mode)
+    mode = parse_permissions(body.permissions, 0o644)
+    # (decode_body makes an escaped lone surrogate U+FFFD, as Go: the text encodes)
+    await files.write_bytes(p, (body.content or "").encode("utf-8"), mode)
     return _success(p.display, "File created/updated successfully")
-
-
-def _utf8(text: str) -> bytes:
-    """UTF-8 of JSON text; lone surrogates (`"\\ud800"`) become U+FFFD, as Go decodes them."""
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 def _check_length(request: web.Request) -> None:
@@ -348,61 +360,42 @@ async def _write_form(request: web.Request, p: paths.ResolvedPath) -> None:
 
 async def delete_path(request: web.Request) -> web.Response:
     p = paths.from_request(request)
-    kind = await request.app[FILES].delete(p, request.query.get("recursive") == "true")
+    kind = await request.app[FILES].delete(p, operations.query(request, DeleteQuery).recursive)
     return _success(p.display, "Directory deleted successfully" if kind == "directory" else "File deleted successfully")
 
 
 # --- /filesystem/tree ------------------------------------------------------------------
 
 
-def _csv(value: str | None) -> tuple[str, ...]:
-    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
-
-
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"invalid {name}: {raw!r} is not an integer") from None
-    if value < 0:
-        raise Invalid(f"invalid {name}: must not be negative")
-    return value or default
-
-
 async def get_tree(request: web.Request) -> web.Response:
     files = request.app[FILES]
     root = paths.from_tree_tail(request[TAIL])
-    if request.query.get("recursive") != "true":
+    query = operations.query(request, TreeQuery)
+    if not query.recursive:
         return json_response(await files.tree_listing(root))
     options = TreeOptions(
-        content=request.query.get("content") == "true",
-        patterns=_csv(request.query.get("patterns")),
-        exclude_dirs=_csv(request.query.get("excludeDirs")),
-        exclude_hidden=request.query.get("excludeHidden") == "true",
-        max_files=_int_param(request, "maxFiles", TreeOptions.max_files),
-        max_bytes=_int_param(request, "maxBytes", TreeOptions.max_bytes),
+        content=query.content,
+        patterns=tuple(query.patterns or ()),
+        exclude_dirs=tuple(query.exclude_dirs or ()),
+        exclude_hidden=query.exclude_hidden,
+        max_files=query.max_files or TreeOptions.max_files,  # 0 is the default
+        max_bytes=query.max_bytes or TreeOptions.max_bytes,
     )
     return json_response(await files.read_tree(root, options))
 
 
 async def put_tree(request: web.Request) -> web.Response:
     root = paths.from_tree_tail(request[TAIL])
-    data = await read_json_object(request)
-    entries = field(data, "files", dict, {})
-    for key, value in entries.items():
-        if not isinstance(value, str):
-            raise Invalid(f"invalid request body: files.{key} must be a string")
+    entries = (await operations.body(request, TreeRequest)).files or {}
+    for key in entries:
         paths.checked(key)
-    encoded = {key: _utf8(value) for key, value in entries.items()}
+    encoded = {key: value.encode("utf-8") for key, value in entries.items()}
     return json_response(await request.app[FILES].write_tree(root, encoded))
 
 
 async def delete_tree(request: web.Request) -> web.Response:
     root = paths.from_tree_tail(request[TAIL])
-    await request.app[FILES].delete_tree(root, request.query.get("recursive") == "true")
+    await request.app[FILES].delete_tree(root, operations.query(request, DeleteQuery).recursive)
     return _success(root.display, "Directory deleted successfully")
 
 
@@ -410,16 +403,11 @@ async def delete_tree(request: web.Request) -> web.Response:
 
 
 async def copy(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    source = field(data, "source", str, "")
-    destination = field(data, "destination", str, "")
-    if not source or not destination:
-        raise Invalid("invalid request body: source and destination are required")
+    body = await operations.body(request, CopyRequest)
     workdir = request.app[SETTINGS].workdir
-    target = await request.app[FILES].copy(
-        paths.from_body(source, workdir), paths.from_body(destination, workdir), field(data, "noOverwrite", bool, False)
-    )
-    return json_response({"message": "Files copied", "source": source, "destination": target})
+    source, destination = paths.from_body(body.source, workdir), paths.from_body(body.destination, workdir)
+    target = await request.app[FILES].copy(source, destination, bool(body.no_overwrite))
+    return json_response({"message": "Files copied", "source": body.source, "destination": target})
 
 
 # --- /filesystem-multipart -------------------------------------------------------------
@@ -428,24 +416,17 @@ async def copy(request: web.Request) -> web.Response:
 async def initiate_upload(request: web.Request) -> web.Response:
     p = paths.from_request(request)
     try:
-        data = await read_json_object(request, required=False)
+        body = await operations.body(request, MultipartInitiateRequest)
     except Invalid:
-        data = {}  # the original ignores a missing or broken body
-    permissions = data.get("permissions") if isinstance(data.get("permissions"), str) else None
-    mode = parse_permissions(permissions, 0o644, quoted=False)
+        body = MultipartInitiateRequest()  # the original ignores a missing or broken body
+    mode = parse_permissions(body.permissions, 0o644, quoted=False)
     return json_response(await request.app[UPLOADS].initiate(p.absolute, mode))
 
 
 async def upload_part(request: web.Request) -> web.Response:
     uploads = request.app[UPLOADS]
-    upload_id = request.match_info["upload_id"]
-    raw = request.query.get("partNumber")
-    if raw is None or raw == "":
-        raise Invalid("partNumber is required")
-    try:
-        number = int(raw)
-    except ValueError:
-        raise Invalid(f'invalid partNumber: strconv.Atoi: parsing "{raw}": invalid syntax') from None
+    upload_id = request.match_info["uploadId"]
+    number = operations.query(request, PartQuery).part_number
     uploads.check_part_number(number)
     _check_length(request)
     reader = await _open_multipart(request)
@@ -470,41 +451,272 @@ async def upload_part(request: web.Request) -> web.Response:
 
 
 async def complete_upload(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    listed = []
-    for item in field(data, "parts", list, []):
-        if not isinstance(item, dict):
-            raise Invalid("invalid request body: parts must hold objects")
-        listed.append((field(item, "partNumber", int, 0), field(item, "etag", str, "")))
-    path = await request.app[UPLOADS].complete(request.match_info["upload_id"], listed)
+    body = await operations.body(request, MultipartCompleteRequest)
+    listed = [(part.part_number, part.etag) for part in body.parts or ()]
+    path = await request.app[UPLOADS].complete(request.match_info["uploadId"], listed)
     return _success(path, "Multipart upload completed successfully")
 
 
 async def abort_upload(request: web.Request) -> web.Response:
-    await request.app[UPLOADS].abort(request.match_info["upload_id"])
+    await request.app[UPLOADS].abort(request.match_info["uploadId"])
     return _success("", "Multipart upload aborted successfully")
 
 
 async def list_parts(request: web.Request) -> web.Response:
-    return json_response(await request.app[UPLOADS].list_parts(request.match_info["upload_id"]))
+    return json_response(await request.app[UPLOADS].list_parts(request.match_info["uploadId"]))
 
 
 async def list_uploads(request: web.Request) -> web.Response:
     return json_response(await request.app[UPLOADS].list_sessions())
 
 
+FILE_PATH = Param(
+    "path",
+    "A file path. Without a leading `/` it is relative to WORKDIR (`src/a.py`); an absolute path is spelled "
+    "`/filesystem//tmp/x` (Python SDK) or `/filesystem/%2Ftmp%2Fx` (TS SDK): when the raw URL holds `%2F`, the "
+    "decoded rest of the path is taken as is. `~` is $HOME.",
+)
+UPLOAD_ID = Param("uploadId", "The id `initiate` returned.")
+BINARY = {"type": "string", "format": "binary"}
+BAD_BODY = "Invalid JSON body or field (`invalid request body: ...`)."
+BAD_PATH = "Invalid path (a NUL byte, `~` without a home directory...)."
+NO_UPLOAD = {404: Failure("No such upload.")}
+RAW_ONLY = "Raw bytes only: "
+
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/filesystem/{path}",
+        get_path,
+        "filesystem",
+        "Read a file or list a directory",
+        {
+            200: Media(
+                {"application/json": (Directory, FileWithContent), "*/*": BINARY},
+                "A directory listing, a file as JSON, or (with `Accept: application/octet-stream` or `download=true`) "
+                "its raw bytes, with the type its extension gives (`.txt`: text/plain, otherwise "
+                "application/octet-stream). A JSON read of a file over 256 KiB is streamed (chunked), so any size "
+                "costs the server bounded memory.",
+            ),
+            206: Media({"*/*": BINARY}, "The requested range."),
+            304: Empty("Not modified since `If-Modified-Since`."),
+            400: Failure(f"{BAD_PATH[:-1]}, or a name too long."),
+            404: Failure("No such file or directory."),
+            416: Failure("The range starts past the end of the file, or is an empty suffix (`bytes=-0`)."),
+            422: Failure(
+                "The file cannot be read: permission denied, a symlink loop, or not a regular file (a device, FIFO or "
+                "socket is not read as JSON content; its download is as before)."
+            ),
+            500: Failure(
+                "stat failed for another reason than a missing file (not a directory, permission denied...): the "
+                "original's status."
+            ),
+        },
+        params=(
+            FILE_PATH,
+            Param("Range", RAW_ONLY + "one `bytes=a-b` range.", location="header"),
+            Param(
+                "If-Range",
+                RAW_ONLY + "the Range applies only if this is the file's Last-Modified date; anything else (an ETag, "
+                "garbage) gets the whole file.",
+                location="header",
+            ),
+            Param("If-Modified-Since", RAW_ONLY + "304 when the file is not newer.", location="header"),
+        ),
+        query=ReadQuery,
+        prefix=True,
+    ),
+    Operation(
+        "PUT",
+        "/filesystem/{path}",
+        put_path,
+        "filesystem",
+        "Write a file or make a directory",
+        {
+            200: Success,
+            400: Failure(f"{BAD_BODY} Also: invalid permissions, a multipart form without `file`."),
+            413: Failure("The body is over `SANDBOX_MAX_UPLOAD_BYTES`."),
+            422: Failure(
+                "The file cannot be written (a directory is in the way, permission denied, the path is a device, FIFO "
+                "or socket, which is never replaced...)."
+            ),
+            507: Failure("The disk is full; the old file is left as it was."),
+        },
+        description="Atomic: readers see the old file or the new one. JSON (`content`, or `isDirectory`), a multipart "
+        "form (`file`, `permissions`) or raw bytes (`?permissions=`).",
+        params=(FILE_PATH,),
+        query=WriteQuery,
+        body=Media(
+            {"application/json": FileRequest, "multipart/form-data": FileUpload, "application/octet-stream": BINARY}
+        ),
+        prefix=True,
+    ),
+    Operation(
+        "DELETE",
+        "/filesystem/{path}",
+        delete_path,
+        "filesystem",
+        "Delete a file or directory",
+        {
+            200: Success,
+            400: Failure(BAD_PATH),
+            404: Failure("No such file or directory."),
+            422: Failure("The directory is not empty (without `recursive`), or permission denied."),
+        },
+        params=(FILE_PATH,),
+        query=DeleteQuery,
+        prefix=True,
+    ),
+    Operation(
+        "GET",
+        "/filesystem/tree/{path}",
+        get_tree,
+        "filesystem",
+        "A directory tree",
+        {
+            200: Media(
+                {"application/json": (Directory, DirectoryTree)},
+                "One level (a `Directory`), or with `recursive=true` every level (a `DirectoryTree`).",
+            ),
+            400: Failure("Not a directory, or an invalid `maxFiles`/`maxBytes`."),
+            404: Failure("No such directory (`recursive=true`)."),
+            422: Failure("Over `maxFiles` or `maxBytes` (nothing partial), or unreadable."),
+        },
+        description="The path is always absolute here (`/filesystem/tree/tmp/x` is `/tmp/x`).",
+        params=(FILE_PATH,),
+        query=TreeQuery,
+        prefix=True,
+    ),
+    Operation(
+        "PUT",
+        "/filesystem/tree/{path}",
+        put_tree,
+        "filesystem",
+        "Write many files at once",
+        {
+            200: Media({"application/json": Directory}, "The directory, listed after the writes."),
+            400: Failure(f"{BAD_BODY} Also: a key with a `..` component, or naming the root."),
+            422: Failure("A file cannot be written (what this request created is removed)."),
+            507: Failure("The disk is full (what this request created is removed)."),
+        },
+        params=(FILE_PATH,),
+        body=TreeRequest,
+        prefix=True,
+    ),
+    Operation(
+        "DELETE",
+        "/filesystem/tree/{path}",
+        delete_tree,
+        "filesystem",
+        "Delete a directory",
+        {
+            200: Success,
+            400: Failure("Invalid path."),
+            404: Failure("No such directory."),
+            422: Failure("Missing, not a directory, not empty (without `recursive`), or permission denied."),
+        },
+        params=(FILE_PATH,),
+        query=DeleteQuery,
+        prefix=True,
+    ),
+    Operation(
+        "POST",
+        "/filesystem-copy",
+        copy,
+        "filesystem",
+        "Copy a file or directory",
+        {
+            200: CopyResponse,
+            400: Failure(f"{BAD_BODY} Also: a copy onto or into itself."),
+            404: Failure("No such source."),
+            409: Failure("The target exists and `noOverwrite` is set (`code: FILE_ALREADY_EXISTS`)."),
+            422: Failure("The copy failed; the source is a device, FIFO or socket; the target is one."),
+            507: Failure("The disk is full."),
+        },
+        description="`cp -r` semantics; paths are relative to WORKDIR unless absolute.",
+        body=CopyRequest,
+    ),
+    Operation(
+        "GET",
+        "/filesystem-multipart",
+        list_uploads,
+        "multipart",
+        "List upload sessions",
+        {200: MultipartListUploadsResponse},
+        head="ok",
+    ),
+    Operation(
+        "POST",
+        "/filesystem-multipart/initiate/{path}",
+        initiate_upload,
+        "multipart",
+        "Start an upload to a path",
+        {
+            200: MultipartInitiateResponse,
+            400: Failure("Invalid path or permissions."),
+            500: Failure("The session cannot be created (`failed to initiate upload: ...`)."),
+        },
+        description="A missing or broken body means the default mode (0644).",
+        params=(FILE_PATH,),
+        body=MultipartInitiateRequest,
+        body_required=False,
+        prefix=True,
+    ),
+    Operation(
+        "PUT",
+        "/filesystem-multipart/{uploadId}/part",
+        upload_part,
+        "multipart",
+        "Upload a part",
+        {
+            200: MultipartPartResponse,
+            400: Failure("Missing or invalid partNumber (1..10000), or no `file` field."),
+            **NO_UPLOAD,
+            413: Failure("The part is over `SANDBOX_MAX_UPLOAD_BYTES`."),
+            500: Failure("The part cannot be stored (`failed to upload part: ...`)."),
+        },
+        description="Parts may come in any order and in parallel; sending a number again replaces it.",
+        params=(UPLOAD_ID,),
+        query=PartQuery,
+        body=Media({"multipart/form-data": PartUpload}),
+    ),
+    Operation(
+        "POST",
+        "/filesystem-multipart/{uploadId}/complete",
+        complete_upload,
+        "multipart",
+        "Assemble the parts into the file",
+        {
+            200: Success,
+            400: Failure(f"{BAD_BODY} Also: no parts, a part listed twice, a part missing, an etag mismatch."),
+            **NO_UPLOAD,
+            422: Failure("The destination is a directory, device, FIFO or socket (left as it is)."),
+            500: Failure("The final file cannot be created (`failed to complete upload: ...`)."),
+        },
+        params=(UPLOAD_ID,),
+        body=MultipartCompleteRequest,
+    ),
+    Operation(
+        "DELETE",
+        "/filesystem-multipart/{uploadId}/abort",
+        abort_upload,
+        "multipart",
+        "Abort an upload",
+        {200: Success, **NO_UPLOAD},
+        params=(UPLOAD_ID,),
+    ),
+    Operation(
+        "GET",
+        "/filesystem-multipart/{uploadId}/parts",
+        list_parts,
+        "multipart",
+        "List an upload's parts",
+        {200: MultipartListPartsResponse, **NO_UPLOAD},
+        params=(UPLOAD_ID,),
+        head="ok",
+    ),
+)
+
+
 def add_routes(app: web.Application, prefixes: PrefixRouter) -> None:
-    for method, handler in (("GET", get_path), ("PUT", put_path), ("DELETE", delete_path)):
-        prefixes.add(method, "/filesystem", handler)
-    for method, handler in (("GET", get_tree), ("PUT", put_tree), ("DELETE", delete_tree)):
-        prefixes.add(method, "/filesystem/tree", handler)
-    prefixes.add("POST", "/filesystem-multipart/initiate", initiate_upload)
-    r = app.router
-    r.add_post("/filesystem-copy", copy)
-    r.add_get("/filesystem-multipart", list_uploads, allow_head=False)
-    r.add_route("HEAD", "/filesystem-multipart", head_ok)
-    r.add_put("/filesystem-multipart/{upload_id}/part", upload_part)
-    r.add_post("/filesystem-multipart/{upload_id}/complete", complete_upload)
-    r.add_delete("/filesystem-multipart/{upload_id}/abort", abort_upload)
-    r.add_get("/filesystem-multipart/{upload_id}/parts", list_parts, allow_head=False)
-    r.add_route("HEAD", "/filesystem-multipart/{upload_id}/parts", head_ok)
+    operations.register(app, OPERATIONS, prefixes)

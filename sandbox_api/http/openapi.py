@@ -71,7 +71,7 @@ class _Shapes:
 
 
 def _is_shape(value: Any) -> bool:
-    return not isinstance(value, (dict, Media, Failure, Empty, str))
+    return not isinstance(value, (dict, tuple, Media, Failure, Empty, str))
 
 
 def document(operations: Iterable[Operation]) -> dict[str, Any]:
@@ -84,6 +84,8 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
     schemas, defs = components(shapes.order)
 
     def schema(value: Any) -> Schema:
+        if isinstance(value, tuple):  # one of several shapes (Media content only)
+            return {"anyOf": [schema(v) for v in value]}
         return value if isinstance(value, dict) else schemas[shapes.order.index(value)]
 
     error_ref = schema(Error)
@@ -128,7 +130,8 @@ def _named_shapes(op: Operation) -> Iterable[Any]:
     answers = [op.body, *op.responses.values()]
     for answer in answers:
         if isinstance(answer, Media):
-            yield from (v for v in answer.content.values() if _is_shape(v))
+            for value in answer.content.values():
+                yield from (v for v in (value if isinstance(value, tuple) else (value,)) if _is_shape(v))
         elif answer is not None and _is_shape(answer):
             yield answer
 
@@ -138,7 +141,13 @@ def _operation(op: Operation, schema: Any, error_ref: Schema) -> Schema:
     if op.description:
         built["description"] = op.description
     parameters = [
-        {"name": p.name, "in": "path", "required": True, "description": p.description, "schema": p.schema}
+        {
+            "name": p.name,
+            "in": p.location,
+            "required": p.location == "path",
+            "description": p.description,
+            "schema": p.schema,
+        }
         for p in op.params
     ]
     if op.query is not None:
@@ -199,8 +208,8 @@ def _query_params(shape: type) -> list[Schema]:
         if field_schema.get("default", 0) is None:
             del field_schema["default"]
         param: Schema = {"name": name, "in": "query", "schema": field_schema}
-        if field_schema.get("type") == "array":
-            param["explode"] = False  # one comma-separated value (`a,b`), as decode_query reads it
+        if field_schema.get("type") == "array":  # decode_query splits one comma-separated value
+            param.update(style="form", explode=False)
         if description:
             param["description"] = description
         if name in body.get("required", ()):

@@ -28,16 +28,18 @@ ANY_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
 
 @dataclass(frozen=True)
 class Param:
-    """A path parameter."""
+    """A path parameter (or, with `location="header"`, an optional request header)."""
 
     name: str
     description: str
     schema: Schema = field(default_factory=lambda: {"type": "string"})
+    location: Literal["path", "header"] = "path"
 
 
 @dataclass(frozen=True)
 class Media:
-    """A body or an answer by content type: each a shape (a type) or a JSON Schema dict."""
+    """A body or an answer by content type: each a shape (a type), a tuple of shapes (any
+    one of them) or a JSON Schema dict."""
 
     content: Mapping[str, Any]
     description: str = ""

@@ -1,4 +1,4 @@
-"""Response helpers every route uses: JSON bodies, request-body parsing, streams."""
+"""Response helpers every route uses: JSON bodies and streams."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any
 from aiohttp import web
 
 from .. import names
-from ..contract import decode_json
-from ..errors import Invalid
 from ..linux.syscalls import release_free_memory
 
 JSON_TYPE = "application/json"
@@ -46,62 +44,6 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def error_body(message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, **extra}
-
-
-async def read_json_object(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object; `Invalid` with the contract's prefix otherwise."""
-    raw = await request.read()
-    if not raw.strip():
-        if required:
-            raise Invalid("invalid request body: EOF")
-        return {}
-    try:
-        data = decode_json(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise Invalid(f"invalid request body: {e}") from None
-    if not isinstance(data, dict):
-        raise Invalid(f"invalid request body: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-    """`data[key]` checked against `kind`; null or absent gives `default`."""
-    value = data.get(key)
-    if value is None:
-        return default
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    # bool is an int in Python, but not in JSON.
-    if isinstance(value, bool) and bool not in kinds:
-        raise Invalid(f"invalid request body: field {key} must be {_kind_name(kinds)}, got a boolean")
-    if not isinstance(value, kinds):
-        raise Invalid(f"invalid request body: field {key} must be {_kind_name(kinds)}, got {_json_type(value)}")
-    return value
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {
-        str: "a string",
-        int: "an integer",
-        bool: "a boolean",
-        list: "an array",
-        dict: "an object",
-        float: "a number",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 async def start_stream(request: web.Request, content_type: str) -> web.StreamResponse:

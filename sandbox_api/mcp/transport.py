@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..contract import decode_json
 from ..http import operations
 from ..http.operations import Empty, Failure, Media, Operation
-from ..http.responses import decode_json, json_response
+from ..http.responses import json_response
 from .wire import JsonRpcRequest, JsonRpcResponse
 
 if TYPE_CHECKING:  # the tools (and the services they pull in) load on the first /mcp call

@@ -6,13 +6,15 @@ import asyncio
 
 from aiohttp import web
 
-from ..http import paths
+from ..http import operations, paths
 from ..http.appkeys import SETTINGS
+from ..http.operations import Failure, Media, Operation, Param
 from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_bytes, start_stream
 from ..http.streams import disconnected
 from ..process.routes import SUPERVISOR
 from .watcher import Watch
+from .wire import WatchQuery
 
 KEEPALIVE = b"[keepalive]\n"
 
@@ -25,8 +27,7 @@ async def watch_filesystem(request: web.Request) -> web.StreamResponse:
     if recursive:
         display = display[:-3] or "/"
         target = paths.from_value(display, settings.workdir)
-    ignore = [item.strip() for item in request.query.get("ignore", "").split(",")]
-    watch = Watch(target.absolute, recursive, ignore)
+    watch = Watch(target.absolute, recursive, operations.query(request, WatchQuery).ignore or ())
     await watch.start()  # errors here are plain JSON errors: nothing is sent yet
     try:
         response = await start_stream(request, "text/plain; charset=utf-8")
@@ -63,5 +64,37 @@ async def watch_filesystem(request: web.Request) -> web.StreamResponse:
         watch.close()
 
 
-def add_routes(prefixes: PrefixRouter) -> None:
-    prefixes.add("GET", "/watch/filesystem", watch_filesystem)
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/watch/filesystem/{path}",
+        watch_filesystem,
+        "watch",
+        "Watch a directory for changes",
+        {
+            200: Media(
+                {"text/plain": {"type": "string"}},
+                "A stream: `[keepalive]` once the watch is armed, then one JSON event per line, `[keepalive]` every "
+                '30 s. An event is `{"op": "CREATE"|"WRITE"|"REMOVE", "name": <base name>, "path": <the directory '
+                'holding it>, "error": null}`. It ends when the client leaves.',
+            ),
+            400: Failure("Invalid path."),
+            404: Failure("No such directory."),
+            422: Failure("The directory cannot be watched."),
+        },
+        description="End the path with `/**` to watch every level below it.",
+        params=(
+            Param(
+                "path",
+                "The directory: relative to WORKDIR, or absolute as `//tmp/x` or `%2Ftmp%2Fx`; `~` is $HOME. "
+                "A trailing `/**` watches every level below it.",
+            ),
+        ),
+        query=WatchQuery,
+        prefix=True,
+    ),
+)
+
+
+def add_routes(app: web.Application, prefixes: PrefixRouter) -> None:
+    operations.register(app, OPERATIONS, prefixes)

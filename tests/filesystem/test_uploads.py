@@ -122,6 +122,17 @@ async def test_part_number_required_and_integer(client, tmp_path):
     assert resp.status == 400 and "invalid partNumber" in (await resp.json())["error"]
 
 
+@pytest.mark.parametrize("number", ["1\n", "\u0663", "1.0", " 1"])
+async def test_part_number_is_ascii_digits_only(client, tmp_path, number):
+    # As strconv.Atoi: a trailing newline or a non-ASCII digit is not an integer.
+    upload_id = await initiate(client, tmp_path / "n")
+    resp = await client.put(f"/filesystem-multipart/{upload_id}/part", params={"partNumber": number}, data=form(b"x"))
+    assert resp.status == 400
+    assert (await resp.json())["error"].startswith("invalid partNumber: ")
+    parts = await client.get(f"/filesystem-multipart/{upload_id}/parts")
+    assert (await parts.json())["parts"] == []
+
+
 async def test_wrong_etag_missing_part_and_empty_list(client, tmp_path):
     target = tmp_path / "bad.bin"
     upload_id = await initiate(client, target)

@@ -100,7 +100,8 @@ def test_the_request_shapes_in_the_document_are_the_ones_validation_decodes_with
             ref = documented["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             name = ref.rsplit("/", 1)[1]
             expected = msgspec.json.schema(op.body)["$defs"][op.body.__name__]
-            assert doc["components"]["schemas"][name] == json.loads(json.dumps(expected)), op.path
+            expected_text = json.dumps(expected).replace('"#/$defs/', '"#/components/schemas/')
+            assert doc["components"]["schemas"][name] == json.loads(expected_text), op.path
             checked += 1
         if op.query is not None:
             names = {p["name"] for p in documented["parameters"] if p["in"] == "query"}
