@@ -20,7 +20,7 @@ Field conventions, so that the original's clients keep working:
   comma-separated; `Meta(ge=..., le=...)` bounds are checked, and a field whose Meta
   carries `extra={"clamp": True}` is capped at its `le` instead of refused; an empty
   number or list is absent, and a required parameter absent or empty is refused with
-  the original's `<name> parameter is required`.
+  the original's `<name> parameter is required` (or its own text, `Meta(extra={"missing": ...})`).
 """
 
 from __future__ import annotations
@@ -193,7 +193,8 @@ def decode_query(query: Mapping[str, str], shape: type[T]) -> T:
         # checks read it (`excludeDirs=` keeps the default list; `excludeDirs=,` is empty).
         if raw is None or (raw == "" and (required or kind in (int, float, list))):
             if required:
-                raise Invalid(f"{name} parameter is required")
+                missing = meta.extra.get("missing") if meta is not None and meta.extra else None
+                raise Invalid(missing or f"{name} parameter is required")
             continue
         if kind is bool:
             values[name] = raw == "true"

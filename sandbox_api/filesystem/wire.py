@@ -212,4 +212,11 @@ class TreeQuery(Shape):
 
 class PartQuery(Shape):
     # The range is only shown: Uploads.check_part_number refuses others with the original's text.
-    part_number: Annotated[int, doc("1 to 10000.", extra_json_schema={"minimum": 1, "maximum": 10000})]
+    part_number: Annotated[
+        int,
+        doc(
+            "1 to 10000.",
+            extra_json_schema={"minimum": 1, "maximum": 10000},
+            extra={"missing": "partNumber is required"},  # the original's text for this one
+        ),
+    ]
