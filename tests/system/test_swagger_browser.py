@@ -259,6 +259,7 @@ async def test_a_generated_document_renders_refs_nullables_and_constraints(daemo
             assert rows["kind"]["chips"] == ['values: "small", "large"']
             assert rows["owner"]["type"] == "Owner, nullable" and rows["owner"]["chips"] == ["default: null"]
             assert rows["parent"]["type"] == "Thing, nullable"  # the oneOf spelling, and a cycle
+            assert rows["parent"]["description"] == ""  # Thing's own shows where Thing unfolds
             assert rows["tags"]["type"] == "Tag[]"
             assert rows["labels"]["type"] == "map<string, integer>"
             assert rows["note"]["type"] == "string, nullable"
@@ -276,6 +277,7 @@ async def test_a_generated_document_renders_refs_nullables_and_constraints(daemo
                 return {
                     owner: rows(owner), contact: rows(contact), tag: rows(unfold(d, 'tags')),
                     parent: Object.keys(rows(unfold(d, 'parent'))),
+                    parentText: d.querySelector('li[data-property=parent] > .unfold > .md').innerHTML,
                     ghost: unfold(d, 'ghost').textContent,
                 };
                 """
@@ -284,6 +286,7 @@ async def test_a_generated_document_renders_refs_nullables_and_constraints(daemo
             assert unfolded["contact"]["email"]["type"] == "string (email)"
             assert unfolded["tag"]["label"] == {"type": "string", "chips": [], "required": True, "description": ""}
             assert "owner" in unfolded["parent"]
+            assert unfolded["parentText"] == "A <code>thing</code>."
             assert unfolded["contact"]["*"]["type"] == "string"  # additionalProperties next to properties
             assert unfolded["contact"]["*"]["chips"] == ["length ≤ 64"]
             assert "#/components/schemas/Missing is not in this document" in unfolded["ghost"]

@@ -246,7 +246,7 @@ async def test_each_tab_has_its_own_session_a_reload_keeps_it_and_the_url_can_sh
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         browser = await open_browser(http, chromedriver, str(tmp_path / "profile"))
         try:
-            session_of = "return window.sandboxTerminal.sessionId"
+            session_of = "return window.sandboxTerminal.sessionId()"
             await browser.call("POST", "/url", {"url": daemon.url + "/terminal"})
             first = await browser.call("GET", "/window")
             await wait_prompt(browser)
@@ -266,6 +266,18 @@ async def test_each_tab_has_its_own_session_a_reload_keeps_it_and_the_url_can_sh
             await browser.call("POST", "/refresh", {})
             await browser.until(SCREEN, lambda text: "first-42" in text)
             assert await browser.script(session_of) == one
+
+            # A window this page opens starts with a copy of its sessionStorage, so of its id:
+            # the open tab says the id is taken and the new window makes its own.
+            await browser.script("window.open(location.href, '_blank'); return 1")
+            handles = await browser.call("GET", "/window/handles")
+            await browser.switch(handles[-1])
+            await wait_prompt(browser)
+            three = await browser.script(session_of)
+            assert three not in (one, two) and three.startswith("tab-")
+            assert "first-42" not in await browser.script(SCREEN)
+            await browser.call("DELETE", "/window")
+            await browser.switch(first)
 
             # `sessionId` in the URL shares one session between tabs.
             await browser.call("POST", "/url", {"url": daemon.url + "/terminal?sessionId=shared"})
