@@ -2,7 +2,10 @@
 
 Frames are JSON text: the client sends `{"type":"input","data":...}` and
 `{"type":"resize","cols":C,"rows":R}`; the server sends `{"type":"output","data":...}`
-and `{"type":"error","data":...}`. A resize out of range (cols and rows are 1 to 65535;
+and `{"type":"error","data":...}`. When the shell ends, the server sends
+`{"type":"exit","code":N}` (N is the exit status, `-signal` when a signal ended it; left out
+when unknown), then closes with 1000 "session ended": the next connection with that id starts
+a new shell. A close without that frame is a lost connection, not an ended session. A resize out of range (cols and rows are 1 to 65535;
 0 leaves the size as it is) gets an error frame and the socket stays. A frame over 4 MiB
 gets an error frame, then a close with code 1009 and the same reason: the page splits
 its pastes into smaller frames, so only other clients meet it.
@@ -30,6 +33,8 @@ TERMINALS = web.AppKey("terminals", Terminals)
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css"}
 QUEUE_LIMIT = 1024  # output frames a slow client may fall behind by before it is dropped
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # one client frame (aiohttp's default, stated)
+EXIT_STATUS_WAIT = 2.0  # seconds to wait for the shell to be reaped once its pty closed
+ENDED = "ended"  # outbox marker: the shell is gone (None: close, the client fell behind)
 
 
 def _error_frame(text: str) -> str:
@@ -107,15 +112,18 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     query = _socket_query(request)
     ws = TerminalSocket(heartbeat=30.0, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
-    outbox: asyncio.Queue[str | None] = asyncio.Queue()
+    outbox: asyncio.Queue[str | None] = asyncio.Queue()  # frames, ENDED, or None
     ended = False
 
     def listener(text: str | None) -> None:
         nonlocal ended
         if ended:
             return
-        if text is None or outbox.qsize() >= QUEUE_LIMIT:
-            # The shell is gone, or this client fell behind (it reattaches and replays).
+        if text is None:
+            ended = True
+            outbox.put_nowait(ENDED)
+        elif outbox.qsize() >= QUEUE_LIMIT:
+            # This client fell behind: closed without an exit frame, it reconnects and replays.
             ended = True
             outbox.put_nowait(None)
         else:
@@ -137,6 +145,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             frame = await outbox.get()
             if frame is None:
                 await ws.close()
+                return
+            if frame is ENDED:
+                code = await session.exit_status(EXIT_STATUS_WAIT)
+                await ws.send_json({"type": "exit"} if code is None else {"type": "exit", "code": code})
+                await ws.close(code=WSCloseCode.OK, message=b"session ended")
                 return
             await ws.send_str(frame)
 

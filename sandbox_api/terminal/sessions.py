@@ -81,6 +81,14 @@ class Session:
         """Returns once the input not yet taken by the pty is under INPUT_HIGH_WATER."""
         await self._input_room.wait()
 
+    async def exit_status(self, timeout: float) -> int | None:
+        """The shell's exit status (`-signal` when a signal ended it), or None when it is
+        not known within `timeout` (the pty can close before the shell is reaped)."""
+        try:
+            return await asyncio.wait_for(self.child.wait(), timeout)
+        except TimeoutError:
+            return None
+
     def replay_text(self) -> str:
         return RESET + bytes(self.replay).decode("utf-8", "replace")
 

@@ -184,15 +184,20 @@ async def test_ctrl_c_interrupts_and_multibyte_output_is_not_garbled(client):
     await term.ws.close()
 
 
-async def test_exit_closes_the_socket_and_the_session_is_reaped(client):
+async def test_exit_says_so_with_the_status_then_closes_and_the_session_is_reaped(client):
     terminals = client.server.app[TERMINALS]
     term = await connect(client, sessionId="bye")
     await term.run("true")
-    await term.send("exit\r")
+    await term.send("exit 3\r")
+    frames = []
     message = await term.ws.receive(timeout=10)
     while message.type == WSMsgType.TEXT:
+        frames.append(json.loads(message.data))
         message = await term.ws.receive(timeout=10)
-    assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+    # The page tells an ended shell (exit frame, then a normal close) from a lost connection.
+    assert frames[-1] == {"type": "exit", "code": 3}
+    assert message.type == WSMsgType.CLOSE
+    assert (message.data, message.extra) == (1000, "session ended")
     await wait_for(lambda: not terminals.sessions["bye"].listeners)
     assert terminals.reap() == 1
     assert "bye" not in terminals.sessions
@@ -200,6 +205,18 @@ async def test_exit_closes_the_socket_and_the_session_is_reaped(client):
     again = await connect(client, sessionId="bye")
     assert (await again.run("echo new")).strip() == "new"
     await again.ws.close()
+
+
+async def test_a_shell_killed_by_a_signal_ends_with_minus_the_signal(client):
+    term = await connect(client, sessionId="killed")
+    await term.run("true")
+    await term.send("kill -9 $$\r")
+    message = await term.ws.receive(timeout=10)
+    frames = []
+    while message.type == WSMsgType.TEXT:
+        frames.append(json.loads(message.data))
+        message = await term.ws.receive(timeout=10)
+    assert frames[-1] == {"type": "exit", "code": -9}
 
 
 async def test_idle_sessions_are_reaped_with_their_processes(client):
