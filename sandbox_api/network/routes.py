@@ -13,7 +13,8 @@ from ..http.operations import Failure, Operation, Param
 from ..http.responses import json_response
 from . import ports
 from .monitors import Monitors
-from .tunnel import Tunnel, parse_config
+from .tunnel import Tunnel
+from .tunnel_config import parse_config
 from .wire import PortMonitorRequest, PortsResponse, TunnelConfigRequest
 
 MONITORS = web.AppKey("monitors", Monitors)

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sandbox_api.network.tunnel import parse_config
+from sandbox_api.network.tunnel_config import parse_config
 
 PEER_KEY = base64.b64encode(bytes(range(32))).decode()
 PRIVATE_KEY = base64.b64encode(bytes(range(128, 160))).decode()
