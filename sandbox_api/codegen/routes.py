@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import operations, paths
+from ..http import operations
 from ..http.operations import Failure, Operation
-from ..http.paths import FILE_PATH
+from ..http.paths import FILE_PATH, from_request
 from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_response
 from .service import Codegen
@@ -19,7 +19,7 @@ async def fastapply(request: web.Request) -> web.Response:
     codegen = request.app[CODEGEN]
     codegen.ensure_configured()  # before the body is looked at, as the original
     body = await operations.body(request, ApplyEditRequest)
-    result = await codegen.fastapply(paths.from_request(request), body.code_edit, body.model)
+    result = await codegen.fastapply(from_request(request), body.code_edit, body.model)
     return json_response(result)
 
 
@@ -28,7 +28,7 @@ async def reranking(request: web.Request) -> web.Response:
     codegen.ensure_configured()
     query = operations.query(request, RerankQuery)
     result = await codegen.rerank(
-        paths.from_request(request), query.query, query.score_threshold, query.token_limit, query.file_pattern or None
+        from_request(request), query.query, query.score_threshold, query.token_limit, query.file_pattern or None
     )
     return json_response(result)
 

@@ -20,7 +20,7 @@ import aiohttp
 from .. import config, outbound
 from ..errors import Invalid, NotFound, Unprocessable
 from ..filesystem.files import Files
-from ..http.paths import ResolvedPath
+from ..paths import ResolvedPath
 
 NOT_CONFIGURED = (
     "codegen tools are not configured, follow this documentation to configure it: "

@@ -25,8 +25,8 @@ from ..errors import (
     os_error_text,
     stat_error,
 )
-from ..http.paths import ResolvedPath
 from ..identity import Identity, run_as
+from ..paths import ResolvedPath
 from . import copying, tree
 from .atomic import make_directory_tree, write_atomic
 from .entries import file_entry, sorted_entries

@@ -11,12 +11,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
 
-from .. import names
+from .. import names, paths
 from ..contract import Success
 from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable, from_os_error
-from ..http import operations, paths
+from ..http import operations
 from ..http.appkeys import SETTINGS
 from ..http.operations import Empty, Failure, Media, Operation, Param
+from ..http.paths import from_request
 from ..http.prefix_routes import TAIL, PrefixRouter
 from ..http.responses import JSON_TYPE, json_bytes, json_response
 from ..http.streams import json_string
@@ -99,7 +100,7 @@ def wants_download(request: web.Request) -> bool:
 
 async def get_path(request: web.Request) -> web.StreamResponse:
     files = request.app[FILES]
-    p = paths.from_request(request)
+    p = from_request(request)
     if await files.is_directory(p):
         return json_response(await files.list_directory(p))
     if wants_download(request):
@@ -240,7 +241,7 @@ async def _download(request: web.Request, d: Download) -> web.StreamResponse:
 
 async def put_path(request: web.Request) -> web.Response:
     files = request.app[FILES]
-    p = paths.from_request(request)
+    p = from_request(request)
     content_type = request.headers.get("Content-Type", "")
     if content_type.startswith("multipart/form-data"):
         await _write_form(request, p)
@@ -359,7 +360,7 @@ async def _write_form(request: web.Request, p: paths.ResolvedPath) -> None:
 
 
 async def delete_path(request: web.Request) -> web.Response:
-    p = paths.from_request(request)
+    p = from_request(request)
     kind = await request.app[FILES].delete(p, operations.query(request, DeleteQuery).recursive)
     return _success(p.display, "Directory deleted successfully" if kind == "directory" else "File deleted successfully")
 
@@ -414,7 +415,7 @@ async def copy(request: web.Request) -> web.Response:
 
 
 async def initiate_upload(request: web.Request) -> web.Response:
-    p = paths.from_request(request)
+    p = from_request(request)
     try:
         body = await operations.body(request, MultipartInitiateRequest)
     except Invalid:

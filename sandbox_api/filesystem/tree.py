@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Invalid, NotFound, Unprocessable, from_os_error, os_error_text
-from ..http.paths import ResolvedPath
+from ..paths import ResolvedPath
 from .atomic import make_directory_tree, make_parents_of, write_atomic
 from .entries import file_entry, sorted_entries
 from .reading import read_up_to

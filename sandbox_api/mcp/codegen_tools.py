@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import msgspec
 
+from .. import paths
 from ..contract import Shape, doc
 from ..errors import ApiError, Invalid
-from ..http import paths
 from ..search import fuzzy
 from .file_tools import Directory
 from .tools import Arguments, Services, Tool

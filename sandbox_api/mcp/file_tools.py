@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from .. import paths
 from ..contract import Shape, doc
 from ..errors import Invalid
 from ..filesystem.files import parse_permissions
-from ..http import paths
 from .tools import Arguments, NoArguments, Services, Tool
 
 

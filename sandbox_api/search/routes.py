@@ -7,10 +7,10 @@ from typing import TypeVar
 from aiohttp import web
 
 from ..errors import Invalid
-from ..http import operations, paths
+from ..http import operations
 from ..http.appkeys import SETTINGS
 from ..http.operations import Failure, Operation
-from ..http.paths import FILE_PATH
+from ..http.paths import FILE_PATH, from_request
 from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_response
 from . import find, fuzzy
@@ -50,7 +50,7 @@ async def find_files(request: web.Request) -> web.Response:
     kind = query.type or "file"
     if kind not in ("file", "directory"):
         raise Invalid(f"invalid search type: {kind}")
-    root = paths.from_request(request, formatted=False)
+    root = from_request(request, formatted=False)
     result = await find.find(
         root.absolute,
         kind=kind,
@@ -64,7 +64,7 @@ async def find_files(request: web.Request) -> web.Response:
 
 async def fuzzy_search(request: web.Request) -> web.Response:
     query = _query(request, FuzzyQuery)
-    root = paths.from_request(request, formatted=False)
+    root = from_request(request, formatted=False)
     pattern = query.query
     if not pattern:
         # The original's quirk: without `query`, the path is both the root and the pattern.
@@ -83,7 +83,7 @@ async def fuzzy_search(request: web.Request) -> web.Response:
 
 async def content_search(request: web.Request) -> web.Response:
     query = _query(request, ContentSearchQuery)
-    root = paths.from_request(request, formatted=True)
+    root = from_request(request, formatted=True)
     result = await request.app[CONTENT_SEARCH].search(
         root.absolute,
         query.query,

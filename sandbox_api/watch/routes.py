@@ -9,6 +9,7 @@ from aiohttp import web
 from ..http import operations, paths
 from ..http.appkeys import SETTINGS
 from ..http.operations import Failure, Media, Operation, Param
+from ..http.paths import from_request
 from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_bytes, start_stream
 from ..http.streams import disconnected
@@ -21,7 +22,7 @@ KEEPALIVE = b"[keepalive]\n"
 
 async def watch_filesystem(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    target = paths.from_request(request)
+    target = from_request(request)
     display = target.display
     recursive = display.endswith("/**")
     if recursive:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sandbox_api.errors import Invalid
-from sandbox_api.http.paths import format_path, from_tail
+from sandbox_api.http.paths import from_tail
+from sandbox_api.paths import format_path
 
 
 @pytest.mark.parametrize(
