@@ -28,6 +28,7 @@ def native_extensions() -> dict[str, dict[str, Any]]:
     import multidict
     import propcache.api
     import yarl._quoting
+    from msgspec import _core as msgspec_core
     from rapidfuzz import process
     from rapidfuzz.distance import LCSseq
 
@@ -42,6 +43,8 @@ def native_extensions() -> dict[str, dict[str, Any]]:
         "rapidfuzz.process_cpp_impl": process.extract.__module__ == "rapidfuzz.process_cpp_impl",
         "rapidfuzz.distance.metrics_cpp": LCSseq.similarity.__module__.startswith("rapidfuzz.distance.metrics_cpp"),
         "sandbox_api.linux._native": _native.__name__ == "sandbox_api.linux._native",
+        # It has no pure-Python fallback (loaded means compiled): its origin is what tells.
+        "msgspec._core": msgspec_core.__name__ == "msgspec._core",
     }
     return {name: {"compiled": bool(ok), "origin": _origin(name)} for name, ok in checks.items()}
 

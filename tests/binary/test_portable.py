@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -45,6 +46,11 @@ def exercise(chroot: Chroot, port: int) -> None:
     # Nothing of the daemon's runtime reaches the user's commands.
     for leaked in ("LD_LIBRARY_PATH", "_PYI_", "_MEI", "STATICX_", "SSL_CERT_FILE", "PYTHON"):
         assert leaked not in done["stdout"], done["stdout"]
+    # A body of the wrong shape is refused by the contract's msgspec decoding (compiled in).
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        call(port, "POST", "/process", {"command": 1})
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["error"].startswith("invalid request body: field command must be")
 
     status, _ = call(port, "PUT", f"/filesystem{work}/notes/a.txt", {"content": "the needle is here\n"})
     assert status == 200
@@ -149,7 +155,8 @@ def test_version_and_compiled_native_extensions():
     # The C HTTP parser, rapidfuzz's C++ scorer... compiled into the executable, not
     # pure-Python fallbacks nor files loaded from somewhere.
     natives = info["nativeExtensions"]
-    assert {"aiohttp._http_parser", "rapidfuzz.distance.metrics_cpp", "rapidfuzz.process_cpp_impl"} <= set(natives)
+    assert {"aiohttp._http_parser", "rapidfuzz.distance.metrics_cpp", "rapidfuzz.process_cpp_impl",
+            "msgspec._core"} <= set(natives)  # fmt: skip
     for name, native in natives.items():
         assert native == {"compiled": True, "origin": "built-in"}, (name, native)
 
