@@ -20,6 +20,8 @@ from .codegen.service import Codegen
 from .config import Settings
 from .drives import routes as drives_routes
 from .drives.service import Drives
+from .edits import routes as edits_routes
+from .edits.service import Edits
 from .filesystem import routes as filesystem_routes
 from .filesystem.files import Files
 from .filesystem.uploads import Uploads
@@ -43,10 +45,11 @@ from .process.children import Child, Children
 from .process.supervisor import Supervisor
 from .search import routes as search_routes
 from .search.content import ContentSearch
+from .system import metrics_routes, upgrade
 from .system import routes as system_routes
-from .system import upgrade
 from .system.environment import EnvironmentReloader
 from .system.health import Health
+from .system.metrics import Metrics, running_processes
 from .terminal import routes as terminal_routes
 from .terminal.sessions import Terminals
 from .watch import routes as watch_routes
@@ -94,11 +97,16 @@ def build_app(settings: Settings) -> web.Application:
     app[drives_routes.DRIVES] = Drives(settings, children)
     app[search_routes.CONTENT_SEARCH] = ContentSearch(children, settings.search_timeout, settings.identity)
     app[codegen_routes.CODEGEN] = Codegen(app[filesystem_routes.FILES])
+    app[edits_routes.EDITS] = Edits(settings.identity, settings.max_edit_bytes)
+    app[metrics_routes.METRICS] = Metrics(settings.workdir, running_processes(app[SUPERVISOR]))
     codegen_enabled = codegen.enabled()  # the MCP registration of its two tools is decided now
 
     def mcp_tools() -> Any:  # on the first /mcp request: the tools module is not needed before
+        from .edits.tool import edit_tool
         from .mcp.tools import Tools
+        from .system.metrics_tool import metrics_tool
 
+        extra = [edit_tool(app[edits_routes.EDITS], settings.workdir), metrics_tool(app[metrics_routes.METRICS])]
         return Tools(
             settings,
             app[SUPERVISOR],
@@ -106,6 +114,7 @@ def build_app(settings: Settings) -> web.Application:
             app[search_routes.CONTENT_SEARCH],
             app[codegen_routes.CODEGEN],
             codegen_enabled,
+            extra,
         )
 
     app[mcp_transport.MCP] = mcp_transport.McpEndpoint(mcp_tools)
@@ -119,6 +128,8 @@ def build_app(settings: Settings) -> web.Application:
     codegen_routes.add_routes(prefixes)
     watch_routes.add_routes(prefixes)
     network_routes.add_routes(app)
+    edits_routes.add_routes(app)
+    metrics_routes.add_routes(app)
     drives_routes.add_routes(app, prefixes)
     port_proxy.add_routes(app)
     mcp_transport.add_routes(app)

@@ -1262,6 +1262,123 @@ def _mcp_and_terminal() -> dict[str, Schema]:
     }
 
 
+# --- BEGIN issue 16 (edit16 branch): exact edits and metrics. Declared here until the contract
+# module replaces this file; only these paths are added by this block. ------------------------------
+
+
+def _edits_and_metrics() -> dict[str, Schema]:
+    path = string("The file or directory: relative to WORKDIR, or absolute; `~` and `//` as in every body path.")
+    expected = string(
+        "The file's sha256 as last read (64 hex digits): the edit is refused with 409 if the file is no "
+        "longer that version."
+    )
+    edited = obj(
+        {
+            "path": string("The path, as given."),
+            "sha256": string("The file's sha256 after the edit: pass it as expectedSha256 to the next one."),
+            "size": integer("The file's size after the edit."),
+            "lineEnding": string("The file's line endings.", enum=["lf", "crlf", "mixed"]),
+            "snippet": string("The changed lines with 4 lines around them, numbered as `cat -n`."),
+            "snippetStartLine": integer("The line number of the snippet's first line."),
+            "snippetEndLine": integer("The line number of the snippet's last line."),
+            "created": boolean("create only: true when the file did not exist."),
+        },
+        ("path", "sha256", "size", "lineEnding", "snippet", "snippetStartLine", "snippetEndLine"),
+    )
+    entry = obj({"path": string(), "type": string(enum=["file", "directory"])}, ("path", "type"))
+    viewed = obj(
+        {
+            "path": string("The path, as given."),
+            "type": string(enum=["file", "directory"]),
+            "content": string("The numbered lines (`cat -n`), or the entries one per line (directories end in /)."),
+            "startLine": integer("file: the first line shown."),
+            "endLine": integer("file: the last line shown."),
+            "totalLines": integer("file: its number of lines."),
+            "lineEnding": string(enum=["lf", "crlf", "mixed"]),
+            "size": integer("file: its size in bytes."),
+            "sha256": string("file: its sha256."),
+            "entries": array(entry, "directory: its entries two levels deep (hidden ones and node_modules left out)."),
+            "truncated": boolean("directory: true past 2000 entries."),
+        },
+        ("path", "type", "content"),
+    )
+    edit_errors = {
+        400: f"{BAD_BODY} Also: an empty oldStr or insertText, oldStr equal to newStr, insertLine past the end, "
+        "a malformed expectedSha256.",
+        403: "Permission denied.",
+        404: "No such file.",
+        409: "The file is not the version expectedSha256 names (body: `error`, `currentSha256`).",
+        413: "The file (or the result) is larger than SANDBOX_MAX_EDIT_BYTES.",
+        422: "A directory, a binary (NUL bytes) or non-UTF-8 file, or (str-replace) oldStr occurring zero or "
+        "several times (body: `error`, `occurrences`, `lines`).",
+        507: "The disk is full.",
+    }
+
+    def edit(summary: str, description: str, body: Schema, result: Schema, cases: dict[int, str]) -> Schema:
+        return {
+            "post": op("edit", summary, {**ok(result), **errors(cases)}, description=description, body=json_body(body))
+        }
+
+    no_edit = {k: v for k, v in edit_errors.items() if k not in (409, 507)}
+    metrics = obj({}, description="CPU, memory, disk, load and managed processes: see the README.")
+    return {
+        "/edit/view": edit(
+            "View a file with line numbers, or a directory two levels deep",
+            "As the `view` command of the public str_replace_based_edit_tool.",
+            obj(
+                {"path": path, "viewRange": array(integer(), "[start, end], 1-based inclusive; end -1: to the end.")},
+                ("path",),
+            ),
+            viewed,
+            no_edit,
+        ),
+        "/edit/str-replace": edit(
+            "Replace the one occurrence of a text",
+            "oldStr must occur exactly once (CRLF in the file matches LF in oldStr); the file keeps its mode, "
+            "owner and line endings; the write is atomic.",
+            obj(
+                {"path": path, "oldStr": string(), "newStr": string("Default empty."), "expectedSha256": expected},
+                ("path", "oldStr"),
+            ),
+            edited,
+            edit_errors,
+        ),
+        "/edit/create": edit(
+            "Write a whole file (an existing one is replaced)",
+            "Parents are created; an existing file keeps its mode and owner.",
+            obj({"path": path, "fileText": string(), "expectedSha256": expected}, ("path", "fileText")),
+            edited,
+            edit_errors,
+        ),
+        "/edit/insert": edit(
+            "Insert lines after line N (0: at the top)",
+            "The text is inserted as whole lines with the file's line ending.",
+            obj(
+                {"path": path, "insertLine": integer(minimum=0), "insertText": string(), "expectedSha256": expected},
+                ("path", "insertLine", "insertText"),
+            ),
+            edited,
+            edit_errors,
+        ),
+        "/metrics": {
+            "get": op(
+                "system",
+                "Metrics of the sandbox (JSON, or Prometheus text)",
+                {
+                    **content({"application/json": metrics, "text/plain": string()}),
+                    **errors({400: "format is neither json nor prometheus."}),
+                },
+                parameters=(
+                    query("format", string(enum=["json", "prometheus"]), "The answer's format (default json)."),
+                ),
+            )
+        },
+    }
+
+
+# --- END issue 16 (edit16 branch) ---------------------------------------------------------------------
+
+
 TAGS = [
     {"name": "system", "description": "Welcome, health, upgrade, environment."},
     {"name": "process", "description": "Run and supervise processes; their output is kept on disk."},
@@ -1276,6 +1393,7 @@ TAGS = [
     {"name": "mcp", "description": "The same services as MCP tools."},
     {"name": "terminal", "description": "A web terminal."},
     {"name": "docs", "description": "This document and its page."},
+    {"name": "edit", "description": "Exact edits (view, str-replace, create, insert) with hashes."},  # issue 16
 ]
 
 DESCRIPTION = """\
@@ -1306,6 +1424,7 @@ def document() -> dict[str, Any]:
         _drives,
         _proxy,
         _mcp_and_terminal,
+        _edits_and_metrics,  # issue 16
     ):
         paths.update(group())
     return {

@@ -140,6 +140,7 @@ class Tools:
         content: ContentSearch,
         codegen: Codegen,
         codegen_enabled: bool,
+        extra: list[Tool] | None = None,
     ) -> None:
         self.settings = settings
         self.supervisor = supervisor
@@ -147,12 +148,16 @@ class Tools:
         self.content = content
         self.codegen = codegen
         self.codegen_enabled = codegen_enabled  # decided at start-up, as the original registers them
+        self.extra = extra or []  # tools beyond the original's (exact edits, metrics), built by their modules
 
     def _path(self, value: str) -> paths.ResolvedPath:
         # MCP paths go straight to the filesystem: relative to WORKDIR, no `~`, no %2F rule.
         return paths.from_value(value, self.settings.workdir)
 
     def all(self) -> list[Tool]:
+        return self._original_tools() + self.extra
+
+    def _original_tools(self) -> list[Tool]:
         return [
             # --- processes -------------------------------------------------------------------------
             Tool(
