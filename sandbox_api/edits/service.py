@@ -161,7 +161,7 @@ class Edits:
         def change(ft: FileText) -> tuple[str, int, int]:
             at = find_unique(ft.text, old, p.absolute)
             first = line_of(ft.text, at)
-            return ft.splice(at, at + len(old), new), first, first + new.count("\n")
+            return ft.splice(at, at + len(old), new), first, first + new[:-1].count("\n")  # its last line
 
         return await self._run(p, self._modify, p.absolute, expected, change)
 
