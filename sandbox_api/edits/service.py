@@ -280,7 +280,7 @@ class Edits:
 
 
 def _ending(data: bytes) -> str:
-    crlf = data.count(b"\r\n")
+    crlf = data.count(b"\r\n") if b"\r" in data else 0  # memchr first: most files hold no CR
     if not crlf:
         return "lf"
     return "crlf" if crlf == data.count(b"\n") else "mixed"
