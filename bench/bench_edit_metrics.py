@@ -51,7 +51,9 @@ async def edits(report: Report) -> None:
                     session, f"{daemon.url}/edit/str-replace", {"path": str(target), "oldStr": old, "newStr": new}
                 )
                 put_started = time.perf_counter()
-                async with session.put(f"{daemon.url}/filesystem/{daemon.workdir}/copy.py", json={"content": text}) as r:
+                async with session.put(
+                    f"{daemon.url}/filesystem/{daemon.workdir}/copy.py", json={"content": text}
+                ) as r:
                     assert r.status == 200, await r.text()
                 put_seconds = time.perf_counter() - put_started
                 if i >= WARMUP:
