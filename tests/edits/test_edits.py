@@ -171,28 +171,29 @@ async def test_a_stale_expected_sha256_is_refused_with_the_current_hash(client, 
     assert target.read_bytes() == b"base\nchanged by someone else\n"
 
 
-async def test_two_agents_editing_the_same_version_one_wins_the_other_gets_409(client, area):
+async def test_agents_editing_the_same_version_one_wins_the_others_get_409(client, area):
     target = area / "race.txt"
     target.write_bytes(b"".join(b"line %d\n" % i for i in range(200)))
     seen = sha(target.read_bytes())
+    agents = (10, 20, 30, 40)
 
     async def agent(n: int):
         body = {"path": str(target), "oldStr": f"line {n}\n", "newStr": f"agent {n}\n", "expectedSha256": seen}
         resp = await client.post("/edit/str-replace", json=body)
-        return resp.status, await resp.json()
+        return n, resp.status, await resp.json()
 
-    results = await asyncio.wait_for(asyncio.gather(*(agent(n) for n in (10, 20))), 30)
-    statuses = sorted(status for status, _ in results)
-    assert statuses == [200, 409], results
-    winner = next(body for status, body in results if status == 200)
-    loser = next(body for status, body in results if status == 409)
-    assert loser["currentSha256"] == winner["sha256"] == sha(target.read_bytes())
+    results = await asyncio.wait_for(asyncio.gather(*(agent(n) for n in agents)), 30)
+    assert sorted(status for _, status, _ in results) == [200, 409, 409, 409], results
+    winner = next(body for _, status, body in results if status == 200)
     text = target.read_text()
-    assert ("agent 10" in text) != ("agent 20" in text)  # exactly one edit landed
-    # The loser chains from the hash it was given and succeeds.
-    n = 20 if "agent 10" in text else 10
+    assert sum(f"agent {n}" in text for n in agents) == 1  # exactly one edit landed
+    for n, status, body in results:
+        if status == 409:
+            assert body["currentSha256"] == winner["sha256"] == sha(target.read_bytes())
+    # A loser chains from the hash it was given and succeeds.
+    n = next(n for n, status, _ in results if status == 409)
     again = {"path": str(target), "oldStr": f"line {n}\n", "newStr": f"agent {n}\n",
-             "expectedSha256": loser["currentSha256"]}  # fmt: skip
+             "expectedSha256": winner["sha256"]}  # fmt: skip
     body = await post(client, "str-replace", again)
     assert body["sha256"] == sha(target.read_bytes()) and leftovers(area) == []
 
