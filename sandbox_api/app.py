@@ -20,6 +20,8 @@ from .codegen.service import Codegen
 from .config import Settings
 from .drives import routes as drives_routes
 from .drives.service import Drives
+from .edits import routes as edits_routes
+from .edits.service import Edits
 from .filesystem import routes as filesystem_routes
 from .filesystem.files import Files
 from .filesystem.uploads import Uploads
@@ -43,10 +45,11 @@ from .process import routes as process_routes
 from .process.supervisor import Supervisor
 from .search import routes as search_routes
 from .search.content import ContentSearch
+from .system import metrics_routes, upgrade
 from .system import routes as system_routes
-from .system import upgrade
 from .system.environment import EnvironmentReloader
 from .system.health import Health
+from .system.metrics import Metrics, running_processes
 from .terminal import routes as terminal_routes
 from .terminal.sessions import Terminals
 from .watch import routes as watch_routes
@@ -94,6 +97,8 @@ def build_app(settings: Settings) -> web.Application:
     app[drives_routes.DRIVES] = Drives(settings, children)
     app[search_routes.CONTENT_SEARCH] = ContentSearch(children, settings.search_timeout, settings.identity)
     app[codegen_routes.CODEGEN] = Codegen(app[filesystem_routes.FILES])
+    app[edits_routes.EDITS] = Edits(settings.identity, settings.max_edit_bytes)
+    app[metrics_routes.METRICS] = Metrics(settings.workdir, running_processes(app[SUPERVISOR]))
     codegen_enabled = codegen.enabled()  # the MCP registration of its two tools is decided now
 
     def mcp_tools() -> Any:  # on the first /mcp request: the tools module is not needed before
@@ -106,6 +111,8 @@ def build_app(settings: Settings) -> web.Application:
             app[search_routes.CONTENT_SEARCH],
             app[codegen_routes.CODEGEN],
             codegen_enabled,
+            app[edits_routes.EDITS],
+            app[metrics_routes.METRICS],
         )
 
     app[mcp_transport.MCP] = mcp_transport.McpEndpoint(mcp_tools)
@@ -119,6 +126,8 @@ def build_app(settings: Settings) -> web.Application:
     codegen_routes.add_routes(app, prefixes)
     watch_routes.add_routes(app, prefixes)
     network_routes.add_routes(app)
+    edits_routes.add_routes(app)
+    metrics_routes.add_routes(app)
     drives_routes.add_routes(app, prefixes)
     port_proxy.add_routes(app)
     mcp_transport.add_routes(app)

@@ -175,6 +175,9 @@ class Settings:
     # Reads answered in one message (MCP fsReadFile/fsEditFile/codegenReadFileRange, codegen
     # fastapply) refuse files past this; the HTTP JSON read streams and has no limit.
     max_text_read_bytes: int = 128 * KIB
+    # Exact edits (/edit/*, MCP fsTextEditor) read, change and write a whole file in memory:
+    # files past this many bytes are refused with 413.
+    max_edit_bytes: int = 10 * MIB
     upload_ttl_seconds: float = 24 * 3600.0
     # Content search: a run is stopped after this many seconds.
     search_timeout: float = 30.0
@@ -249,6 +252,7 @@ def from_environment(**overrides: object) -> Settings:
         stop_grace_seconds=_env_float("SANDBOX_STOP_GRACE_SECONDS", 10.0),
         max_upload_bytes=_env_int("SANDBOX_MAX_UPLOAD_BYTES", 0),
         max_text_read_bytes=max(1, _env_int("SANDBOX_MAX_TEXT_READ_BYTES", 128 * KIB)),
+        max_edit_bytes=max(1, _env_int("SANDBOX_MAX_EDIT_BYTES", 10 * MIB)),
         upload_ttl_seconds=_env_float("SANDBOX_UPLOAD_TTL_SECONDS", 24 * 3600.0),
         search_timeout=_env_float("SANDBOX_SEARCH_TIMEOUT_SECONDS", 30.0),
         header_timeout=_env_float("SANDBOX_HEADER_TIMEOUT_SECONDS", 30.0),

@@ -33,6 +33,7 @@ TAGS = [
     {"name": "system", "description": "Welcome, health, upgrade, environment."},
     {"name": "process", "description": "Run and supervise processes; their output is kept on disk."},
     {"name": "filesystem", "description": "Read, write, list, delete, copy; writes are atomic."},
+    {"name": "edit", "description": "Exact edits of text files: view, str-replace, create, insert."},
     {"name": "multipart", "description": "S3-style uploads of large files in parts."},
     {"name": "search", "description": "Find by name, fuzzy search, content search."},
     {"name": "watch", "description": "Streams of filesystem changes."},

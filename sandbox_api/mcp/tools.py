@@ -18,10 +18,12 @@ import msgspec
 from ..codegen.service import Codegen
 from ..config import Settings
 from ..contract import inline_schema
+from ..edits.service import Edits
 from ..errors import ApiError, os_error_text
 from ..filesystem.files import Files
 from ..process.supervisor import Supervisor
 from ..search.content import ContentSearch
+from ..system.metrics import Metrics
 
 Handler = Callable[[Any], Awaitable[dict[str, Any]]]
 
@@ -89,6 +91,9 @@ class Services:
     content: ContentSearch
     codegen: Codegen
     codegen_enabled: bool  # decided at start-up, as the original registers them
+    # Beyond the original (issue 16): exact edits and metrics; their tools are left out without them.
+    edits: Edits | None = None
+    metrics: Metrics | None = None
 
 
 class Tools:
@@ -102,16 +107,20 @@ class Tools:
         content: ContentSearch,
         codegen: Codegen,
         codegen_enabled: bool,
+        edits: Edits | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.services = Services(settings, supervisor, files, content, codegen, codegen_enabled)
+        self.services = Services(settings, supervisor, files, content, codegen, codegen_enabled, edits, metrics)
 
     def all(self) -> list[Tool]:
-        from . import codegen_tools, file_tools, process_tools
+        from . import codegen_tools, edit_tools, file_tools, metrics_tools, process_tools
 
         return [
             *process_tools.tools(self.services),
             *file_tools.tools(self.services),
             *codegen_tools.tools(self.services),
+            *edit_tools.tools(self.services),
+            *metrics_tools.tools(self.services),
         ]
 
 

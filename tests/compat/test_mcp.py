@@ -31,6 +31,9 @@ EXPECTED_TOOLS = {
     "codegenReapply",
     "codegenListDir",
     "codegenParallelApply",
+    # Beyond the original (issue 16): exact edits and metrics.
+    "fsTextEditor",
+    "sandboxMetrics",
 }
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 

@@ -292,6 +292,8 @@ def make_harmless(case: Any, fuzzed: Fuzzed) -> None:
         for key in ("source", "destination"):
             if isinstance(body.get(key), str):
                 body[key] = confined(_known(body[key], fuzzed.known["path"]), workdir)
+    elif operation[1].startswith("/edit/") and isinstance(body.get("path"), str):  # issue 16's exact edits
+        body["path"] = confined(_known(body["path"], fuzzed.known["path"]), workdir)
     elif operation == ("PUT", "/filesystem/tree/{path}") and isinstance(body.get("files"), dict):
         body["files"] = {confined(k, workdir, absolute=False): v for k, v in body["files"].items()}
     elif operation == ("POST", "/network/process/{pid}/monitor") and "callback" in body:
