@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import operations, paths
+from .. import paths
+from ..http import operations
 from ..http.appkeys import SETTINGS
 from ..http.operations import Failure, Media, Operation
 from ..http.responses import json_response

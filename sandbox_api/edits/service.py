@@ -37,8 +37,8 @@ from ..errors import (
 )
 from ..filesystem.atomic import AtomicFile
 from ..filesystem.reading import node_kind, open_regular, read_at_most
-from ..http.paths import ResolvedPath
 from ..identity import Identity, run_as
+from ..paths import ResolvedPath
 from .text import (
     EditRefused,
     FileText,

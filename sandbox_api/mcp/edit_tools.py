@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
+from .. import paths
 from ..contract import Shape, doc
 from ..edits.wire import LineEnding, ViewEntry
 from ..errors import Invalid
-from ..http import paths
 from .tools import Arguments, Services, Tool
 
 COMMANDS = ["view", "str_replace", "create", "insert"]
