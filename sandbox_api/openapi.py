@@ -1262,6 +1262,162 @@ def _mcp_and_terminal() -> dict[str, Schema]:
     }
 
 
+# --- BEGIN shell sessions (branch shell16): the one block for /session*; declared in the contract at merge ---
+def _sessions() -> dict[str, Schema]:
+    session_id = path_param("id", "The session's id (its name when one was given).")
+    session = obj(
+        {
+            "id": string("The session's id: its name, or a generated `session-<hex>`."),
+            "state": string("`starting`, `idle`, `running` (a command runs) or `ended`.", enum=list(SESSION_STATES)),
+            "shell": string("The shell program."),
+            "cwd": string("The shell's working directory after its last command."),
+            "workingDir": string("The directory it started in (and restarts in)."),
+            "pid": nullable(integer("The shell's pid; null once ended.")),
+            "createdAt": string("RFC 3339, UTC."),
+            "lastUsedAt": string("RFC 3339, UTC: idle sessions are deleted `SANDBOX_SESSION_IDLE_SECONDS` after it."),
+            "execCount": integer("Commands run so far (the last `execId`)."),
+            "endReason": string("Once ended: how (`the shell exited with code 0`, `killed by SIGKILL`...)."),
+        },
+        ("id", "state", "shell", "cwd", "workingDir", "pid", "createdAt", "lastUsedAt", "execCount"),
+    )
+    result = obj(
+        {
+            "sessionId": string(),
+            "execId": integer("Number of this command in its session: its output is read back with it."),
+            "output": string(
+                "stdout and stderr as one stream, in the order written. Past `SANDBOX_SESSION_INLINE_BYTES`: the "
+                "head, a line saying which bytes were left out, and the tail."
+            ),
+            "exitCode": nullable(integer("The command's exit code (130 after SIGINT, 137 after SIGKILL).")),
+            "timedOut": boolean("Interrupted at `timeout` or after `idleTimeout` seconds of silence."),
+            "cwd": string("The shell's working directory afterwards."),
+            "outputBytes": integer("Bytes written in all."),
+            "truncated": boolean("Whether `output` leaves out a middle part."),
+            "omittedFrom": integer("When truncated: offset of the first byte left out."),
+            "omittedTo": integer("When truncated: offset after the last byte left out."),
+            "sessionEnded": boolean("The command ended the shell (exit, exec, kill): later calls answer 409."),
+            "endReason": string("When the session ended: how."),
+        },
+        ("sessionId", "execId", "output", "exitCode", "timedOut", "cwd", "outputBytes", "truncated", "sessionEnded"),
+    )
+    chunk = obj(
+        {
+            "sessionId": string(),
+            "execId": integer(),
+            "offset": integer(),
+            "nextOffset": integer("Where the next read starts (the data ends on a character boundary)."),
+            "data": string("The bytes read, as UTF-8 text."),
+            "outputBytes": integer("Bytes written so far."),
+            "storedBytes": integer("Bytes kept (at most `SANDBOX_SESSION_MAX_OUTPUT_BYTES` on disk)."),
+            "complete": boolean("The command has ended."),
+            "eof": boolean("The command has ended and everything was read."),
+        },
+        ("sessionId", "execId", "offset", "nextOffset", "data", "outputBytes", "storedBytes", "complete", "eof"),
+    )
+    missing = {404: "No such session."}
+    return {
+        "/session": {
+            "post": op(
+                "sessions",
+                "Start a shell session",
+                {
+                    **ok(session),
+                    **errors(
+                        {
+                            400: f"{BAD_BODY} Also: an invalid name, a shell that is not a POSIX shell or not "
+                            "installed, a missing working directory, an invalid environment variable.",
+                            409: "A session with this name exists.",
+                            429: "`SANDBOX_SESSION_MAX` sessions exist.",
+                        }
+                    ),
+                },
+                body=json_body(
+                    obj(
+                        {
+                            "name": string("Its id (letters, digits, `.`, `_`, `-`; up to 64); generated if absent."),
+                            "workingDir": string("Where it starts (default: the working directory)."),
+                            "env": obj({}, additionalProperties=string(), description="Variables to set."),
+                            "shell": string("bash, sh, dash, ash, zsh, ksh or mksh (default bash, else sh)."),
+                        }
+                    ),
+                    required=False,
+                ),
+            ),
+            "get": op("sessions", "List shell sessions", ok(obj({"sessions": array(session)}, ("sessions",)))),
+        },
+        "/session/{id}": {
+            "get": op("sessions", "Get a shell session", {**ok(session), **errors(missing)}, parameters=(session_id,)),
+            "delete": op(
+                "sessions",
+                "Delete a shell session",
+                {**ok(obj({"id": string(), "message": string()}, ("id", "message"))), **errors(missing)},
+                description="Kills the shell and every process it started.",
+                parameters=(session_id,),
+            ),
+        },
+        "/session/{id}/restart": {
+            "post": op(
+                "sessions",
+                "Restart a shell session",
+                {**ok(session), **errors({**missing, 400: "The shell could not start.", 409: "It is starting."})},
+                description="Kills the shell and all it started; a fresh one starts in `workingDir` with `env`.",
+                parameters=(session_id,),
+            ),
+        },
+        "/session/{id}/exec": {
+            "post": op(
+                "sessions",
+                "Run a command in a shell session",
+                {
+                    **ok(result),
+                    **errors({**missing, 400: BAD_BODY, 409: "The session has ended (`endReason`) or is running."}),
+                },
+                description="The command runs in the shell itself (cd, export, functions persist) with stdin at "
+                "EOF. Past `timeout` (default 120 s; 0: none) or `idleTimeout` seconds without output, its job "
+                "gets SIGINT, then SIGKILL 2 s later; the session stays usable.",
+                parameters=(session_id,),
+                body=json_body(
+                    obj(
+                        {
+                            "command": string("The command line."),
+                            "timeout": number("Seconds (default 120; 0: none)."),
+                            "idleTimeout": number("Seconds without output (default: none)."),
+                        },
+                        ("command",),
+                    )
+                ),
+            ),
+        },
+        "/session/{id}/output/{execId}": {
+            "get": op(
+                "sessions",
+                "Read a command's output by offset",
+                {
+                    **ok(chunk),
+                    **errors(
+                        {
+                            400: "offset or maxBytes not a whole number, negative or past the end.",
+                            404: "No such session, or the output is no longer kept (the last 4 are).",
+                            416: "The offset is past the bytes kept on disk (`storedBytes`).",
+                        }
+                    ),
+                },
+                parameters=(
+                    session_id,
+                    path_param("execId", "The `execId` the exec answered.", integer(minimum=1)),
+                    query("offset", integer(minimum=0), "Byte offset (default 0)."),
+                    query("maxBytes", integer(minimum=1), "At most this many bytes (default 65536, up to 4 MiB)."),
+                ),
+            ),
+        },
+    }
+
+
+SESSION_STATES = ("starting", "idle", "running", "ended")
+SESSIONS_TAG = {"name": "sessions", "description": "Persistent shells: cwd, variables and functions carry over."}
+# --- END shell sessions ---
+
+
 TAGS = [
     {"name": "system", "description": "Welcome, health, upgrade, environment."},
     {"name": "process", "description": "Run and supervise processes; their output is kept on disk."},
@@ -1276,6 +1432,7 @@ TAGS = [
     {"name": "mcp", "description": "The same services as MCP tools."},
     {"name": "terminal", "description": "A web terminal."},
     {"name": "docs", "description": "This document and its page."},
+    SESSIONS_TAG,  # shell sessions (branch shell16)
 ]
 
 DESCRIPTION = """\
@@ -1306,6 +1463,7 @@ def document() -> dict[str, Any]:
         _drives,
         _proxy,
         _mcp_and_terminal,
+        _sessions,  # shell sessions (branch shell16)
     ):
         paths.update(group())
     return {

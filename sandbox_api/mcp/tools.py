@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..codegen.service import Codegen
 from ..config import Settings
@@ -23,6 +23,9 @@ from ..process.supervisor import ProcessSpec, Supervisor, wait_timeout_message
 from ..process.views import logs_view, process_view
 from ..search import fuzzy
 from ..search.content import ContentSearch
+
+if TYPE_CHECKING:
+    from ..sessions.service import Sessions
 
 WAIT_CAP_SECONDS = 58  # an agent's tool call must answer before a 60 s gateway timeout
 DEFAULT_TIMEOUT = 30
@@ -140,6 +143,7 @@ class Tools:
         content: ContentSearch,
         codegen: Codegen,
         codegen_enabled: bool,
+        sessions: Sessions | None = None,
     ) -> None:
         self.settings = settings
         self.supervisor = supervisor
@@ -147,6 +151,7 @@ class Tools:
         self.content = content
         self.codegen = codegen
         self.codegen_enabled = codegen_enabled  # decided at start-up, as the original registers them
+        self.sessions = sessions
 
     def _path(self, value: str) -> paths.ResolvedPath:
         # MCP paths go straight to the filesystem: relative to WORKDIR, no `~`, no %2F rule.
@@ -501,7 +506,15 @@ class Tools:
                 obj({"success": SUCCESS, "message": NOTE}, ("success",)),
                 self.codegen_parallel_apply,
             ),
-        ] + (self._provider_tools() if self.codegen_enabled else [])
+        ] + (self._provider_tools() if self.codegen_enabled else []) + self._session_tools()
+
+    def _session_tools(self) -> list[Tool]:
+        """The persistent shell (`bash`), from its own package."""
+        if self.sessions is None:
+            return []
+        from ..sessions.mcp import session_tools  # here: that module builds on this one
+
+        return session_tools(self.sessions)
 
     def _provider_tools(self) -> list[Tool]:
         """The two tools that need a Relace or Morph key."""
