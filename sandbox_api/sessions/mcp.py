@@ -41,6 +41,7 @@ RESULT = obj(
         "sessionEnded": s("true when the shell itself ended (exit, exec): restart it", "boolean"),
         "endReason": s("How the shell ended"),
         "restarted": s("true when the answer is to a restart", "boolean"),
+        "note": s("Said when the default shell had to be made anew (the previous one sat idle too long)"),
     },
     ("sessionId", "output"),
 )
@@ -51,16 +52,14 @@ def session_tools(sessions: Sessions) -> list[Tool]:
         command: str = "", restart: bool = False, sessionId: str = "", timeout: float | None = None
     ) -> dict[str, Any]:
         session_id = sessionId or DEFAULT_SESSION
+        if not command and not restart:
+            raise Invalid("command is required (or restart: true)")
+        note = await sessions.ensure(session_id) if session_id == DEFAULT_SESSION else ""
         if restart:
-            if session_id == DEFAULT_SESSION:
-                await sessions.ensure(session_id)
             view = await sessions.restart(session_id)
             return {"sessionId": session_id, "output": "", "cwd": view["cwd"], "restarted": True}
-        if not command:
-            raise Invalid("command is required (or restart: true)")
-        if session_id == DEFAULT_SESSION:
-            await sessions.ensure(session_id)
-        return await sessions.exec(session_id, command, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+        result = await sessions.exec(session_id, command, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+        return {**result, "note": note} if note else result
 
     return [
         Tool(

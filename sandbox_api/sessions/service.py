@@ -40,6 +40,7 @@ log = logging.getLogger("sandbox_api.sessions")
 COOKIE = "SANDBOX_API_SESSION"
 SHELLS = ("bash", "sh", "dash", "ash", "zsh", "ksh", "mksh")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+REAPED_REMEMBERED = 64
 OUTPUTS_KEPT = 4  # per session: the outputs of its last commands, readable by offset
 MAX_COMMAND_BYTES = 1024 * 1024
 MAX_TIMEOUT = 7 * 24 * 3600.0
@@ -107,6 +108,7 @@ class Sessions:
         self._tag = hashlib.sha256(os.fsencode(settings.state_dir)).hexdigest()[:12]
         self._life = secrets.token_hex(4)
         self._sessions: dict[str, Session] = {}
+        self._reaped: OrderedDict[str, None] = OrderedDict()  # the last ids reaped, to say so when reused
         self._reaper: asyncio.Task[None] | None = None
         self._cleanup: asyncio.Task[None] | None = None
 
@@ -163,6 +165,9 @@ class Sessions:
             if session.state in (IDLE, ENDED) and session.last_used < limit:
                 log.info("session %s reaped after %g idle seconds", session.id, self.settings.session_idle_seconds)
                 self._remove(session, "reaped: unused too long")
+                self._reaped[session.id] = None
+                while len(self._reaped) > REAPED_REMEMBERED:
+                    self._reaped.popitem(last=False)
                 reaped += 1
         return reaped
 
@@ -211,10 +216,17 @@ class Sessions:
             raise
         return session.view()
 
-    async def ensure(self, session_id: str) -> None:
-        """The session `session_id` (MCP's default one), created with defaults if missing."""
-        if session_id not in self._sessions:
-            await self.create(name=session_id)
+    async def ensure(self, session_id: str) -> str:
+        """The session `session_id` (MCP's default one), created with defaults if missing;
+        a note when it replaces one that was reaped (its state is gone)."""
+        if session_id in self._sessions:
+            return ""
+        await self.create(name=session_id)
+        if session_id in self._reaped:
+            del self._reaped[session_id]
+            idle = self.settings.session_idle_seconds
+            return f"a new shell: the previous one was deleted after {idle:g} idle seconds, with its state"
+        return ""
 
     async def delete(self, session_id: str) -> None:
         self._remove(self._find(session_id), "deleted")

@@ -14,7 +14,8 @@ input), framed by markers carrying a random nonce and written to /dev/tty (so `e
 >file` cannot hide them): a start marker, then on the next line an end marker with `$?`
 and `$PWD`. The next line survives an interrupt of the command's line in bash and ash;
 dash drops input it had already read, so when the shell is back in the foreground with
-no end marker, the end marker is sent again.
+no end marker, the end marker is sent again. Before each command the terminal's pending
+input is one end-of-file, so a program reading /dev/tty itself (a password prompt) ends too.
 """
 
 from __future__ import annotations
@@ -289,6 +290,7 @@ class Shell:
         self._run = run
         started = loop.time()
         line = f"printf '\\036%sS\\036' {nonce} >/dev/tty; eval {_quote(command)} </dev/null\n".encode()
+        self._end_of_input()
         try:
             self._writer.write(line + end_line(nonce))
             timed_out = False
@@ -317,6 +319,15 @@ class Shell:
         finally:
             self._run = None
             output.finish()
+
+    def _end_of_input(self) -> None:
+        """One end-of-file (^D) as the terminal's only pending input: a program that reads the
+        terminal itself (`sudo` or `ssh` asking for a password) gets EOF, not a wait."""
+        try:
+            termios.tcflush(self.master, termios.TCOFLUSH)  # on the master: the terminal's unread input
+            os.write(self.master, b"\x04")
+        except OSError:
+            pass
 
     def _ended(self, run: Run, timed_out: bool) -> Finished:
         if run.done.done():

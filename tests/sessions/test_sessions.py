@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
@@ -110,6 +111,14 @@ async def test_a_command_reading_stdin_gets_eof_at_once(client):
     result = await run(client, "stdin", "cat; read line; echo read=$?; head -c 10", timeout=20)
     assert time.monotonic() - started < 5
     assert result["output"] == "read=1\n" and not result["timedOut"]
+
+
+async def test_a_command_reading_the_terminal_itself_gets_eof(client):
+    await create(client, name="tty")
+    started = time.monotonic()
+    result = await run(client, "tty", "read secret </dev/tty; echo first=$?", timeout=20)
+    assert result["output"] == "first=1\n" and time.monotonic() - started < 5
+    assert (await run(client, "tty", "read again </dev/tty; echo second=$?", timeout=20))["output"] == "second=1\n"
 
 
 async def test_output_that_is_no_marker_is_kept_whole(client):
@@ -406,3 +415,26 @@ async def test_the_daemon_shutting_down_kills_every_session(settings: Settings, 
         child = pid_in((await run(c, "last", "nohup sleep 3120 >/dev/null 2>&1 & echo pid=$!"))["output"])
     assert await gone(view["pid"]) and await gone(child)
     assert not (settings.state_dir / "sessions").exists()
+
+
+async def test_a_daemon_killed_leaves_no_session_process_behind(daemon_factory, tmp_path: Path):
+    """The shell dies with its pty; what ignored the hang-up is killed by the next daemon."""
+    first = daemon_factory()
+    first.start()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{first.url}/session", json={"name": "orphan"}) as resp:
+            shell = (await resp.json())["pid"]
+        command = {"command": "nohup sleep 3121 >/dev/null 2>&1 & echo pid=$!"}
+        async with http.post(f"{first.url}/session/orphan/exec", json=command) as resp:
+            child = pid_in((await resp.json())["output"])
+        first.stop(signal.SIGKILL)
+        assert await gone(shell)
+        assert alive(child)  # nohup: the hang-up did not end it
+        second = daemon_factory()
+        second.start()
+        try:
+            assert await gone(child, within=10)
+            async with http.get(f"{second.url}/session") as resp:
+                assert (await resp.json())["sessions"] == []
+        finally:
+            second.stop()
