@@ -154,6 +154,11 @@ class Fuzzed:
         )
         assert part.status_code == 200, part.text
         self.known["name"] = ("xterm.js", "xterm.css", "addon-fit.js")
+        # Shell sessions: one with a command run (its output is execId 1).
+        self._post("/session", {"name": "seed-session"})
+        self._post("/session/seed-session/exec", {"command": "echo seeded"})
+        self.known["id"] = ("seed-session",)
+        self.known["execId"] = ("1",)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = requests.post(f"{self.url}{path}", json=body, timeout=10)
@@ -288,6 +293,15 @@ def make_harmless(case: Any, fuzzed: Fuzzed) -> None:
         if isinstance(body.get("env"), dict):
             for key in DANGEROUS_ENV & set(body["env"]):
                 del body["env"][key]
+    elif operation == ("POST", "/session/{id}/exec"):  # shell sessions: the same harmless commands
+        if isinstance(body.get("command"), str):
+            body["command"] = _pick(SAFE_COMMANDS, body["command"])
+        for key in ("timeout", "idleTimeout"):
+            if isinstance(body.get(key), (int, float)) and not isinstance(body[key], bool) and body[key] > 2:
+                body[key] = 2
+    elif operation == ("POST", "/session") and isinstance(body.get("env"), dict):
+        for key in DANGEROUS_ENV & set(body["env"]):
+            del body["env"][key]
     elif operation == ("POST", "/filesystem-copy"):
         for key in ("source", "destination"):
             if isinstance(body.get(key), str):
