@@ -33,7 +33,7 @@ from ..config import Settings
 from ..errors import ApiError, Conflict, Invalid, NotFound
 from ..process.children import Children
 from .output import Output
-from .shell import Shell, ShellEnded, describe_exit
+from .shell import Finished, Shell, ShellEnded, describe_exit
 
 log = logging.getLogger("sandbox_api.sessions")
 
@@ -278,14 +278,11 @@ class Sessions:
             self.settings.session_max_output_bytes,
         )
         self._keep(session, output)
-        try:
-            finished = await shell.run(command, output, timeout, idle_timeout)
-        finally:
-            session.touch()
-            if session.state == RUNNING and session.shell is shell:
-                session.state = IDLE
-        if finished.cwd is not None:
-            session.cwd = finished.cwd
+        # A task of its own: if this request is cancelled, the command still runs to its
+        # end or its timeout, and the session's state follows it.
+        task = asyncio.ensure_future(shell.run(command, output, timeout, idle_timeout))
+        task.add_done_callback(lambda done: self._after_run(session, shell, done))
+        finished = await asyncio.shield(task)
         result: dict[str, Any] = {
             "sessionId": session.id,
             "execId": exec_id,
@@ -300,12 +297,23 @@ class Sessions:
         if output.truncated:
             result.update(omittedFrom=output.head_end, omittedTo=output.tail_offset)
         if finished.shell_ended:
-            if session.shell is shell and session.state != ENDED:
-                self._end(session, shell.end_reason or describe_exit(shell.child.returncode))
             code = finished.exit_code
             result["exitCode"] = 128 - code if code is not None and code < 0 else code
             result["endReason"] = session.end_reason or shell.end_reason or describe_exit(shell.child.returncode)
         return result
+
+    def _after_run(self, session: Session, shell: Shell, task: asyncio.Future[Finished]) -> None:
+        session.touch()
+        if session.shell is not shell:  # restarted meanwhile
+            return
+        finished = None if task.cancelled() or task.exception() is not None else task.result()
+        if finished is not None and finished.cwd is not None:
+            session.cwd = finished.cwd
+        if finished is None or finished.shell_ended:
+            if session.state != ENDED:
+                self._end(session, shell.end_reason or describe_exit(shell.child.returncode))
+        elif session.state == RUNNING:
+            session.state = IDLE
 
     def read_output(self, session_id: str, exec_id: int, offset: int = 0, max_bytes: int | None = None) -> dict:
         session = self._find(session_id)
