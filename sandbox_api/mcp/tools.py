@@ -158,381 +158,364 @@ class Tools:
         return paths.from_value(value, self.settings.workdir)
 
     def all(self) -> list[Tool]:
-        return (
-            [
-                # --- processes -------------------------------------------------------------------------
-                Tool(
-                    "processesList",
-                    "List every process started in this sandbox, still running or already ended, with its status, "
-                    "exit code and recent output.",
-                    obj({}),
-                    obj(
-                        {"processes": {"type": "array", "items": PROCESS, "description": "One entry per process"}},
-                        ("processes",),
-                    ),
-                    self.processes_list,
+        return [
+            # --- processes -------------------------------------------------------------------------
+            Tool(
+                "processesList",
+                "List every process started in this sandbox, still running or already ended, with its status, "
+                "exit code and recent output.",
+                obj({}),
+                obj(
+                    {"processes": {"type": "array", "items": PROCESS, "description": "One entry per process"}},
+                    ("processes",),
                 ),
-                Tool(
-                    "processExecute",
-                    "Run a shell command in the sandbox. By default it returns at once with the process's pid and "
-                    "name; set waitForCompletion to get its exit code and output in the answer. A wait lasts at most "
-                    f"{WAIT_CAP_SECONDS} seconds: past that the command keeps running, the answer says pollRequired and "
-                    "processGet tells how it ends. For a server or any long job, do not wait: give it a name, use "
-                    "waitForPorts if it listens, and read its output later with processGetLogs.",
-                    obj(
-                        {
-                            "command": s("The command line, run by the shell (pipes, redirections and && work)"),
-                            "name": s(
-                                "A name to address the process by later, instead of its pid (one is generated if absent)"
-                            ),
-                            "workingDir": s("The directory to run the command in (default /)"),
-                            "env": {
-                                **STRING_MAP,
-                                "description": "Environment variables to set for the command, on top of the sandbox's",
-                            },
-                            "waitForCompletion": s(
-                                "Answer only once the command has ended (or after the wait limit), with its exit code "
-                                "and output",
-                                "boolean",
-                            ),
-                            "timeout": s(
-                                "How many seconds to wait for completion or for the ports (default 30; 0: no limit). "
-                                "A timeout ends the wait, not the command, unless keepAlive is set",
-                                ["null", "integer"],
-                            ),
-                            "waitForPorts": {
-                                "type": "array",
-                                "items": {"type": "integer"},
-                                "description": "TCP ports the command will listen on: answer once they all accept "
-                                "connections (within timeout)",
-                            },
-                            "restartOnFailure": s(
-                                "Start the command again each time it exits with a failure", "boolean"
-                            ),
-                            "maxRestarts": s(
-                                "With restartOnFailure: how many restarts at most (default 0; negative: no limit)",
-                                "integer",
-                            ),
-                            "keepAlive": s(
-                                "Keep the sandbox from going to sleep while the command runs (for servers and long "
-                                "jobs). The command is then stopped when its timeout passes (default 600 seconds; "
-                                "0: never)",
-                                "boolean",
+                self.processes_list,
+            ),
+            Tool(
+                "processExecute",
+                "Run a shell command in the sandbox. By default it returns at once with the process's pid and "
+                "name; set waitForCompletion to get its exit code and output in the answer. A wait lasts at most "
+                f"{WAIT_CAP_SECONDS} seconds: past that the command keeps running, the answer says pollRequired and "
+                "processGet tells how it ends. For a server or any long job, do not wait: give it a name, use "
+                "waitForPorts if it listens, and read its output later with processGetLogs.",
+                obj(
+                    {
+                        "command": s("The command line, run by the shell (pipes, redirections and && work)"),
+                        "name": s(
+                            "A name to address the process by later, instead of its pid (one is generated if absent)"
+                        ),
+                        "workingDir": s("The directory to run the command in (default /)"),
+                        "env": {
+                            **STRING_MAP,
+                            "description": "Environment variables to set for the command, on top of the sandbox's",
+                        },
+                        "waitForCompletion": s(
+                            "Answer only once the command has ended (or after the wait limit), with its exit code "
+                            "and output",
+                            "boolean",
+                        ),
+                        "timeout": s(
+                            "How many seconds to wait for completion or for the ports (default 30; 0: no limit). "
+                            "A timeout ends the wait, not the command, unless keepAlive is set",
+                            ["null", "integer"],
+                        ),
+                        "waitForPorts": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": "TCP ports the command will listen on: answer once they all accept "
+                            "connections (within timeout)",
+                        },
+                        "restartOnFailure": s("Start the command again each time it exits with a failure", "boolean"),
+                        "maxRestarts": s(
+                            "With restartOnFailure: how many restarts at most (default 0; negative: no limit)",
+                            "integer",
+                        ),
+                        "keepAlive": s(
+                            "Keep the sandbox from going to sleep while the command runs (for servers and long "
+                            "jobs). The command is then stopped when its timeout passes (default 600 seconds; "
+                            "0: never)",
+                            "boolean",
+                        ),
+                    },
+                    ("command",),
+                ),
+                obj(
+                    {
+                        "pid": s("Identifier of the process, for the other process tools"),
+                        "name": s("Name of the process"),
+                        "status": PROCESS_STATUS,
+                        "exitCode": s("Exit code (meaningful once the status is not running)", "integer"),
+                        "logs": s("Its output so far: stdout then stderr (when waited for)"),
+                        "message": s("What to do next when the wait limit was reached"),
+                        "pollRequired": s(
+                            "true when the command still runs after the wait limit: poll processGet", "boolean"
+                        ),
+                    },
+                    ("pid", "name", "status", "exitCode"),
+                ),
+                self.process_execute,
+            ),
+            Tool(
+                "processGet",
+                "Show one process (by name or pid): status, exit code, times and recent output. Poll it to follow "
+                "a command that processExecute left running.",
+                IDENTIFIER,
+                PROCESS,
+                self.process_get,
+            ),
+            Tool(
+                "processGetLogs",
+                "Get the output of a process (by name or pid), running or ended: stdout followed by stderr.",
+                IDENTIFIER,
+                obj({"logs": s("Its output: stdout then stderr")}, ("logs",)),
+                self.process_logs,
+            ),
+            Tool(
+                "processStop",
+                "Ask a running process (by name or pid) to end: its whole process tree gets SIGTERM. Use processKill "
+                "if it does not end.",
+                IDENTIFIER,
+                NEW_STATUS,
+                self.process_stop,
+            ),
+            Tool(
+                "processKill",
+                "End a running process (by name or pid) at once: its whole process tree gets SIGKILL.",
+                IDENTIFIER,
+                NEW_STATUS,
+                self.process_kill,
+            ),
+            # --- filesystem --------------------------------------------------------------------------
+            Tool(
+                "fsGetWorkingDirectory",
+                "Tell the working directory: the directory that relative paths given to the other tools start from.",
+                obj({}),
+                obj({"path": s("Absolute path of the working directory")}, ("path",)),
+                self.fs_working_directory,
+            ),
+            Tool(
+                "fsListDirectory",
+                "List what a directory holds: its files (with size, mode, owner and time) and its subdirectories. "
+                "Not recursive.",
+                obj({"path": s("The directory: absolute, or relative to the working directory")}, ("path",)),
+                obj({"directory": DIRECTORY}, ("directory",)),
+                self.fs_list,
+            ),
+            Tool(
+                "fsReadFile",
+                "Read a whole text file, with its metadata. For part of a long file, codegenReadFileRange is lighter.",
+                obj({"path": s("The file: absolute, or relative to the working directory")}, ("path",)),
+                obj(
+                    {**FILE["properties"], "name": s("The path again, as given"), "content": s("The file's text")},
+                    (*FILE["required"], "content"),
+                ),
+                self.fs_read,
+            ),
+            Tool(
+                "fsWriteFile",
+                "Create a file, or replace all of an existing file's content, creating missing parent directories; "
+                "with isDirectory, create a directory instead. To change part of a file that exists, fsEditFile "
+                "is better: it sends only the changed text and cannot drop the rest by mistake.",
+                obj(
+                    {
+                        "path": s("The file or directory to create: absolute, or relative to the working directory"),
+                        "content": s("The complete new content of the file (default: empty)"),
+                        "permissions": s("Mode bits in octal, e.g. 0755 (default 0644; an invalid value is ignored)"),
+                        "isDirectory": s("Create a directory at path instead of a file", "boolean"),
+                    },
+                    ("path",),
+                ),
+                MESSAGE,
+                self.fs_write,
+            ),
+            Tool(
+                "fsEditFile",
+                "Change part of an existing file by replacing an exact piece of its text; the preferred way to modify "
+                "a file that exists, rather than rewriting it with fsWriteFile. oldString must occur exactly once "
+                "(quote a few surrounding lines, whitespace included, to make it unique) unless replaceAll is set. "
+                "If it is not found, the file differs from what you think: read it again and retry with its "
+                "current text. The file keeps its mode.",
+                obj(
+                    {
+                        "path": s("The file to change: absolute, or relative to the working directory"),
+                        "oldString": s(
+                            "The exact text to replace, whitespace and indentation included; not empty. It must "
+                            "occur once in the file, unless replaceAll is set"
+                        ),
+                        "newString": s("The text to put in its place; must differ from oldString; empty deletes it"),
+                        "replaceAll": s(
+                            "Replace all the places oldString occurs, not just one (default false)", "boolean"
+                        ),
+                    },
+                    ("path", "oldString", "newString"),
+                ),
+                obj(
+                    {
+                        "path": s("The file that was changed"),
+                        "occurrencesReplaced": s("How many occurrences were replaced", "integer"),
+                    },
+                    ("path", "occurrencesReplaced"),
+                ),
+                self.fs_edit,
+            ),
+            Tool(
+                "fsDeleteFileOrDirectory",
+                "Delete a file, or a directory. A directory that is not empty is deleted only with recursive.",
+                obj(
+                    {
+                        "path": s("What to delete: absolute, or relative to the working directory"),
+                        "isDirectory": s("Set it if path is a directory (detected when absent)", "boolean"),
+                        "recursive": s("Delete a directory together with everything in it (default false)", "boolean"),
+                    },
+                    ("path",),
+                ),
+                MESSAGE,
+                self.fs_delete,
+            ),
+            # --- codegen helpers -----------------------------------------------------------------------
+            Tool(
+                "codegenFileSearch",
+                "Find files when you know part of their name but not where they are: the letters of query must "
+                "appear in order in a file's name (case ignored). Gives at most 10 absolute paths.",
+                obj(
+                    {
+                        "query": s("Letters of the file name to look for, in order, e.g. usrctl for user_controller"),
+                        "directory": s(
+                            "Where to look, relative to the working directory (default: the working directory); "
+                            "must stay inside it"
+                        ),
+                    },
+                    ("query",),
+                ),
+                obj(
+                    {
+                        "success": SUCCESS,
+                        "matches": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Absolute paths of the files found (at most 10)",
+                        },
+                        "query": s("The query, repeated"),
+                    },
+                    ("success", "matches", "query"),
+                ),
+                self.codegen_file_search,
+            ),
+            Tool(
+                "codegenCodebaseSearch",
+                "Semantic search for code related to a question. Not implemented here: it always finds nothing; use "
+                "codegenGrepSearch or codegenFileSearch instead.",
+                obj(
+                    {
+                        "query": s("What the code you look for does"),
+                        "targetDirectories": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Directories to look in, as glob patterns",
+                        },
+                    },
+                    ("query",),
+                ),
+                obj(
+                    {
+                        "success": SUCCESS,
+                        "results": {"type": "array", "items": {}, "description": "Always empty"},
+                        "query": s("The query, repeated"),
+                    },
+                    ("success", "results", "query"),
+                ),
+                self.codegen_codebase_search,
+            ),
+            Tool(
+                "codegenGrepSearch",
+                "Search the text of the files under the working directory with a regular expression (ripgrep): the "
+                "way to find exact names, strings or patterns. The answer is ripgrep's JSON output, one JSON object "
+                "per line, with paths relative to the working directory. Finding nothing, or an invalid pattern, is "
+                "an error.",
+                obj(
+                    {
+                        "query": s("The regular expression to look for (ripgrep syntax)"),
+                        "caseSensitive": s("Match letter case exactly (default false: case is ignored)", "boolean"),
+                        "includePattern": s("Search only files matching this glob, e.g. *.py"),
+                        "excludePattern": s("Skip files matching this glob, e.g. *_test.go"),
+                    },
+                    ("query",),
+                ),
+                obj(
+                    {
+                        "success": SUCCESS,
+                        "results": s(
+                            "ripgrep's JSON lines (begin, match, end, summary), paths relative to the working directory"
+                        ),
+                    },
+                    ("success", "results"),
+                ),
+                self.codegen_grep,
+            ),
+            Tool(
+                "codegenReadFileRange",
+                "Read some lines of a file, numbered from 1, both ends included. Ask for at most 250 lines per call; "
+                "read a long file in several ranges.",
+                obj(
+                    {
+                        "targetFile": s("The file: absolute, or relative to the working directory"),
+                        "startLineOneIndexed": s("Number of the first line to read (1 is the first line)", "integer"),
+                        "endLineOneIndexedInclusive": s(
+                            "Number of the last line to read, included; at most the file's line count", "integer"
+                        ),
+                    },
+                    ("targetFile", "startLineOneIndexed", "endLineOneIndexedInclusive"),
+                ),
+                obj(
+                    {
+                        "success": SUCCESS,
+                        "content": s("The lines asked for, joined by newlines"),
+                        "file": s("The file, as given"),
+                    },
+                    ("success", "content", "file"),
+                ),
+                self.codegen_read_range,
+            ),
+            Tool(
+                "codegenReapply",
+                "Meant to retry a failed codegenEditFile with a stronger model. Not implemented here: it always "
+                "answers success false; make the change with fsEditFile instead.",
+                obj({"targetFile": s("The file whose last edit should be applied again")}, ("targetFile",)),
+                obj({"success": SUCCESS, "message": NOTE}, ("success",)),
+                self.codegen_reapply,
+            ),
+            Tool(
+                "codegenListDir",
+                "List a directory of the workspace (the working directory): a quick first look before reading or "
+                "searching files. Not recursive.",
+                obj(
+                    {
+                        "relativeWorkspacePath": s(
+                            'The directory, relative to the working directory ("" or "/" for the working directory '
+                            "itself); it must stay inside it"
+                        )
+                    },
+                    ("relativeWorkspacePath",),
+                ),
+                obj({"success": SUCCESS, "directory": DIRECTORY}, ("success",)),
+                self.codegen_list_dir,
+            ),
+            Tool(
+                "codegenParallelApply",
+                "Meant to apply one kind of edit to several places at once. Not implemented here: it always answers "
+                "success false; edit each place with fsEditFile instead.",
+                obj(
+                    {
+                        "editPlan": s("What to change, and how, in every region"),
+                        "editRegions": {
+                            "type": "array",
+                            "description": "The places to edit",
+                            "items": obj(
+                                {
+                                    "relativeWorkspacePath": s("The file, relative to the working directory"),
+                                    "startLine": s("First line of the region (from 1, included)", "integer"),
+                                    "endLine": s("Last line of the region (included)", "integer"),
+                                },
+                                ("relativeWorkspacePath",),
+                                "One file region",
                             ),
                         },
-                        ("command",),
-                    ),
-                    obj(
-                        {
-                            "pid": s("Identifier of the process, for the other process tools"),
-                            "name": s("Name of the process"),
-                            "status": PROCESS_STATUS,
-                            "exitCode": s("Exit code (meaningful once the status is not running)", "integer"),
-                            "logs": s("Its output so far: stdout then stderr (when waited for)"),
-                            "message": s("What to do next when the wait limit was reached"),
-                            "pollRequired": s(
-                                "true when the command still runs after the wait limit: poll processGet", "boolean"
-                            ),
-                        },
-                        ("pid", "name", "status", "exitCode"),
-                    ),
-                    self.process_execute,
+                    },
+                    ("editPlan", "editRegions"),
                 ),
-                Tool(
-                    "processGet",
-                    "Show one process (by name or pid): status, exit code, times and recent output. Poll it to follow "
-                    "a command that processExecute left running.",
-                    IDENTIFIER,
-                    PROCESS,
-                    self.process_get,
-                ),
-                Tool(
-                    "processGetLogs",
-                    "Get the output of a process (by name or pid), running or ended: stdout followed by stderr.",
-                    IDENTIFIER,
-                    obj({"logs": s("Its output: stdout then stderr")}, ("logs",)),
-                    self.process_logs,
-                ),
-                Tool(
-                    "processStop",
-                    "Ask a running process (by name or pid) to end: its whole process tree gets SIGTERM. Use processKill "
-                    "if it does not end.",
-                    IDENTIFIER,
-                    NEW_STATUS,
-                    self.process_stop,
-                ),
-                Tool(
-                    "processKill",
-                    "End a running process (by name or pid) at once: its whole process tree gets SIGKILL.",
-                    IDENTIFIER,
-                    NEW_STATUS,
-                    self.process_kill,
-                ),
-                # --- filesystem --------------------------------------------------------------------------
-                Tool(
-                    "fsGetWorkingDirectory",
-                    "Tell the working directory: the directory that relative paths given to the other tools start from.",
-                    obj({}),
-                    obj({"path": s("Absolute path of the working directory")}, ("path",)),
-                    self.fs_working_directory,
-                ),
-                Tool(
-                    "fsListDirectory",
-                    "List what a directory holds: its files (with size, mode, owner and time) and its subdirectories. "
-                    "Not recursive.",
-                    obj({"path": s("The directory: absolute, or relative to the working directory")}, ("path",)),
-                    obj({"directory": DIRECTORY}, ("directory",)),
-                    self.fs_list,
-                ),
-                Tool(
-                    "fsReadFile",
-                    "Read a whole text file, with its metadata. For part of a long file, codegenReadFileRange is lighter.",
-                    obj({"path": s("The file: absolute, or relative to the working directory")}, ("path",)),
-                    obj(
-                        {**FILE["properties"], "name": s("The path again, as given"), "content": s("The file's text")},
-                        (*FILE["required"], "content"),
-                    ),
-                    self.fs_read,
-                ),
-                Tool(
-                    "fsWriteFile",
-                    "Create a file, or replace all of an existing file's content, creating missing parent directories; "
-                    "with isDirectory, create a directory instead. To change part of a file that exists, fsEditFile "
-                    "is better: it sends only the changed text and cannot drop the rest by mistake.",
-                    obj(
-                        {
-                            "path": s(
-                                "The file or directory to create: absolute, or relative to the working directory"
-                            ),
-                            "content": s("The complete new content of the file (default: empty)"),
-                            "permissions": s(
-                                "Mode bits in octal, e.g. 0755 (default 0644; an invalid value is ignored)"
-                            ),
-                            "isDirectory": s("Create a directory at path instead of a file", "boolean"),
-                        },
-                        ("path",),
-                    ),
-                    MESSAGE,
-                    self.fs_write,
-                ),
-                Tool(
-                    "fsEditFile",
-                    "Change part of an existing file by replacing an exact piece of its text; the preferred way to modify "
-                    "a file that exists, rather than rewriting it with fsWriteFile. oldString must occur exactly once "
-                    "(quote a few surrounding lines, whitespace included, to make it unique) unless replaceAll is set. "
-                    "If it is not found, the file differs from what you think: read it again and retry with its "
-                    "current text. The file keeps its mode.",
-                    obj(
-                        {
-                            "path": s("The file to change: absolute, or relative to the working directory"),
-                            "oldString": s(
-                                "The exact text to replace, whitespace and indentation included; not empty. It must "
-                                "occur once in the file, unless replaceAll is set"
-                            ),
-                            "newString": s(
-                                "The text to put in its place; must differ from oldString; empty deletes it"
-                            ),
-                            "replaceAll": s(
-                                "Replace all the places oldString occurs, not just one (default false)", "boolean"
-                            ),
-                        },
-                        ("path", "oldString", "newString"),
-                    ),
-                    obj(
-                        {
-                            "path": s("The file that was changed"),
-                            "occurrencesReplaced": s("How many occurrences were replaced", "integer"),
-                        },
-                        ("path", "occurrencesReplaced"),
-                    ),
-                    self.fs_edit,
-                ),
-                Tool(
-                    "fsDeleteFileOrDirectory",
-                    "Delete a file, or a directory. A directory that is not empty is deleted only with recursive.",
-                    obj(
-                        {
-                            "path": s("What to delete: absolute, or relative to the working directory"),
-                            "isDirectory": s("Set it if path is a directory (detected when absent)", "boolean"),
-                            "recursive": s(
-                                "Delete a directory together with everything in it (default false)", "boolean"
-                            ),
-                        },
-                        ("path",),
-                    ),
-                    MESSAGE,
-                    self.fs_delete,
-                ),
-                # --- codegen helpers -----------------------------------------------------------------------
-                Tool(
-                    "codegenFileSearch",
-                    "Find files when you know part of their name but not where they are: the letters of query must "
-                    "appear in order in a file's name (case ignored). Gives at most 10 absolute paths.",
-                    obj(
-                        {
-                            "query": s(
-                                "Letters of the file name to look for, in order, e.g. usrctl for user_controller"
-                            ),
-                            "directory": s(
-                                "Where to look, relative to the working directory (default: the working directory); "
-                                "must stay inside it"
-                            ),
-                        },
-                        ("query",),
-                    ),
-                    obj(
-                        {
-                            "success": SUCCESS,
-                            "matches": {
-                                "type": "array",
-                                "items": {"type": "string"},
-                                "description": "Absolute paths of the files found (at most 10)",
-                            },
-                            "query": s("The query, repeated"),
-                        },
-                        ("success", "matches", "query"),
-                    ),
-                    self.codegen_file_search,
-                ),
-                Tool(
-                    "codegenCodebaseSearch",
-                    "Semantic search for code related to a question. Not implemented here: it always finds nothing; use "
-                    "codegenGrepSearch or codegenFileSearch instead.",
-                    obj(
-                        {
-                            "query": s("What the code you look for does"),
-                            "targetDirectories": {
-                                "type": "array",
-                                "items": {"type": "string"},
-                                "description": "Directories to look in, as glob patterns",
-                            },
-                        },
-                        ("query",),
-                    ),
-                    obj(
-                        {
-                            "success": SUCCESS,
-                            "results": {"type": "array", "items": {}, "description": "Always empty"},
-                            "query": s("The query, repeated"),
-                        },
-                        ("success", "results", "query"),
-                    ),
-                    self.codegen_codebase_search,
-                ),
-                Tool(
-                    "codegenGrepSearch",
-                    "Search the text of the files under the working directory with a regular expression (ripgrep): the "
-                    "way to find exact names, strings or patterns. The answer is ripgrep's JSON output, one JSON object "
-                    "per line, with paths relative to the working directory. Finding nothing, or an invalid pattern, is "
-                    "an error.",
-                    obj(
-                        {
-                            "query": s("The regular expression to look for (ripgrep syntax)"),
-                            "caseSensitive": s("Match letter case exactly (default false: case is ignored)", "boolean"),
-                            "includePattern": s("Search only files matching this glob, e.g. *.py"),
-                            "excludePattern": s("Skip files matching this glob, e.g. *_test.go"),
-                        },
-                        ("query",),
-                    ),
-                    obj(
-                        {
-                            "success": SUCCESS,
-                            "results": s(
-                                "ripgrep's JSON lines (begin, match, end, summary), paths relative to the working directory"
-                            ),
-                        },
-                        ("success", "results"),
-                    ),
-                    self.codegen_grep,
-                ),
-                Tool(
-                    "codegenReadFileRange",
-                    "Read some lines of a file, numbered from 1, both ends included. Ask for at most 250 lines per call; "
-                    "read a long file in several ranges.",
-                    obj(
-                        {
-                            "targetFile": s("The file: absolute, or relative to the working directory"),
-                            "startLineOneIndexed": s(
-                                "Number of the first line to read (1 is the first line)", "integer"
-                            ),
-                            "endLineOneIndexedInclusive": s(
-                                "Number of the last line to read, included; at most the file's line count", "integer"
-                            ),
-                        },
-                        ("targetFile", "startLineOneIndexed", "endLineOneIndexedInclusive"),
-                    ),
-                    obj(
-                        {
-                            "success": SUCCESS,
-                            "content": s("The lines asked for, joined by newlines"),
-                            "file": s("The file, as given"),
-                        },
-                        ("success", "content", "file"),
-                    ),
-                    self.codegen_read_range,
-                ),
-                Tool(
-                    "codegenReapply",
-                    "Meant to retry a failed codegenEditFile with a stronger model. Not implemented here: it always "
-                    "answers success false; make the change with fsEditFile instead.",
-                    obj({"targetFile": s("The file whose last edit should be applied again")}, ("targetFile",)),
-                    obj({"success": SUCCESS, "message": NOTE}, ("success",)),
-                    self.codegen_reapply,
-                ),
-                Tool(
-                    "codegenListDir",
-                    "List a directory of the workspace (the working directory): a quick first look before reading or "
-                    "searching files. Not recursive.",
-                    obj(
-                        {
-                            "relativeWorkspacePath": s(
-                                'The directory, relative to the working directory ("" or "/" for the working directory '
-                                "itself); it must stay inside it"
-                            )
-                        },
-                        ("relativeWorkspacePath",),
-                    ),
-                    obj({"success": SUCCESS, "directory": DIRECTORY}, ("success",)),
-                    self.codegen_list_dir,
-                ),
-                Tool(
-                    "codegenParallelApply",
-                    "Meant to apply one kind of edit to several places at once. Not implemented here: it always answers "
-                    "success false; edit each place with fsEditFile instead.",
-                    obj(
-                        {
-                            "editPlan": s("What to change, and how, in every region"),
-                            "editRegions": {
-                                "type": "array",
-                                "description": "The places to edit",
-                                "items": obj(
-                                    {
-                                        "relativeWorkspacePath": s("The file, relative to the working directory"),
-                                        "startLine": s("First line of the region (from 1, included)", "integer"),
-                                        "endLine": s("Last line of the region (included)", "integer"),
-                                    },
-                                    ("relativeWorkspacePath",),
-                                    "One file region",
-                                ),
-                            },
-                        },
-                        ("editPlan", "editRegions"),
-                    ),
-                    obj({"success": SUCCESS, "message": NOTE}, ("success",)),
-                    self.codegen_parallel_apply,
-                ),
-            ]
-            + (self._provider_tools() if self.codegen_enabled else [])
-            + self._session_tools()
-        )
+                obj({"success": SUCCESS, "message": NOTE}, ("success",)),
+                self.codegen_parallel_apply,
+            ),
+        ] + self._optional_tools()
 
-    def _session_tools(self) -> list[Tool]:
-        """The persistent shell (`bash`), from its own package."""
-        if self.sessions is None:
-            return []
-        from ..sessions.mcp import session_tools  # here: that module builds on this one
+    def _optional_tools(self) -> list[Tool]:
+        """The provider tools when a key is set, and the persistent shell (`bash`, from its own package)."""
+        tools = self._provider_tools() if self.codegen_enabled else []
+        if self.sessions is not None:
+            from ..sessions.mcp import session_tools  # here: that module builds on this one
 
-        return session_tools(self.sessions)
+            tools += session_tools(self.sessions)
+        return tools
 
     def _provider_tools(self) -> list[Tool]:
         """The two tools that need a Relace or Morph key."""
