@@ -294,20 +294,21 @@ class Shell:
         try:
             self._writer.write(line + end_line(nonce))
             timed_out = False
-            while not run.done.done():
-                deadlines = []
-                if timeout is not None:
-                    deadlines.append(started + timeout)
+
+            def deadline() -> float | None:  # the idle one moves with every output
+                ends = [started + timeout] if timeout is not None else []
                 if idle_timeout is not None:
-                    deadlines.append(run.last_output + idle_timeout)
-                wait = None if not deadlines else max(0.0, min(deadlines) - loop.time())
+                    ends.append(run.last_output + idle_timeout)
+                return min(ends) if ends else None
+
+            while not run.done.done():
+                end = deadline()
                 try:
-                    await self._until(run.done, wait if wait is not None else 3600.0)
+                    await self._until(run.done, 3600.0 if end is None else max(0.0, end - loop.time()))
                 except ShellEnded:
                     return self._ended(run, timed_out)
-                if run.done.done():
-                    break
-                if wait is not None and loop.time() >= min(deadlines):
+                end = deadline()
+                if not run.done.done() and end is not None and loop.time() >= end:
                     timed_out = True
                     try:
                         await self._interrupt(run, nonce)

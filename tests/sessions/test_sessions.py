@@ -163,9 +163,10 @@ async def test_a_loop_of_jobs_is_abandoned_on_interrupt(client):
 async def test_silence_past_idle_timeout_interrupts(client):
     await create(client, name="idle")
     started = time.monotonic()
-    result = await run(client, "idle", "for i in 1 2 3; do echo tick; sleep 0.2; done; sleep 30", idleTimeout=0.8)
-    assert 0.8 <= time.monotonic() - started < 5
-    assert result["timedOut"] and result["output"].count("tick") == 3
+    ticking = "for i in 1 2 3 4 5 6 7 8; do echo tick; sleep 0.25; done; sleep 30"
+    result = await run(client, "idle", ticking, idleTimeout=1.0)
+    assert 2.6 <= time.monotonic() - started < 8  # the last tick at 1.75 s, silence from then on
+    assert result["timedOut"] and result["output"].count("tick") == 8
     assert (await run(client, "idle", "echo ok"))["output"] == "ok\n"
 
 
