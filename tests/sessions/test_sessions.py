@@ -271,6 +271,20 @@ async def test_delete_kills_the_shell_and_everything_it_started(client):
     assert (await client.get("/session/doomed")).status == 404
 
 
+async def test_sessions_leave_no_fd_behind(small):
+    await create(small, name="warm")  # the first session sets up what stays (the child watcher...)
+    await run(small, "warm", "seq 1 1000")
+    await small.delete("/session/warm")
+    before = len(os.listdir("/proc/self/fd"))
+    for round in range(3):
+        await create(small, name=f"fds{round}")
+        await run(small, f"fds{round}", "seq 1 1000; sleep 60 &")  # a spilled output and a background job
+        await run(small, f"fds{round}", "sleep 5", timeout=0.2)
+        await small.post(f"/session/fds{round}/restart")
+        await small.delete(f"/session/fds{round}")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 async def test_unknown_sessions_are_404(client):
     for method, path in [
         ("GET", "/session/nope"),
