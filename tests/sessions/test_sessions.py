@@ -179,6 +179,16 @@ async def test_a_job_ignoring_sigint_is_killed_after_the_grace(client):
     assert (await run(client, "stubborn", "echo alive"))["output"] == "alive\n"
 
 
+async def test_a_shell_loop_ignoring_sigint_ends_the_session_clearly(client):
+    view = await create(client, name="deaf")
+    result = await run(client, "deaf", "trap '' INT; while :; do :; done", timeout=0.5)
+    assert result["timedOut"] and result["sessionEnded"] and result["exitCode"] == 137
+    assert "did not stop on SIGINT" in result["endReason"]
+    assert await gone(view["pid"])
+    resp = await client.post("/session/deaf/exec", json={"command": "true"})
+    assert resp.status == 409 and "did not stop on SIGINT" in (await resp.json())["endReason"]
+
+
 # --- shells that end ------------------------------------------------------------------------
 
 
