@@ -152,8 +152,9 @@ async def test_a_loop_run_by_the_shell_itself_is_interrupted(client, shell):
     assert (await run(client, "loop", "echo fine"))["output"] == "fine\n"
 
 
-async def test_a_loop_of_jobs_is_abandoned_on_interrupt(client):
-    await create(client, name="jobs")
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_a_loop_of_jobs_is_abandoned_on_interrupt(client, shell):
+    await create(client, name="jobs", shell=shell)
     result = await run(client, "jobs", "for i in 1 2 3 4 5 6; do sleep 1; echo $i; done", timeout=0.5)
     assert result["timedOut"] and result["output"].strip() == ""
     started = time.monotonic()
