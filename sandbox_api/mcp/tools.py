@@ -22,6 +22,7 @@ from ..errors import ApiError, os_error_text
 from ..filesystem.files import Files
 from ..process.supervisor import Supervisor
 from ..search.content import ContentSearch
+from ..sessions.service import Sessions
 
 Handler = Callable[[Any], Awaitable[dict[str, Any]]]
 
@@ -89,6 +90,7 @@ class Services:
     content: ContentSearch
     codegen: Codegen
     codegen_enabled: bool  # decided at start-up, as the original registers them
+    sessions: Sessions | None = None  # shell sessions: the `bash` tool
 
 
 class Tools:
@@ -102,16 +104,18 @@ class Tools:
         content: ContentSearch,
         codegen: Codegen,
         codegen_enabled: bool,
+        sessions: Sessions | None = None,
     ) -> None:
-        self.services = Services(settings, supervisor, files, content, codegen, codegen_enabled)
+        self.services = Services(settings, supervisor, files, content, codegen, codegen_enabled, sessions)
 
     def all(self) -> list[Tool]:
-        from . import codegen_tools, file_tools, process_tools
+        from . import codegen_tools, file_tools, process_tools, session_tools
 
         return [
             *process_tools.tools(self.services),
             *file_tools.tools(self.services),
             *codegen_tools.tools(self.services),
+            *session_tools.tools(self.services),
         ]
 
 

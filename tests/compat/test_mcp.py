@@ -31,6 +31,7 @@ EXPECTED_TOOLS = {
     "codegenReapply",
     "codegenListDir",
     "codegenParallelApply",
+    "bash",  # not the original's: the shell sessions' tool
 }
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 

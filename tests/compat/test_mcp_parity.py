@@ -47,12 +47,13 @@ async def call(url: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]
     return reply["result"]
 
 
-@pytest.mark.parametrize("with_key", [False, True], ids=["19-tools", "21-tools"])
+# The original's 19 or 21, and the shell sessions' `bash`.
+@pytest.mark.parametrize("with_key", [False, True], ids=["20-tools", "22-tools"])
 async def test_every_tool_and_parameter_has_a_description(daemon_factory, with_key):
     daemon = daemon_factory(env={"RELACE_API_KEY": "k", "RELACE_BASE_URL": "http://127.0.0.1:9"} if with_key else {})
     daemon.start()
     tools = await list_tools(daemon.url)
-    assert len(tools) == 21 if with_key else 19
+    assert len(tools) == (22 if with_key else 20)
     missing = []
     for tool in tools:
         if not tool.get("description", "").strip():
