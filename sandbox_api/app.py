@@ -45,6 +45,8 @@ from .process import routes as process_routes
 from .process.supervisor import Supervisor
 from .search import routes as search_routes
 from .search.content import ContentSearch
+from .sessions import routes as session_routes
+from .sessions.service import Sessions
 from .system import metrics_routes, upgrade
 from .system import routes as system_routes
 from .system.environment import EnvironmentReloader
@@ -99,6 +101,7 @@ def build_app(settings: Settings) -> web.Application:
     app[codegen_routes.CODEGEN] = Codegen(app[filesystem_routes.FILES])
     app[edits_routes.EDITS] = Edits(settings.identity, settings.max_edit_bytes)
     app[metrics_routes.METRICS] = Metrics(settings.workdir, running_processes(app[SUPERVISOR]))
+    app[session_routes.SESSIONS] = Sessions(settings, children)
     codegen_enabled = codegen.enabled()  # the MCP registration of its two tools is decided now
 
     def mcp_tools() -> Any:  # on the first /mcp request: the tools module is not needed before
@@ -113,6 +116,7 @@ def build_app(settings: Settings) -> web.Application:
             codegen_enabled,
             app[edits_routes.EDITS],
             app[metrics_routes.METRICS],
+            app[session_routes.SESSIONS],
         )
 
     app[mcp_transport.MCP] = mcp_transport.McpEndpoint(mcp_tools)
@@ -129,6 +133,7 @@ def build_app(settings: Settings) -> web.Application:
     edits_routes.add_routes(app)
     metrics_routes.add_routes(app)
     drives_routes.add_routes(app, prefixes)
+    session_routes.add_routes(app)
     port_proxy.add_routes(app)
     mcp_transport.add_routes(app)
     if not settings.disable_terminal:
@@ -144,6 +149,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     set_oom_score_adj("self", -500)
     await app[SUPERVISOR].open()
     await app[filesystem_routes.UPLOADS].open()
+    app[session_routes.SESSIONS].open()
     if terminal_routes.TERMINALS in app:
         app[terminal_routes.TERMINALS].start()
     startup = _start_command(children, settings) if settings.startup_command else None
@@ -154,6 +160,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         if terminal_routes.TERMINALS in app:
             await app[terminal_routes.TERMINALS].close()
         await app[mcp_transport.MCP].close()
+        await app[session_routes.SESSIONS].close()
         await app[system_routes.UPGRADER].close()
         await app[network_routes.MONITORS].close()
         await app[filesystem_routes.UPLOADS].close()

@@ -203,6 +203,13 @@ class Settings:
     # origins treated as this server's own ("*" in either turns that check off).
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    # Shell sessions (sessions/): reaped after this many idle seconds; at most this many; a
+    # command's output is answered whole up to session_inline_bytes (else head and tail), and
+    # kept on disk up to session_max_output_bytes for reads by offset.
+    session_idle_seconds: float = 1800.0
+    session_max: int = 32
+    session_inline_bytes: int = 32 * KIB
+    session_max_output_bytes: int = 16 * MIB
     # Environment values that were not understood, with what is used instead (logged at start).
     problems: tuple[str, ...] = ()
 
@@ -260,6 +267,10 @@ def from_environment(**overrides: object) -> Settings:
         blfs_path=_env("SANDBOX_BLFS_PATH").strip() or "/usr/local/bin/blfs",
         allowed_hosts=_env_list("SANDBOX_ALLOWED_HOSTS"),
         allowed_origins=_env_list("SANDBOX_ALLOWED_ORIGINS"),
+        session_idle_seconds=max(1.0, _env_float("SANDBOX_SESSION_IDLE_SECONDS", 1800.0)),
+        session_max=max(1, _env_int("SANDBOX_SESSION_MAX", 32)),
+        session_inline_bytes=max(256, _env_int("SANDBOX_SESSION_INLINE_BYTES", 32 * KIB)),
+        session_max_output_bytes=max(0, _env_int("SANDBOX_SESSION_MAX_OUTPUT_BYTES", 16 * MIB)),
     )
     lock_fd = _env_int("SANDBOX_STATE_LOCK_FD", -1)
     if lock_fd >= 0:

@@ -32,6 +32,7 @@ class Error(Shape):
 TAGS = [
     {"name": "system", "description": "Welcome, health, upgrade, environment."},
     {"name": "process", "description": "Run and supervise processes; their output is kept on disk."},
+    {"name": "sessions", "description": "Persistent shells: cwd, variables and functions carry over."},
     {"name": "filesystem", "description": "Read, write, list, delete, copy; writes are atomic."},
     {"name": "edit", "description": "Exact edits of text files: view, str-replace, create, insert."},
     {"name": "multipart", "description": "S3-style uploads of large files in parts."},

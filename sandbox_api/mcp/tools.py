@@ -23,6 +23,7 @@ from ..errors import ApiError, os_error_text
 from ..filesystem.files import Files
 from ..process.supervisor import Supervisor
 from ..search.content import ContentSearch
+from ..sessions.service import Sessions
 from ..system.metrics import Metrics
 
 Handler = Callable[[Any], Awaitable[dict[str, Any]]]
@@ -94,6 +95,7 @@ class Services:
     # Beyond the original (issue 16): exact edits and metrics; their tools are left out without them.
     edits: Edits | None = None
     metrics: Metrics | None = None
+    sessions: Sessions | None = None  # shell sessions: the `bash` tool
 
 
 class Tools:
@@ -109,11 +111,14 @@ class Tools:
         codegen_enabled: bool,
         edits: Edits | None = None,
         metrics: Metrics | None = None,
+        sessions: Sessions | None = None,
     ) -> None:
-        self.services = Services(settings, supervisor, files, content, codegen, codegen_enabled, edits, metrics)
+        self.services = Services(
+            settings, supervisor, files, content, codegen, codegen_enabled, edits, metrics, sessions
+        )
 
     def all(self) -> list[Tool]:
-        from . import codegen_tools, edit_tools, file_tools, metrics_tools, process_tools
+        from . import codegen_tools, edit_tools, file_tools, metrics_tools, process_tools, session_tools
 
         return [
             *process_tools.tools(self.services),
@@ -121,6 +126,7 @@ class Tools:
             *codegen_tools.tools(self.services),
             *edit_tools.tools(self.services),
             *metrics_tools.tools(self.services),
+            *session_tools.tools(self.services),
         ]
 
 

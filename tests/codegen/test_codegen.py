@@ -167,7 +167,7 @@ async def test_reranking(client, workdir, no_keys, provider):
 
 
 async def test_sdk_and_mcp_with_a_key(tmp_path):
-    """A daemon started with a key: the SDK's codegen calls, and MCP lists 21 tools."""
+    """A daemon started with a key: the SDK's codegen calls, and MCP lists 22 tools (the original's 21 and bash)."""
     os.environ.setdefault("BL_API_KEY", "local-dummy-key")
     os.environ.setdefault("BL_WORKSPACE", "local")
     from blaxel.core import SandboxInstance
@@ -195,7 +195,7 @@ async def test_sdk_and_mcp_with_a_key(tmp_path):
                 listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
                 async with http.post(f"{daemon.url}/mcp", json=listing, headers=MCP_HEADERS) as r:
                     names = {t["name"] for t in (await r.json())["result"]["tools"]}
-                assert len(names) == 21 and {"codegenEditFile", "codegenRerank"} <= names
+                assert len(names) == 24 and {"codegenEditFile", "codegenRerank"} <= names
                 call = {
                     "jsonrpc": "2.0",
                     "id": 2,

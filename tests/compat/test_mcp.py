@@ -34,6 +34,7 @@ EXPECTED_TOOLS = {
     # Beyond the original (issue 16): exact edits and metrics.
     "fsTextEditor",
     "sandboxMetrics",
+    "bash",  # not the original's: the shell sessions' tool
 }
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 

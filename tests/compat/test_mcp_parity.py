@@ -47,12 +47,13 @@ async def call(url: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]
     return reply["result"]
 
 
-@pytest.mark.parametrize("with_key", [False, True], ids=["21-tools", "23-tools"])
+# The original's 19 (21 with a key), fsTextEditor, sandboxMetrics and the shell sessions' `bash`.
+@pytest.mark.parametrize("with_key", [False, True], ids=["22-tools", "24-tools"])
 async def test_every_tool_and_parameter_has_a_description(daemon_factory, with_key):
     daemon = daemon_factory(env={"RELACE_API_KEY": "k", "RELACE_BASE_URL": "http://127.0.0.1:9"} if with_key else {})
     daemon.start()
     tools = await list_tools(daemon.url)
-    assert len(tools) == 23 if with_key else 21  # the original's 19 (21 with a key), fsTextEditor, sandboxMetrics
+    assert len(tools) == (24 if with_key else 22)
     missing = []
     for tool in tools:
         if not tool.get("description", "").strip():

@@ -154,6 +154,14 @@ class Fuzzed:
         )
         assert part.status_code == 200, part.text
         self.known["name"] = ("xterm.js", "xterm.css", "addon-fit.js")
+        # Shell sessions: one with a command run (its output is execId 1).
+        self._post("/session", {"name": "seed-session"})
+        self._post("/session/seed-session/exec", {"command": "echo seeded"})
+        self.known["id"] = ("seed-session",)
+        self._post("/session", {"name": "seed-doomed"})  # what DELETE gets instead of the seed (make_harmless)
+        self._post("/session", {"name": "seed-output"})  # what output reads get: its execId 1 stays kept
+        self._post("/session/seed-output/exec", {"command": "echo seeded"})
+        self.known["execId"] = ("1",)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = requests.post(f"{self.url}{path}", json=body, timeout=10)
@@ -271,6 +279,10 @@ def make_harmless(case: Any, fuzzed: Fuzzed) -> None:
         # /filesystem/tree takes every path as absolute (`tree/etc` is /etc).
         absolute = True if case.path.startswith("/filesystem/tree/") else None
         parameters[name] = quote(confined(parameters[name], workdir, absolute=absolute), safe="")
+    if operation == ("DELETE", "/session/{id}") and parameters.get("id") == "seed-session":
+        parameters["id"] = "seed-doomed"  # the seeded session stays for the operations after this one
+    if operation == ("GET", "/session/{id}/output/{execId}") and parameters.get("id") == "seed-session":
+        parameters["id"] = "seed-output"  # the seed's own execs (fuzzed) push its execId 1 out of those kept
     if operation == ("GET", "/process/{identifier}/wait") and isinstance(case.query, dict):
         timeout = case.query.get("timeout")
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 2:
@@ -288,6 +300,15 @@ def make_harmless(case: Any, fuzzed: Fuzzed) -> None:
         if isinstance(body.get("env"), dict):
             for key in DANGEROUS_ENV & set(body["env"]):
                 del body["env"][key]
+    elif operation == ("POST", "/session/{id}/exec"):  # shell sessions: the same harmless commands
+        if isinstance(body.get("command"), str):
+            body["command"] = _pick(SAFE_COMMANDS, body["command"])
+        for key in ("timeout", "idleTimeout"):
+            if isinstance(body.get(key), (int, float)) and not isinstance(body[key], bool) and body[key] > 2:
+                body[key] = 2
+    elif operation == ("POST", "/session") and isinstance(body.get("env"), dict):
+        for key in DANGEROUS_ENV & set(body["env"]):
+            del body["env"][key]
     elif operation == ("POST", "/filesystem-copy"):
         for key in ("source", "destination"):
             if isinstance(body.get(key), str):
