@@ -74,7 +74,12 @@ async def test_without_offsets_the_answer_is_the_original_one(client):
     resp = await client.get("/process/plain/logs")
     assert await resp.json() == {"stdout": "out\n", "stderr": "err\n", "logs": "out\nerr\n"}
     body = await page(client, "plain", stderrOffset=2)
-    assert (body["stdout"], body["stderr"], body["stdoutNextOffset"], body["stderrNextOffset"]) == ("out\n", "r\n", 4, 4)
+    assert (body["stdout"], body["stderr"], body["stdoutNextOffset"], body["stderrNextOffset"]) == (
+        "out\n",
+        "r\n",
+        4,
+        4,
+    )
     assert body["encoding"] == "utf-8"
 
 
