@@ -88,6 +88,11 @@ def check_offsets(log: OutputLog, offsets: dict[int, int]) -> None:
         _close(streams)
 
 
+def _char_length(lead: int) -> int:
+    """Bytes of the UTF-8 character that starts with `lead` (1 for a byte that starts none)."""
+    return 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4 if lead >> 3 == 0b11110 else 1
+
+
 def _shares(available: list[int], budget: int) -> list[int]:
     """Split `budget` between two streams: each gets half, and what one does not need goes
     to the other."""
@@ -135,7 +140,10 @@ def read_window(
                 if not complete:  # more may come: keep a character cut in two for the next read
                     cut = _char_boundary(data)
                     if cut == 0 and offset + len(data) < s.size:
-                        cut = len(data)  # a window smaller than one character: give the bytes
+                        # A window smaller than one character: give that character whole.
+                        whole = _pread_all(s.fd, offset, _char_length(data[0]))
+                        cut = _char_boundary(whole) or (len(whole) if over else 0)
+                        data = whole
                     data = data[:cut]
             next_offset = offset + len(data)
             text = base64.b64encode(data).decode() if encoding == "base64" else data.decode("utf-8", "replace")

@@ -114,6 +114,18 @@ async def test_base64_gives_the_exact_bytes(client):
     assert text["stdout"] == "ok\ufffd\ufffd\x00end"  # as text, invalid bytes read as U+FFFD
 
 
+async def test_a_window_smaller_than_a_character_gives_that_character_whole(client):
+    await run_and_wait(client, "printf 'a\\303\\251\\342\\202\\254\\360\\237\\230\\200'", name="tiny")  # aé€😀
+    pieces, offset = [], 0
+    while True:
+        body = await page(client, "tiny", stdoutOffset=offset, maxBytes=1)
+        pieces.append(body["stdout"])
+        offset = body["stdoutNextOffset"]
+        if body["stdoutEnded"]:
+            break
+    assert pieces == ["a", "é", "€", "😀"]
+
+
 async def test_max_bytes_is_shared_between_the_streams(client):
     await run_and_wait(client, "seq 1 1000; seq 1 1000 >&2", name="both")
     body = await page(client, "both", maxBytes=100)
