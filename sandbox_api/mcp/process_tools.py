@@ -8,6 +8,8 @@ import msgspec
 
 from ..contract import Shape, doc
 from ..process import execution
+from ..process.logstore import STDERR, STDOUT
+from ..process.output import DEFAULT_WINDOW_BYTES, MAX_WINDOW_BYTES, read_window
 from ..process.supervisor import ManagedProcess, ProcessSpec
 from ..process.views import logs_view, process_view
 from ..process.wire import Port, ProcessResponse, Status
@@ -78,8 +80,54 @@ class ExecuteResult(Shape):
     ] = None
 
 
-class Logs(Shape, omit_defaults=False):
-    logs: Annotated[str, doc("Its output: stdout then stderr")]
+class LogsArguments(Identifier):
+    stdoutOffset: (
+        Annotated[
+            int,
+            doc(
+                "Read the output by offset: stdout from this byte offset (0 to start, then stdoutNextOffset). Any of "
+                "the offset arguments switches the answer to the by-offset shape",
+                ge=0,
+            ),
+        ]
+        | None
+    ) = None
+    stderrOffset: (
+        Annotated[int, doc("stderr from this byte offset (0 to start, then stderrNextOffset)", ge=0)] | None
+    ) = None
+    maxBytes: (
+        Annotated[
+            int,
+            doc(
+                f"At most this many bytes of both streams together (default {DEFAULT_WINDOW_BYTES}, at most "
+                f"{MAX_WINDOW_BYTES})",
+                ge=1,
+            ),
+        ]
+        | None
+    ) = None
+
+
+class Logs(Shape):
+    """`{logs}` as the original answers; with offsets, the by-offset fields instead (as `GET
+    /process/{identifier}/logs?stdoutOffset=...`)."""
+
+    logs: Annotated[str | None, doc("Its output: stdout then stderr (without offset arguments)")] = None
+    stdout: Annotated[str | None, doc("stdout from stdoutOffset (cut on a character boundary)")] = None
+    stderr: Annotated[str | None, doc("stderr from stderrOffset")] = None
+    stdoutOffset: Annotated[int | None, doc("Where stdout starts")] = None
+    stderrOffset: Annotated[int | None, doc("Where stderr starts")] = None
+    stdoutNextOffset: Annotated[int | None, doc("The stdoutOffset of the next read")] = None
+    stderrNextOffset: Annotated[int | None, doc("The stderrOffset of the next read")] = None
+    stdoutSize: Annotated[int | None, doc("Bytes written to stdout so far")] = None
+    stderrSize: Annotated[int | None, doc("Bytes written to stderr so far")] = None
+    stdoutOldestOffset: Annotated[
+        int | None, doc("The oldest stdout offset still kept (the size cap drops the head)")
+    ] = None
+    stderrOldestOffset: Annotated[int | None, doc("The oldest stderr offset still kept")] = None
+    stdoutEnded: Annotated[bool | None, doc("The process is over and all of stdout was read")] = None
+    stderrEnded: Annotated[bool | None, doc("The process is over and all of stderr was read")] = None
+    encoding: Annotated[str | None, doc("How stdout and stderr are written (utf-8)")] = None
 
 
 class NewStatus(Shape, omit_defaults=False):
@@ -129,9 +177,13 @@ def tools(services: Services) -> list[Tool]:
     async def process_get(a: Identifier) -> dict[str, Any]:
         return view(supervisor.get(a.identifier, f"failed to get process: process not found: {a.identifier}"))
 
-    async def process_logs(a: Identifier) -> dict[str, Any]:
+    async def process_logs(a: LogsArguments) -> dict[str, Any]:
         proc = supervisor.get(a.identifier, f"process with PID {a.identifier} not found")
-        return {"logs": logs_view(proc, settings)["logs"]}
+        if a.stdoutOffset is None and a.stderrOffset is None and a.maxBytes is None:
+            return {"logs": logs_view(proc, settings)["logs"]}
+        offsets = {STDOUT: a.stdoutOffset or 0, STDERR: a.stderrOffset or 0}
+        window = min(a.maxBytes or DEFAULT_WINDOW_BYTES, MAX_WINDOW_BYTES)
+        return read_window(proc.log, proc.final.is_set(), offsets, window)
 
     async def process_stop(a: Identifier) -> dict[str, Any]:
         supervisor.stop(a.identifier)
@@ -171,8 +223,10 @@ def tools(services: Services) -> list[Tool]:
         ),
         Tool(
             "processGetLogs",
-            "Get the output of a process (by name or pid), running or ended: stdout followed by stderr.",
-            Identifier,
+            "Get the output of a process (by name or pid), running or ended: stdout followed by stderr. For long "
+            "output, read it in parts by byte offset: pass stdoutOffset=0 and stderrOffset=0, then the "
+            "stdoutNextOffset and stderrNextOffset of each answer, until stdoutEnded and stderrEnded.",
+            LogsArguments,
             Logs,
             process_logs,
         ),

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,7 @@ class Chunk:
     stream: int
     data: bytes
     truncated: bool = False
+    end: int = 0  # the offset in the stream's file just past these lines: where a resumed read starts
 
     @property
     def stream_name(self) -> str:
@@ -344,17 +345,18 @@ class OutputLog:
             return marker + data.decode("utf-8", "replace")
         return data.decode("utf-8", "replace")
 
-    def reader(self) -> LogReader:
-        return LogReader(self)
+    def reader(self, start: Mapping[int, int] | None = None) -> LogReader:
+        return LogReader(self, start)
 
 
 class LogReader:
-    """Replays a process's output from its first line, then follows what comes next."""
+    """Replays a process's output from its first line (or from `start`, an offset per
+    stream), then follows what comes next."""
 
-    def __init__(self, log: OutputLog) -> None:
+    def __init__(self, log: OutputLog, start: Mapping[int, int] | None = None) -> None:
         self._log = log
         self._record = 0  # absolute record number
-        self._consumed = {STDOUT: 0, STDERR: 0}
+        self._consumed = {STDOUT: 0, STDERR: 0, **(start or {})}
         self._fds: dict[int, int] = {}
 
     def __enter__(self) -> LogReader:
@@ -405,7 +407,7 @@ class LogReader:
             start = start + newline + 1 if newline >= 0 else start + len(probe)
             self._consumed[stream] = start
             if start >= end:
-                return Chunk(stream, b"", truncated=True)
+                return Chunk(stream, b"", truncated=True, end=start)
         want = min(end - start, max(budget, 4096))
         data = os.pread(fd, want, start)
         if not data:
@@ -425,7 +427,7 @@ class LogReader:
         self._consumed[stream] = start + len(data)
         if not data.endswith(b"\n"):
             data += b"\n"
-        return Chunk(stream, data, truncated)
+        return Chunk(stream, data, truncated, self._consumed[stream])
 
 
 def _size(path: Path) -> int:
@@ -510,6 +512,7 @@ async def follow(
     stops: Iterable[asyncio.Future[None] | None] = (),
     step: int = _READ_STEP,
     ready: Callable[[], Awaitable[None]] | None = None,
+    start: Mapping[int, int] | None = None,
 ) -> AsyncIterator[list[Chunk] | None]:
     """Every line from the first, then new lines as they come, until the log finishes.
 
@@ -517,9 +520,10 @@ async def follow(
     Ends when the log is finished and fully read, or when one of `stops` resolves
     (the client left, the daemon is shutting down). Each yield holds about `step` bytes,
     and `ready` (the consumer's back-pressure) is awaited before each read from disk.
+    With `start` (an offset per stream), the lines before those offsets are skipped.
     """
     watched = {f for f in stops if f is not None}
-    with log.reader() as reader:
+    with log.reader(start) as reader:
         while True:
             if ready is not None:
                 await ready()

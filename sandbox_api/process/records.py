@@ -16,6 +16,15 @@ FAILED = "failed"
 STOPPED = "stopped"
 KILLED = "killed"
 
+# How the last run ended (`endReason`): its own exit, a signal nobody here sent, the keepAlive
+# timeout, a stop or kill through the API, or unknowable (it ended while no daemon ran).
+END_EXITED = "exited"
+END_SIGNALED = "signaled"
+END_TIMEOUT = "timeout"
+END_STOPPED = "stopped"
+END_KILLED = "killed"
+END_UNKNOWN = "unknown"
+
 
 @dataclass
 class ProcessRecord:
@@ -39,6 +48,10 @@ class ProcessRecord:
     timeout: int = 0  # keepAlive kill timer, seconds (0 = none)
     stdin: bool = False
     final: bool = False  # no more runs will come (restarts exhausted, stopped, ...)
+    # Why the current run ends: a request (stop, kill, timeout) is noted when made, the rest
+    # when the run is over; "" while it runs unasked. `end_signal`: the signal that ended it.
+    end_reason: str = ""
+    end_signal: int = 0
 
     @property
     def running(self) -> bool:

@@ -16,10 +16,23 @@ from ..http.operations import Failure, Media, Operation, Param
 from ..http.responses import json_bytes, json_response, start_stream
 from ..linux.syscalls import release_free_memory
 from . import execution
-from .logstore import KEEPALIVE, TRUNCATION_MARKER, Chunk, follow
-from .supervisor import ProcessSpec, Supervisor
+from .logstore import KEEPALIVE, STDERR, STDOUT, TRUNCATION_MARKER, Chunk, follow
+from .output import DEFAULT_WINDOW_BYTES, check_offsets, read_window
+from .supervisor import ManagedProcess, ProcessSpec, Supervisor
 from .views import logs_view, process_view, summary_view
-from .wire import ProcessEvent, ProcessLogs, ProcessRequest, ProcessResponse, StdinResponse, WaitQuery
+from .wire import (
+    ExecStreamQuery,
+    LogRangeError,
+    LogsQuery,
+    LogStreamQuery,
+    ProcessEvent,
+    ProcessLogs,
+    ProcessLogsPage,
+    ProcessRequest,
+    ProcessResponse,
+    StdinResponse,
+    WaitQuery,
+)
 
 audit = logging.getLogger("sandbox_api.audit")
 
@@ -80,7 +93,8 @@ async def start_process(request: web.Request) -> web.StreamResponse:
         **{"working-dir": spec.working_dir},
     )
     if streaming:
-        return await _exec_stream(request, await execution.launch(supervisor, spec), ports)
+        with_offsets = bool(operations.query(request, ExecStreamQuery).offsets)
+        return await _exec_stream(request, await execution.launch(supervisor, spec), ports, with_offsets)
     started, _ = await execution.execute(supervisor, spec, ports, wait)
     if wait:
         return json_response(process_view(started.proc, settings.max_logs_response_bytes))
@@ -120,14 +134,31 @@ def prefixed_lines(chunks: list[Chunk]) -> bytes:
     return b"".join(out)
 
 
-async def _exec_stream(request: web.Request, started: execution.Execution, ports: list[int]) -> web.StreamResponse:
+def ndjson_events_with_offsets(chunks: list[Chunk]) -> bytes:
+    """As `ndjson_events`, each output event carrying `offset`: where its stream goes on."""
+    out: list[bytes] = []
+    for chunk in chunks:
+        head = b'{"type":"' + chunk.stream_name.encode() + b'","data":"'
+        if chunk.truncated:
+            out += (head, streams.json_string(_TRUNCATED_LINE[:-1]), b'"}\n')
+        if len(chunk.data) > 1:
+            out += (head, streams.json_string(chunk.data[:-1]), b'","offset":%d}\n' % chunk.end)
+    return b"".join(out)
+
+
+async def _exec_stream(
+    request: web.Request, started: execution.Execution, ports: list[int], with_offsets: bool = False
+) -> web.StreamResponse:
     supervisor = request.app[SUPERVISOR]
     proc = started.proc
     settings = request.app[SETTINGS]
     response = await start_stream(request, "application/x-ndjson")
     gone = streams.disconnected(request)
+    events = ndjson_events_with_offsets if with_offsets else ndjson_events
     try:
         with streams.bounded(request):
+            if with_offsets:  # what a client needs to resume this stream elsewhere
+                await response.write(_ndjson("started", proc.record.pid))
             try:
                 await execution.wait_ports(started, ports)
             except Unprocessable as e:
@@ -136,7 +167,7 @@ async def _exec_stream(request: web.Request, started: execution.Execution, ports
             stops = (supervisor.closing, gone)
             ready = request.writer.drain  # back-pressure: read on only once the client took its share
             async for item in follow(proc.log, settings.exec_stream_keepalive, stops, streams.READ_STEP, ready):
-                await response.write(_ndjson("keepalive") if item is KEEPALIVE else ndjson_events(item))
+                await response.write(_ndjson("keepalive") if item is KEEPALIVE else events(item))
                 del item
             if proc.final.is_set():
                 result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
@@ -194,17 +225,35 @@ async def get_process(request: web.Request) -> web.Response:
 
 async def get_logs(request: web.Request) -> web.Response:
     identifier = request.match_info["identifier"]
+    query = operations.query(request, LogsQuery)
     proc = request.app[SUPERVISOR].get(identifier, f"process with PID {identifier} not found")
     _audit(request, "process_logs_access", identifier=identifier)
-    return json_response(logs_view(proc, request.app[SETTINGS]))
+    if query.stdout_offset is None and query.stderr_offset is None and query.max_bytes is None and not query.encoding:
+        return json_response(logs_view(proc, request.app[SETTINGS]))  # the original's answer
+    return json_response(logs_page(proc, query))
+
+
+def logs_page(proc: ManagedProcess, query: LogsQuery) -> dict[str, object]:
+    offsets = {STDOUT: query.stdout_offset or 0, STDERR: query.stderr_offset or 0}
+    return read_window(
+        proc.log, proc.final.is_set(), offsets, query.max_bytes or DEFAULT_WINDOW_BYTES, query.encoding or "utf-8"
+    )
+
+
+def offsets_line(position: dict[int, int]) -> bytes:
+    return b"[offsets] stdout=%d stderr=%d\n" % (position[STDOUT], position[STDERR])
 
 
 async def stream_logs(request: web.Request) -> web.StreamResponse:
     supervisor = request.app[SUPERVISOR]
     settings = request.app[SETTINGS]
     identifier = request.match_info["identifier"]
+    query = operations.query(request, LogStreamQuery)
     proc = supervisor.get(identifier, f"process with Identifier {identifier} not found")
     _audit(request, "process_logs_stream", identifier=identifier)
+    resumed = query.stdout_offset is not None or query.stderr_offset is not None
+    if resumed or query.format == "ndjson":
+        return await _resumed_stream(request, proc, query)
     response = await start_stream(request, "text/plain; charset=utf-8")
     gone = streams.disconnected(request)
     try:
@@ -214,6 +263,43 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
             async for item in follow(proc.log, settings.log_stream_keepalive, stops, streams.READ_STEP, ready):
                 await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
                 del item
+    except (ConnectionError, asyncio.CancelledError) as e:
+        streams.forget(e)
+    finally:
+        gone.cancel()
+    return response
+
+
+async def _resumed_stream(request: web.Request, proc: ManagedProcess, query: LogStreamQuery) -> web.StreamResponse:
+    """A stream from offsets (or as NDJSON): offsets the cap dropped are refused before it
+    starts, and the client is told where each stream goes on, to resume again."""
+    supervisor = request.app[SUPERVISOR]
+    settings = request.app[SETTINGS]
+    position = {STDOUT: query.stdout_offset or 0, STDERR: query.stderr_offset or 0}
+    check_offsets(proc.log, position)
+    ndjson = query.format == "ndjson"
+    keepalive = settings.exec_stream_keepalive if ndjson else settings.log_stream_keepalive
+    response = await start_stream(request, "application/x-ndjson" if ndjson else "text/plain; charset=utf-8")
+    gone = streams.disconnected(request)
+    try:
+        with streams.bounded(request):
+            stops = (supervisor.closing, gone)
+            ready = request.writer.drain
+            start = dict(position)
+            async for item in follow(proc.log, keepalive, stops, streams.READ_STEP, ready, start=start):
+                if item is KEEPALIVE:
+                    await response.write(_ndjson("keepalive") if ndjson else b"[keepalive]\n")
+                    continue
+                if ndjson:
+                    await response.write(ndjson_events_with_offsets(item))
+                    continue
+                for chunk in item:
+                    position[chunk.stream] = chunk.end
+                await response.write(prefixed_lines(item) + offsets_line(position))
+                del item
+            if ndjson and proc.final.is_set():
+                result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
+                await response.write(_ndjson("result", result))
     except (ConnectionError, asyncio.CancelledError) as e:
         streams.forget(e)
     finally:
@@ -260,6 +346,12 @@ async def close_stdin(request: web.Request) -> web.Response:
 
 PROCESS_ID = Param("identifier", "The process's name, or its pid (all digits: looked up by pid only).")
 NOT_FOUND = {404: Failure("No such process.")}
+RANGE_DROPPED = {
+    416: Media(
+        {"application/json": LogRangeError},
+        "An offset below the oldest byte kept: the log's size cap dropped its head. Read from the oldest offset.",
+    )
+}
 STREAM_NOTE = (
     "Every line from the first, then live lines, as `stdout:<line>` / `stderr:<line>`; `[keepalive]` "
     "every 30 s; the response ends when the process ends."
@@ -287,6 +379,10 @@ OPERATIONS = (
                 "keeps running)."
             ),
         },
+        description="With `?offsets=true` and `Accept: text/event-stream`, the stream starts with a `started` "
+        "event (the pid) and each output event carries its `offset`: resume it with "
+        "`GET /process/{identifier}/logs/stream?format=ndjson&stdoutOffset=...&stderrOffset=...`.",
+        query=ExecStreamQuery,
         body=ProcessRequest,
         head="ok",
     ),
@@ -317,8 +413,20 @@ OPERATIONS = (
         get_logs,
         "process",
         "Get a process's output",
-        {200: ProcessLogs, **NOT_FOUND},
+        {
+            200: Media(
+                {"application/json": (ProcessLogs, ProcessLogsPage)},
+                "Without query parameters, ProcessLogs (the last bytes of each stream); with any of them, a "
+                "ProcessLogsPage: the bytes from the offsets, the next offsets, and whether each stream ended.",
+            ),
+            400: Failure("An offset that is negative, not a whole number or past the end; a bad maxBytes or encoding."),
+            **NOT_FOUND,
+            **RANGE_DROPPED,
+        },
+        description="Read the output incrementally: start at offset 0 and go on from each next offset until "
+        "`stdoutEnded` and `stderrEnded`. Offsets are byte offsets in each stream, stable for the process's life.",
         params=(PROCESS_ID,),
+        query=LogsQuery,
         head="ok",
     ),
     Operation(
@@ -327,9 +435,20 @@ OPERATIONS = (
         stream_logs,
         "process",
         "Stream a process's output",
-        {200: Media({"text/plain": {"type": "string"}}, "A stream of lines."), **NOT_FOUND},
-        description=STREAM_NOTE,
+        {
+            200: Media(
+                {"text/plain": {"type": "string"}, "application/x-ndjson": ProcessEvent},
+                "A stream of lines (`format=ndjson`: of NDJSON events).",
+            ),
+            400: Failure("An offset that is negative, not a whole number or past the end; a bad format."),
+            **NOT_FOUND,
+            **RANGE_DROPPED,
+        },
+        description=STREAM_NOTE
+        + " With `stdoutOffset`/`stderrOffset`, it resumes there instead of replaying everything, and tells where "
+        "to resume next (`[offsets] stdout=N stderr=M` lines, or each NDJSON event's `offset`).",
         params=(PROCESS_ID,),
+        query=LogStreamQuery,
         head="ok",
     ),
     Operation(

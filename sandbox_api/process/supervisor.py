@@ -46,6 +46,12 @@ from .keepalive import ScaleFile
 from .logstore import STDERR, STDOUT, OutputLog
 from .records import (
     COMPLETED,
+    END_EXITED,
+    END_KILLED,
+    END_SIGNALED,
+    END_STOPPED,
+    END_TIMEOUT,
+    END_UNKNOWN,
     FAILED,
     KILLED,
     RUNNING,
@@ -388,6 +394,7 @@ class Supervisor:
         record.started_at = time.time()
         record.completed_at = None
         record.exit_code = 0
+        record.end_reason, record.end_signal = "", 0
         # /proc/<pid> of a child that is still exec-ing can block: look a bit later.
         asyncio.get_running_loop().call_later(STARTED_CHECK_DELAY, self._note_started, proc, child.pid)
         self._follow_output(proc)
@@ -446,7 +453,7 @@ class Supervisor:
         if proc.record.running:
             log.info("keepAlive timeout: killing process %s", proc.record.name)
             self._signal(proc, signal.SIGKILL)
-            self._ended_by_request(proc, KILLED)
+            self._ended_by_request(proc, KILLED, END_TIMEOUT)
 
     # --- the life of a process ------------------------------------------------------
 
@@ -494,6 +501,7 @@ class Supervisor:
         self._close_stdin(proc)
         proc.child = None
         record.completed_at = time.time()
+        _note_end(record, code)
         if code is None:
             proc.log.append_notice("\n[Exit status unknown: the process ended while sandbox-api was not running]\n")
             record.exit_code = -1
@@ -566,8 +574,10 @@ class Supervisor:
         self._ended_by_request(proc, status)
         return True
 
-    def _ended_by_request(self, proc: ManagedProcess, status: str) -> None:
+    def _ended_by_request(self, proc: ManagedProcess, status: str, reason: str = "") -> None:
         """Stopped or killed through the API: that status stays, keepAlive is released."""
+        if not proc.final.is_set():  # a run that already ended keeps how it ended
+            proc.record.end_reason = reason or (END_STOPPED if status == STOPPED else END_KILLED)
         proc.record.status = status
         proc.record.keep_alive = False
         self._release_keepalive(proc)
@@ -753,6 +763,19 @@ class Supervisor:
         while _start_ticks(pid) == ticks:
             await asyncio.sleep(ADOPTED_POLL_INTERVAL)
         return None
+
+
+def _note_end(record: ProcessRecord, code: int | None) -> None:
+    """How the run ended: a stop, kill or timeout asked for it (noted when asked) keeps that
+    reason; else its own exit, a signal, or unknown when its exit status is lost."""
+    if code is not None and code < 0:
+        record.end_signal = -code
+    if record.end_reason:
+        return
+    if code is None:
+        record.end_reason = END_UNKNOWN
+    else:
+        record.end_reason = END_SIGNALED if code < 0 else END_EXITED
 
 
 def _start_ticks(pid: int) -> int:

@@ -7,12 +7,13 @@ stderr (not interleaved), as in the original.
 
 from __future__ import annotations
 
+import signal
 from email.utils import formatdate
 from typing import Any
 
 from ..config import Settings
 from .logstore import STDERR, STDOUT, inline_truncation_marker
-from .records import RUNNING
+from .records import RUNNING, ProcessRecord
 from .supervisor import ManagedProcess
 
 
@@ -39,7 +40,7 @@ def process_view(
     completed: str | None = http_date(record.completed_at) if record.status != RUNNING else ""
     if completed_null and record.status == RUNNING:
         completed = None
-    return {
+    view = {
         "pid": record.pid,
         "name": record.name,
         "command": record.command,
@@ -57,6 +58,25 @@ def process_view(
         "keepAlive": record.keep_alive,
         "stdin": record.stdin,
     }
+    view.update(end_view(record))
+    return view
+
+
+def end_view(record: ProcessRecord) -> dict[str, Any]:
+    """`endReason` (and `endSignal`) once the last run is over; nothing while it runs."""
+    if record.completed_at is None or not record.end_reason:
+        return {}
+    view: dict[str, Any] = {"endReason": record.end_reason}
+    if record.end_signal:
+        view["endSignal"] = signal_name(record.end_signal)
+    return view
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
 
 
 def summary_view(proc: ManagedProcess, settings: Settings, **kwargs: Any) -> dict[str, Any]:

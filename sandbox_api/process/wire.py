@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from ..contract import Shape, doc
+from .output import DEFAULT_WINDOW_BYTES, MAX_WINDOW_BYTES
 
 Port = Annotated[int, doc("A TCP port.", ge=1, le=65535)]
 Status = Literal["running", "completed", "failed", "stopped", "killed"]
+EndReason = Literal["exited", "signaled", "timeout", "stopped", "killed", "unknown"]
 
 
 class ProcessRequest(Shape):
@@ -64,6 +66,17 @@ class ProcessResponse(Shape, omit_defaults=False):
     restart_count: Annotated[int, doc("How many times it was restarted so far.")]
     keep_alive: Annotated[bool, doc("Whether it keeps the sandbox from scaling to zero while it runs.")]
     stdin: Annotated[bool | None, doc("Whether it has a stdin pipe one can write to.")] = None
+    end_reason: Annotated[
+        EndReason | None,
+        doc(
+            "Once it ended, how: `exited` (its own exit, see exitCode), `signaled` (a signal nobody asked for "
+            "here, see endSignal), `timeout` (a keepAlive process killed at its timeout), `stopped`/`killed` "
+            "(through the API), `unknown` (it ended while the daemon was not running). Absent while it runs."
+        ),
+    ] = None
+    end_signal: Annotated[str | None, doc("The signal that ended it (`SIGKILL`, `SIGSEGV`...), when a signal did.")] = (
+        None
+    )
 
 
 class ProcessLogs(Shape, omit_defaults=False):
@@ -77,9 +90,20 @@ class ProcessLogs(Shape, omit_defaults=False):
 class ProcessEvent(Shape):
     """One line of the NDJSON stream of `POST /process` with `Accept: text/event-stream`."""
 
-    type: Literal["stdout", "stderr", "keepalive", "result", "error"]
+    type: Literal["stdout", "stderr", "keepalive", "result", "error", "started"]
     data: Annotated[
-        str | None, doc("Complete lines joined by `\\n`; for `result`, the ProcessResponse as JSON text.")
+        str | None,
+        doc(
+            "Complete lines joined by `\\n`; for `result`, the ProcessResponse as JSON text; for `started` (only "
+            "with `offsets=true`), the process's pid."
+        ),
+    ] = None
+    offset: Annotated[
+        int | None,
+        doc(
+            "Only with offsets asked for (`offsets=true`, or a resumed stream): on a `stdout`/`stderr` event, the "
+            "offset in that stream just past this event's lines; resume from the last one seen of each stream."
+        ),
     ] = None
 
 
@@ -91,3 +115,91 @@ class StdinResponse(Shape, omit_defaults=False):
 
 class WaitQuery(Shape):
     timeout: Annotated[float, doc("Seconds to wait at most.", ge=0, le=3600)] = 60
+
+
+# --- output by offset (GET /process/{identifier}/logs?stdoutOffset=..., resumable streams) ---
+
+
+class LogsQuery(Shape):
+    """Any of these asks for the output by offset (a ProcessLogsPage); without them the answer is ProcessLogs."""
+
+    stdout_offset: (
+        Annotated[int, doc("Read stdout from this byte offset (0: its first byte; default 0).", ge=0)] | None
+    ) = None
+    stderr_offset: (
+        Annotated[int, doc("Read stderr from this byte offset (0: its first byte; default 0).", ge=0)] | None
+    ) = None
+    max_bytes: (
+        Annotated[
+            int,
+            doc(
+                f"At most this many bytes of both streams together (default {DEFAULT_WINDOW_BYTES}, at most "
+                f"{MAX_WINDOW_BYTES}: more is capped); when both have more, each gets half.",
+                ge=1,
+                le=MAX_WINDOW_BYTES,
+                extra={"clamp": True},
+            ),
+        ]
+        | None
+    ) = None
+    encoding: Annotated[
+        Literal["utf-8", "base64"] | None,
+        doc("`utf-8` (default): text cut on a character boundary; `base64`: the exact bytes."),
+    ] = None
+
+
+class ProcessLogsPage(Shape, omit_defaults=False):
+    """A part of a process's output read by byte offset, and where to go on from."""
+
+    stdout: Annotated[str, doc("stdout from `stdoutOffset` (text, or base64 with `encoding=base64`).")]
+    stderr: Annotated[str, doc("stderr from `stderrOffset`.")]
+    stdout_offset: Annotated[int, doc("Where `stdout` starts.")]
+    stderr_offset: Annotated[int, doc("Where `stderr` starts.")]
+    stdout_next_offset: Annotated[int, doc("The stdoutOffset of the next read.")]
+    stderr_next_offset: Annotated[int, doc("The stderrOffset of the next read.")]
+    stdout_size: Annotated[int, doc("Bytes written to stdout so far.")]
+    stderr_size: Annotated[int, doc("Bytes written to stderr so far.")]
+    stdout_oldest_offset: Annotated[
+        int, doc("The oldest stdout offset still kept (above 0 once the cap dropped the head).")
+    ]
+    stderr_oldest_offset: Annotated[int, doc("The oldest stderr offset still kept.")]
+    stdout_ended: Annotated[bool, doc("The process is over and all of stdout was read: nothing more will come.")]
+    stderr_ended: Annotated[bool, doc("The process is over and all of stderr was read.")]
+    encoding: Annotated[Literal["utf-8", "base64"], doc("How `stdout` and `stderr` are written.")]
+
+
+class LogRangeError(Shape, omit_defaults=False):
+    """416: an offset whose bytes the size cap dropped (`SANDBOX_MAX_LOG_FILE_BYTES`)."""
+
+    error: Annotated[str, doc("Which offset, and the oldest one still kept.")]
+    stdout_oldest_offset: Annotated[int, doc("The oldest stdout offset still kept: read from there.")]
+    stderr_oldest_offset: Annotated[int, doc("The oldest stderr offset still kept.")]
+
+
+class LogStreamQuery(Shape):
+    """Resume a stream: the lines before the offsets are not sent again."""
+
+    stdout_offset: Annotated[int, doc("Resume stdout at this byte offset (default: replay from 0).", ge=0)] | None = (
+        None
+    )
+    stderr_offset: Annotated[int, doc("Resume stderr at this byte offset (default: replay from 0).", ge=0)] | None = (
+        None
+    )
+    format: Annotated[
+        Literal["text", "ndjson"] | None,
+        doc(
+            "`text` (default): `stdout:<line>` lines, and with an offset given an `[offsets] stdout=N stderr=M` line "
+            "after each batch. `ndjson`: the events of `POST /process` streaming, each with its `offset`, ending "
+            "with `result` once the process is over."
+        ),
+    ] = None
+
+
+class ExecStreamQuery(Shape):
+    offsets: Annotated[
+        bool | None,
+        doc(
+            "With `Accept: text/event-stream`: start with a `started` event (the pid) and give each output event "
+            "its `offset`, to resume with `GET /process/{identifier}/logs/stream?format=ndjson&stdoutOffset=...`."
+        ),
+    ] = None

@@ -37,7 +37,7 @@ RESPONSE_KEYS = [
 
 async def test_wait_for_completion_returns_exact_output(client):
     body = await run_and_wait(client, "echo 'hello world'")
-    assert list(body) == RESPONSE_KEYS
+    assert list(body) == RESPONSE_KEYS + ["endReason"]  # the original's keys, in order, then how it ended
     assert body["status"] == "completed"
     assert body["exitCode"] == 0
     assert body["logs"] == "hello world\n"
