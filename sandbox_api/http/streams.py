@@ -12,7 +12,7 @@ import contextlib
 import gc
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
@@ -21,11 +21,15 @@ from ..linux.syscalls import release_free_memory
 # A long stream holds at most about this much unsent output in user space: past it the
 # writer waits for the client (the rest stays on disk), and reads come in small steps.
 # The kernel's send buffer is capped too (it autotunes to MBs per socket otherwise, which
-# the daemon would fill, at its CPU's cost, for each client that does not read); 128 KiB
-# (256 KiB as the kernel counts it) still carries ~5 MB/s at a 50 ms round trip.
+# the daemon would fill, at its CPU's cost, for each client that does not read). 512 KiB
+# (1 MiB as the kernel counts it): at 128 KiB a loopback client was held to ~110 MB/s
+# (the sender waits for ACKs with too little in flight), at 512 KiB it reads 250+ MB/s.
 WRITE_HIGH_WATER = 8 * 1024
 READ_STEP = 8 * 1024
-SOCKET_SEND_BUFFER = 128 * 1024
+# While the client keeps up (nothing left unsent in user space), the step doubles up to
+# this: fewer turns of the loop per byte. A stalled client holds at most one such step.
+READ_STEP_MAX = 64 * 1024
+SOCKET_SEND_BUFFER = 512 * 1024
 # Memory given back to the system once open streams fall to half their peak (of at least this many).
 TRIM_MIN_PEAK = 8
 TRIM_DELAY = 1.0
@@ -70,6 +74,16 @@ def prefix_lines(data: bytes, prefix: bytes) -> bytes:
     if not data:
         return b""
     return prefix + valid_utf8(data)[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+
+def congested(request: web.Request) -> Callable[[], bool]:
+    """Whether output written to this client still waits in user space (its socket is full)."""
+
+    def check() -> bool:
+        transport = request.transport
+        return transport is None or transport.get_write_buffer_size() > 0
+
+    return check
 
 
 def disconnected(request: web.Request, interval: float = 1.0) -> asyncio.Future[None]:

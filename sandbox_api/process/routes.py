@@ -160,7 +160,11 @@ async def _exec_stream(
                     return response
             stops = (supervisor.closing, gone)
             ready = request.writer.drain  # back-pressure: read on only once the client took its share
-            async for item in follow(proc.log, settings.exec_stream_keepalive, stops, streams.READ_STEP, ready):
+            keepalive = settings.exec_stream_keepalive
+            congested = streams.congested(request)
+            async for item in follow(
+                proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX
+            ):
                 await response.write(_ndjson("keepalive") if item is KEEPALIVE else ndjson_events(item))
                 del item
             if proc.final.is_set():
@@ -236,7 +240,11 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
         with streams.bounded(request):
             stops = (supervisor.closing, gone)
             ready = request.writer.drain
-            async for item in follow(proc.log, settings.log_stream_keepalive, stops, streams.READ_STEP, ready):
+            keepalive = settings.log_stream_keepalive
+            congested = streams.congested(request)
+            async for item in follow(
+                proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX
+            ):
                 await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
                 del item
     except (ConnectionError, asyncio.CancelledError) as e:
