@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import json
 import socket
+import sys
+import termios
 from collections.abc import Callable, Iterator
 
 from aiohttp import web
@@ -76,12 +79,25 @@ def prefix_lines(data: bytes, prefix: bytes) -> bytes:
     return prefix + valid_utf8(data)[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
 
 
-def congested(request: web.Request) -> Callable[[], bool]:
-    """Whether output written to this client still waits in user space (its socket is full)."""
+def congested(request: web.Request) -> Callable[[int], bool]:
+    """Whether this client is behind: output still waits in user space (its socket is full),
+    or the kernel holds more than twice `step` bytes it has not taken (its receive window is
+    closing)."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    fd = sock.fileno() if sock is not None else -1
+    queued = bytearray(4)
 
-    def check() -> bool:
-        transport = request.transport
-        return transport is None or transport.get_write_buffer_size() > 0
+    def check(step: int) -> bool:
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size() > 0:
+            return True
+        if fd < 0:
+            return False
+        try:
+            fcntl.ioctl(fd, termios.TIOCOUTQ, queued)  # SIOCOUTQ: bytes sent but not acknowledged
+        except OSError:
+            return False
+        return int.from_bytes(queued, sys.byteorder) > 2 * step
 
     return check
 

@@ -515,7 +515,7 @@ async def follow(
     stops: Iterable[asyncio.Future[None] | None] = (),
     step: int = _READ_STEP,
     ready: Callable[[], Awaitable[None]] | None = None,
-    congested: Callable[[], bool] | None = None,
+    congested: Callable[[int], bool] | None = None,
     max_step: int = 0,
 ) -> AsyncIterator[list[Chunk] | None]:
     """Every line from the first, then new lines as they come, until the log finishes.
@@ -524,17 +524,17 @@ async def follow(
     Ends when the log is finished and fully read, or when one of `stops` resolves
     (the client left, the daemon is shutting down). Each yield holds about `step` bytes,
     and `ready` (the consumer's back-pressure) is awaited before each read from disk.
-    With `congested` (whether the consumer still holds unsent output) and `max_step`,
-    the step doubles up to `max_step` while the consumer keeps up, and falls back to
-    `step` as soon as it does not: a fast client costs fewer turns per byte, a stalled
-    one holds no more than `max_step`.
+    With `congested` (whether the consumer is behind by more than the step given) and
+    `max_step`, the step doubles up to `max_step` while the consumer keeps up, and falls
+    back to `step` as soon as it does not: a fast client costs fewer turns per byte, and
+    a stalled one is seen before its step has grown.
     """
     watched = {f for f in stops if f is not None}
     size = step
     with log.reader() as reader:
         while True:
             if congested is not None and max_step > step:
-                size = step if congested() else min(size * 2, max_step)
+                size = step if congested(size) else min(size * 2, max_step)
             if ready is not None:
                 await ready()
             chunks = reader.read(size)
