@@ -19,6 +19,7 @@ import fcntl
 import functools
 import logging
 import os
+import select
 import signal
 import subprocess
 import termios
@@ -48,9 +49,8 @@ class Child:
     def __init__(self, pid: int, loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes] | None = None) -> None:
         self.popen = popen
         self.pid = pid
-        self.loop = loop
         self._exit: asyncio.Future[int] = loop.create_future()
-        self.pidfd = -1  # watched by the loop while the child runs
+        self.pidfd = -1  # watched while the child runs
 
     @property
     def returncode(self) -> int | None:
@@ -115,13 +115,18 @@ class Children:
         self._signal_installed = False
         self._home_fd = -1
         self._home = ""
-        self._pidfds = pidfds_supported()
+        # The pidfds of running children, in an epoll set of our own that the loop watches as
+        # one fd: adding a child is two syscalls, without the loop's per-fd bookkeeping.
+        self._exits: select.epoll | None = select.epoll() if pidfds_supported() else None
+        self._by_pidfd: dict[int, Child] = {}
 
     def install(self) -> None:
         """Become subreaper and start reaping. Call from the event loop's thread."""
         self._loop = asyncio.get_running_loop()
         set_child_subreaper()
-        if not self._pidfds:
+        if self._exits is not None:
+            self._loop.add_reader(self._exits.fileno(), self._pidfds_ready)
+        else:
             try:
                 self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
                 self._signal_installed = True
@@ -143,36 +148,49 @@ class Children:
         if self._home_fd >= 0:
             os.close(self._home_fd)
             self._home_fd = -1
-        for child in self._known.values():
+        for child in list(self._by_pidfd.values()):
             self._unwatch(child)
+        if self._exits is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._exits.fileno())
+            self._exits.close()
+            self._exits = None
 
     def _track(self, child: Child) -> Child:
         """Know `child`, and learn of its exit from its pidfd (or SIGCHLD / the sweep without)."""
         self._known[child.pid] = child
-        if self._pidfds:
+        if self._exits is not None:
             try:
                 child.pidfd = os.pidfd_open(child.pid)
             except OSError:  # out of fds: the sweep still reaps it, within a second
                 return child
-            child.loop.add_reader(child.pidfd, self._pidfd_ready, child)
+            self._exits.register(child.pidfd, select.EPOLLIN)
+            self._by_pidfd[child.pidfd] = child
         return child
 
-    def _pidfd_ready(self, child: Child) -> None:
-        try:
-            got, status = os.waitpid(child.pid, os.WNOHANG)
-        except ChildProcessError:
-            got, status = child.pid, -1
-        if got != child.pid:
-            return  # not over yet (a spurious wake-up): stay watched
-        self._unwatch(child)
-        if self._known.get(child.pid) is child:
-            del self._known[child.pid]
-        child._exited(255 if status < 0 else os.waitstatus_to_exitcode(status))
+    def _pidfds_ready(self) -> None:
+        if self._exits is None:
+            return
+        for fd, _ in self._exits.poll(0):
+            child = self._by_pidfd.get(fd)
+            if child is None:
+                continue
+            try:
+                got, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                got, status = child.pid, -1
+            if got != child.pid:
+                continue  # not over yet (a spurious wake-up): stay watched
+            self._unwatch(child)
+            if self._known.get(child.pid) is child:
+                del self._known[child.pid]
+            child._exited(255 if status < 0 else os.waitstatus_to_exitcode(status))
 
     def _unwatch(self, child: Child) -> None:
         if child.pidfd >= 0:
-            if not child.loop.is_closed():
-                child.loop.remove_reader(child.pidfd)
+            self._by_pidfd.pop(child.pidfd, None)
+            if self._exits is not None:
+                self._exits.unregister(child.pidfd)
             os.close(child.pidfd)
             child.pidfd = -1
 

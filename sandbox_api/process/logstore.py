@@ -81,11 +81,9 @@ class OutputLog:
     def __init__(self, directory: Path, key: str) -> None:
         self.directory = directory
         self.key = key
-        self.paths = {
-            STDOUT: directory / f"{key}.stdout.log",
-            STDERR: directory / f"{key}.stderr.log",
-        }
-        self.index_path = directory / f"{key}.index"
+        base = f"{directory}/{key}"  # strings, not Paths: this runs for every exec
+        self.paths = {STDOUT: f"{base}.stdout.log", STDERR: f"{base}.stderr.log"}
+        self._index_path = f"{base}.index"
         self.records: list[list[int]] = []  # [stream, end], the last one may still grow
         self.base = 0  # absolute number of records[0] (older ones were forgotten)
         self._indexed = {STDOUT: 0, STDERR: 0}
@@ -100,16 +98,21 @@ class OutputLog:
 
     # --- life cycle ---------------------------------------------------------------
 
-    def paths_to_create(self) -> list[Path]:
+    @property
+    def index_path(self) -> Path:
+        return Path(self._index_path)
+
+    @staticmethod
+    def paths_to_create(directory: Path, key: str) -> list[str]:
         """The files a process needs from its start (the index comes later, if ever)."""
-        return list(self.paths.values())
+        return [f"{directory}/{key}.stdout.log", f"{directory}/{key}.stderr.log"]
 
     def load(self, finished: bool) -> None:
         """Recover the index of existing files (after a daemon restart)."""
         self.records, self.base = [], 0
         self._indexed = {STDOUT: 0, STDERR: 0}
         try:
-            with open(self.index_path, "rb") as f:
+            with open(self._index_path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             data = None
@@ -152,7 +155,7 @@ class OutputLog:
             for stream, path in self.paths.items():
                 self._fds[stream] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, _FILE_MODE)
             if self.base + len(self.records) >= 2:
-                self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+                self._index_fd = os.open(self._index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         except OSError:
             self.close()
             raise
@@ -232,7 +235,7 @@ class OutputLog:
         try:
             if self._index_fd < 0 and number >= 1 and not self._index_failed:
                 # The output switched streams: from now on the order needs a file.
-                self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+                self._index_fd = os.open(self._index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
                 os.pwrite(self._index_fd, b"".join(_RECORD.pack(*r) for r in self.records), self.base * _RECORD.size)
             elif self._index_fd >= 0:
                 os.pwrite(self._index_fd, _RECORD.pack(stream, end), number * _RECORD.size)
@@ -302,7 +305,7 @@ class OutputLog:
                     os.close(fd)
         self._largest = largest
 
-    def _own_fd(self, path: Path) -> int:
+    def _own_fd(self, path: str) -> int:
         for stream, stream_path in self.paths.items():
             if stream_path == path:
                 return self._fds.get(stream, -1)
@@ -433,7 +436,7 @@ class LogReader:
         return Chunk(stream, data, truncated)
 
 
-def _size(path: Path) -> int:
+def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
     except OSError:
@@ -453,7 +456,7 @@ def _last_newline(fd: int, low: int, high: int) -> int:
     return -1
 
 
-def _last_newline_in(path: Path, size: int) -> int:
+def _last_newline_in(path: str, size: int) -> int:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         return _last_newline(fd, 0, size)
@@ -461,7 +464,7 @@ def _last_newline_in(path: Path, size: int) -> int:
         os.close(fd)
 
 
-def _has_hole(path: Path) -> bool:
+def _has_hole(path: str) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:

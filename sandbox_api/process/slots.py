@@ -15,7 +15,6 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
 log = logging.getLogger("sandbox_api.slots")
 
@@ -28,7 +27,7 @@ def new_key() -> str:
 
 
 class SlotPool:
-    def __init__(self, paths_for: Callable[[str], list[Path]], size: int = POOL_SIZE) -> None:
+    def __init__(self, paths_for: Callable[[str], list[str]], size: int = POOL_SIZE) -> None:
         self._paths_for = paths_for
         self._size = size
         self._free: deque[str] = deque()
@@ -77,7 +76,7 @@ class SlotPool:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except FileNotFoundError:  # the directory was removed under us: make it again
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             os.close(fd)
 
