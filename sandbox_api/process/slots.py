@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 log = logging.getLogger("sandbox_api.slots")
 
-POOL_SIZE = 32
+POOL_SIZE = 64
 
 
 def new_key() -> str:
@@ -43,7 +43,7 @@ class SlotPool:
         if key is None:
             key = new_key()
             self._create(key)
-        if len(self._free) < self._size // 2:
+        if len(self._free) < self._size * 3 // 4:
             self.refill()
         return key
 
@@ -57,19 +57,17 @@ class SlotPool:
         if missing <= 0:
             return
         try:
-            keys = await asyncio.to_thread(self._create_many, missing)
+            await asyncio.to_thread(self._create_many, missing)
         except OSError as e:
             log.warning("could not pre-create process files: %s", e)
-            return
-        self._free.extend(keys)
 
-    def _create_many(self, count: int) -> list[str]:
-        keys = []
+    def _create_many(self, count: int) -> None:
         for _ in range(count):
             key = new_key()
             self._create(key)
-            keys.append(key)
-        return keys
+            # Usable at once (deque appends are atomic), not when the whole batch is made:
+            # a burst of execs would empty the pool meanwhile and create files inline.
+            self._free.append(key)
 
     def _create(self, key: str) -> None:
         for path in self._paths_for(key):
