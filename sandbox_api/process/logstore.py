@@ -536,8 +536,6 @@ async def follow(
     size = step
     with log.reader() as reader:
         while True:
-            if congested is not None and max_step > step:
-                size = step if congested(size) else min(size * 2, max_step)
             if ready is not None:
                 await ready()
             chunks = reader.read(size)
@@ -546,6 +544,8 @@ async def follow(
                 del chunks  # not held while the consumer waits for its client
                 # A client that keeps up never makes the writer wait: let the others run.
                 await asyncio.sleep(0)
+                if congested is not None and max_step > step:
+                    size = step if congested(size) else min(size * 2, max_step)
                 continue
             if log.finished or any(f.done() for f in watched):
                 return

@@ -118,7 +118,8 @@ class ManagedProcess:
         if self.final.is_set():
             return True
         try:
-            await asyncio.wait_for(self.final.wait(), timeout)
+            async with asyncio.timeout(timeout):  # no task made per wait, unlike wait_for
+                await self.final.wait()
         except TimeoutError:
             return False
         return True
