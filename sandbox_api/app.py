@@ -74,7 +74,9 @@ CLIENT_MAX_SIZE = 64 * 1024 * 1024
 
 def build_app(settings: Settings) -> web.Application:
     guard = BrowserGuard(settings.allowed_hosts, settings.allowed_origins, token_required=bool(settings.auth_token))
-    middlewares = [guard.middleware(), options_middleware, timing_middleware]
+    middlewares = [guard.middleware(), options_middleware]
+    if settings.enable_processing_time:  # its start time serves only the Server-Timing header
+        middlewares.append(timing_middleware)
     if not settings.disable_request_logging:
         middlewares.append(access_log_middleware)
     middlewares.append(error_middleware)

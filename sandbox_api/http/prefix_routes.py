@@ -37,11 +37,16 @@ class PrefixRoute:
 class PrefixRouter:
     def __init__(self) -> None:
         self._routes: list[PrefixRoute] = []
+        # By the first segment of their prefix: most requests (/process...) then look at none.
+        self._by_segment: dict[str, list[PrefixRoute]] = {}
 
     def add(self, method: str, prefix: str, handler: Handler) -> None:
         self._routes.append(PrefixRoute(method, prefix, handler))
         # Longest prefix first: /filesystem/tree before /filesystem.
         self._routes.sort(key=lambda r: len(r.prefix), reverse=True)
+        self._by_segment = {}
+        for route in self._routes:
+            self._by_segment.setdefault(_first_segment(route.prefix), []).append(route)
 
     def routes(self) -> tuple[PrefixRoute, ...]:
         """Every registered route, longest prefix first (for the OpenAPI route check)."""
@@ -49,7 +54,7 @@ class PrefixRouter:
 
     def match(self, method: str, path: str) -> tuple[Handler, str] | None:
         prefix_known = False
-        for route in self._routes:
+        for route in self._by_segment.get(_first_segment(path), ()):
             if path == route.prefix or path.startswith(route.prefix + "/"):
                 if route.method == method:
                     return route.handler, path[len(route.prefix) :]
@@ -69,6 +74,10 @@ class PrefixRouter:
             return await route_handler(request)
 
         return prefix_route_middleware
+
+
+def _first_segment(path: str) -> str:
+    return path[1:].split("/", 1)[0]
 
 
 def decoded_path(request: web.Request) -> str:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import json
 import socket
-from collections.abc import Iterator
+import sys
+import termios
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
@@ -21,11 +24,15 @@ from ..linux.syscalls import release_free_memory
 # A long stream holds at most about this much unsent output in user space: past it the
 # writer waits for the client (the rest stays on disk), and reads come in small steps.
 # The kernel's send buffer is capped too (it autotunes to MBs per socket otherwise, which
-# the daemon would fill, at its CPU's cost, for each client that does not read); 128 KiB
-# (256 KiB as the kernel counts it) still carries ~5 MB/s at a 50 ms round trip.
+# the daemon would fill, at its CPU's cost, for each client that does not read). 512 KiB
+# (1 MiB as the kernel counts it): at 128 KiB a loopback client was held to ~110 MB/s
+# (the sender waits for ACKs with too little in flight), at 512 KiB it reads 250+ MB/s.
 WRITE_HIGH_WATER = 8 * 1024
 READ_STEP = 8 * 1024
-SOCKET_SEND_BUFFER = 128 * 1024
+# While the client keeps up (nothing left unsent in user space), the step doubles up to
+# this: fewer turns of the loop per byte. A stalled client holds at most one such step.
+READ_STEP_MAX = 64 * 1024
+SOCKET_SEND_BUFFER = 512 * 1024
 # Memory given back to the system once open streams fall to half their peak (of at least this many).
 TRIM_MIN_PEAK = 8
 TRIM_DELAY = 1.0
@@ -70,6 +77,29 @@ def prefix_lines(data: bytes, prefix: bytes) -> bytes:
     if not data:
         return b""
     return prefix + valid_utf8(data)[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+
+def congested(request: web.Request) -> Callable[[int], bool]:
+    """Whether this client is behind: output still waits in user space (its socket is full),
+    or the kernel holds more than twice `step` bytes it has not taken (its receive window is
+    closing)."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    fd = sock.fileno() if sock is not None else -1
+    queued = bytearray(4)
+
+    def check(step: int) -> bool:
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size() > 0:
+            return True
+        if fd < 0:
+            return False
+        try:
+            fcntl.ioctl(fd, termios.TIOCOUTQ, queued)  # SIOCOUTQ: bytes sent but not acknowledged
+        except OSError:
+            return False
+        return int.from_bytes(queued, sys.byteorder) > 2 * step
+
+    return check
 
 
 def disconnected(request: web.Request, interval: float = 1.0) -> asyncio.Future[None]:

@@ -3,10 +3,13 @@
 All subprocesses of the daemon are started here, so one place knows which pids are
 ours to wait for. The daemon is a child subreaper (it may even be PID 1), so the
 orphans of user commands are re-parented to it and must be reaped too, or they stay
-zombies forever. Known children are reaped on SIGCHLD. Unknown zombies are reaped by
-a once-a-second sweep, only once seen twice in a row: a zombie that lingers that long
-has no other waiter (so a library that spawns and waits for its own child is never
-robbed of its exit status).
+zombies forever. Each known child is watched through a pidfd (readable once it exits,
+then reaped with one waitpid): no SIGCHLD handler, which uvloop keeps for itself, and
+no waitpid on every known child at every signal. Where pidfds are missing (Linux < 5.3)
+known children are reaped on SIGCHLD. Unknown zombies are reaped by a once-a-second
+sweep, only once seen twice in a row: a zombie that lingers that long has no other
+waiter (so a library that spawns and waits for its own child is never robbed of its
+exit status).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import fcntl
 import functools
 import logging
 import os
+import select
 import signal
 import subprocess
 import termios
@@ -46,6 +50,7 @@ class Child:
         self.popen = popen
         self.pid = pid
         self._exit: asyncio.Future[int] = loop.create_future()
+        self.pidfd = -1  # watched while the child runs
 
     @property
     def returncode(self) -> int | None:
@@ -109,20 +114,29 @@ class Children:
         self._sweeper: asyncio.TimerHandle | None = None
         self._signal_installed = False
         self._home_fd = -1
+        self._home = ""
+        # The pidfds of running children, in an epoll set of our own that the loop watches as
+        # one fd: adding a child is two syscalls, without the loop's per-fd bookkeeping.
+        self._exits: select.epoll | None = select.epoll() if pidfds_supported() else None
+        self._by_pidfd: dict[int, Child] = {}
 
     def install(self) -> None:
         """Become subreaper and start reaping. Call from the event loop's thread."""
         self._loop = asyncio.get_running_loop()
         set_child_subreaper()
-        try:
-            self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
-            self._signal_installed = True
-        except RuntimeError:  # a loop outside the main thread cannot take signal handlers
-            log.warning("SIGCHLD handler unavailable; reaping by sweep only")
+        if self._exits is not None:
+            self._loop.add_reader(self._exits.fileno(), self._pidfds_ready)
+        else:
+            try:
+                self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
+                self._signal_installed = True
+            except RuntimeError:  # outside the main thread, or uvloop's own SIGCHLD handler
+                log.warning("neither pidfds nor a SIGCHLD handler: children are reaped by the sweep only")
         self._schedule_sweep()
         # Held for life (posix_spawn steps out of it and back): opened now, so the fd
         # count of an idle daemon is the count after any number of processes.
         self._home_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._home = os.getcwd()
 
     def close(self) -> None:
         if self._sweeper is not None:
@@ -134,6 +148,51 @@ class Children:
         if self._home_fd >= 0:
             os.close(self._home_fd)
             self._home_fd = -1
+        for child in list(self._by_pidfd.values()):
+            self._unwatch(child)
+        if self._exits is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._exits.fileno())
+            self._exits.close()
+            self._exits = None
+
+    def _track(self, child: Child) -> Child:
+        """Know `child`, and learn of its exit from its pidfd (or SIGCHLD / the sweep without)."""
+        self._known[child.pid] = child
+        if self._exits is not None:
+            try:
+                child.pidfd = os.pidfd_open(child.pid)
+            except OSError:  # out of fds: the sweep still reaps it, within a second
+                return child
+            self._exits.register(child.pidfd, select.EPOLLIN)
+            self._by_pidfd[child.pidfd] = child
+        return child
+
+    def _pidfds_ready(self) -> None:
+        if self._exits is None:
+            return
+        for fd, _ in self._exits.poll(0):
+            child = self._by_pidfd.get(fd)
+            if child is None:
+                continue
+            try:
+                got, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                got, status = child.pid, -1
+            if got != child.pid:
+                continue  # not over yet (a spurious wake-up): stay watched
+            self._unwatch(child)
+            if self._known.get(child.pid) is child:
+                del self._known[child.pid]
+            child._exited(255 if status < 0 else os.waitstatus_to_exitcode(status))
+
+    def _unwatch(self, child: Child) -> None:
+        if child.pidfd >= 0:
+            self._by_pidfd.pop(child.pidfd, None)
+            if self._exits is not None:
+                self._exits.unregister(child.pidfd)
+            os.close(child.pidfd)
+            child.pidfd = -1
 
     def spawn(self, argv: Sequence[str], *, identity: Identity | None = None, **popen_kwargs: Any) -> Child:
         """Start a child (same arguments as subprocess.Popen) and track it; as the
@@ -145,9 +204,7 @@ class Children:
         if identity is not None:
             popen_kwargs.update(user=identity.uid, group=identity.gid, extra_groups=list(identity.groups))
         popen = subprocess.Popen(list(argv), **popen_kwargs)
-        child = Child(popen.pid, loop, popen)
-        self._known[child.pid] = child
-        return child
+        return self._track(Child(popen.pid, loop, popen))
 
     async def spawn_reading(
         self,
@@ -283,6 +340,11 @@ class Children:
         self, argv: Sequence[str], *, env: Mapping[bytes, bytes], cwd: str, actions: list, **attributes: Any
     ) -> Child:
         loop = self._loop or asyncio.get_running_loop()
+        if cwd == self._home:  # already there (the common case): two syscalls saved
+            pid = os.posix_spawn(
+                argv[0], list(argv), env, file_actions=actions, setsigdef=_RESET_SIGNALS, setsigmask=(), **attributes
+            )
+            return self._track(Child(pid, loop))
         os.chdir(cwd)
         try:
             pid = os.posix_spawn(
@@ -290,9 +352,7 @@ class Children:
             )
         finally:
             os.fchdir(self._home_fd)
-        child = Child(pid, loop)
-        self._known[pid] = child
-        return child
+        return self._track(Child(pid, loop))
 
     def adopt(self, pid: int) -> Child | None:
         """Track `pid` if it is our child though we did not start it in this life of the
@@ -301,8 +361,7 @@ class Children:
             return self._known[pid]
         if parent_of(pid) != os.getpid():
             return None
-        child = Child(pid, self._loop or asyncio.get_running_loop())
-        self._known[pid] = child
+        child = self._track(Child(pid, self._loop or asyncio.get_running_loop()))
         self.reap()  # it may have ended already
         return child
 
@@ -313,10 +372,14 @@ class Children:
                 got, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 # Someone else reaped it: its status is lost.
-                self._known.pop(pid)._exited(255)
+                child = self._known.pop(pid)
+                self._unwatch(child)
+                child._exited(255)
                 continue
             if got == pid:
-                self._known.pop(pid)._exited(os.waitstatus_to_exitcode(status))
+                child = self._known.pop(pid)
+                self._unwatch(child)
+                child._exited(os.waitstatus_to_exitcode(status))
 
     def _schedule_sweep(self) -> None:
         assert self._loop is not None
@@ -339,6 +402,16 @@ class Children:
             except ChildProcessError:
                 pass
         self._suspects = zombies - self._suspects
+
+
+def pidfds_supported() -> bool:
+    """Whether this kernel has pidfd_open (Linux 5.3) and poll on a pidfd."""
+    try:
+        fd = os.pidfd_open(os.getpid())
+    except (OSError, AttributeError):
+        return False
+    os.close(fd)
+    return True
 
 
 def _direct_children() -> set[int]:

@@ -82,11 +82,9 @@ class OutputLog:
     def __init__(self, directory: Path, key: str) -> None:
         self.directory = directory
         self.key = key
-        self.paths = {
-            STDOUT: directory / f"{key}.stdout.log",
-            STDERR: directory / f"{key}.stderr.log",
-        }
-        self.index_path = directory / f"{key}.index"
+        base = f"{directory}/{key}"  # strings, not Paths: this runs for every exec
+        self.paths = {STDOUT: f"{base}.stdout.log", STDERR: f"{base}.stderr.log"}
+        self._index_path = f"{base}.index"
         self.records: list[list[int]] = []  # [stream, end], the last one may still grow
         self.base = 0  # absolute number of records[0] (older ones were forgotten)
         self._indexed = {STDOUT: 0, STDERR: 0}
@@ -101,16 +99,21 @@ class OutputLog:
 
     # --- life cycle ---------------------------------------------------------------
 
-    def paths_to_create(self) -> list[Path]:
+    @property
+    def index_path(self) -> Path:
+        return Path(self._index_path)
+
+    @staticmethod
+    def paths_to_create(directory: Path, key: str) -> list[str]:
         """The files a process needs from its start (the index comes later, if ever)."""
-        return list(self.paths.values())
+        return [f"{directory}/{key}.stdout.log", f"{directory}/{key}.stderr.log"]
 
     def load(self, finished: bool) -> None:
         """Recover the index of existing files (after a daemon restart)."""
         self.records, self.base = [], 0
         self._indexed = {STDOUT: 0, STDERR: 0}
         try:
-            with open(self.index_path, "rb") as f:
+            with open(self._index_path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             data = None
@@ -153,7 +156,7 @@ class OutputLog:
             for stream, path in self.paths.items():
                 self._fds[stream] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, _FILE_MODE)
             if self.base + len(self.records) >= 2:
-                self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+                self._index_fd = os.open(self._index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         except OSError:
             self.close()
             raise
@@ -233,7 +236,7 @@ class OutputLog:
         try:
             if self._index_fd < 0 and number >= 1 and not self._index_failed:
                 # The output switched streams: from now on the order needs a file.
-                self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+                self._index_fd = os.open(self._index_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
                 os.pwrite(self._index_fd, b"".join(_RECORD.pack(*r) for r in self.records), self.base * _RECORD.size)
             elif self._index_fd >= 0:
                 os.pwrite(self._index_fd, _RECORD.pack(stream, end), number * _RECORD.size)
@@ -303,7 +306,7 @@ class OutputLog:
                     os.close(fd)
         self._largest = largest
 
-    def _own_fd(self, path: Path) -> int:
+    def _own_fd(self, path: str) -> int:
         for stream, stream_path in self.paths.items():
             if stream_path == path:
                 return self._fds.get(stream, -1)
@@ -416,13 +419,18 @@ class LogReader:
         if start + len(data) < end:
             # Stop at a line boundary; a very long line is cut into pieces.
             cut = data.rfind(b"\n") + 1
+            # A line longer than the step: read on, doubling, until it ends (not a whole
+            # MAX_LINE_PIECE at once: what a stream holds stays about one line).
+            while cut == 0 and len(data) < MAX_LINE_PIECE and start + len(data) < end:
+                more = os.pread(fd, min(end - start, MAX_LINE_PIECE, 2 * len(data)) - len(data), start + len(data))
+                if not more:
+                    break
+                newline = more.rfind(b"\n")
+                data += more
+                if newline >= 0:
+                    cut = len(data) - len(more) + newline + 1
             if cut == 0:
-                if len(data) < MAX_LINE_PIECE and want < end - start:
-                    more = os.pread(fd, min(end - start, MAX_LINE_PIECE) - len(data), start + len(data))
-                    data += more
-                    cut = data.rfind(b"\n") + 1
-                if cut == 0:
-                    cut = _char_boundary(data)
+                cut = _char_boundary(data)
             data = data[:cut]
         self._consumed[stream] = start + len(data)
         if not data.endswith(b"\n"):
@@ -430,7 +438,7 @@ class LogReader:
         return Chunk(stream, data, truncated, self._consumed[stream])
 
 
-def _size(path: Path) -> int:
+def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
     except OSError:
@@ -450,7 +458,7 @@ def _last_newline(fd: int, low: int, high: int) -> int:
     return -1
 
 
-def _last_newline_in(path: Path, size: int) -> int:
+def _last_newline_in(path: str, size: int) -> int:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         return _last_newline(fd, 0, size)
@@ -458,7 +466,7 @@ def _last_newline_in(path: Path, size: int) -> int:
         os.close(fd)
 
 
-def _has_hole(path: Path) -> bool:
+def _has_hole(path: str) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -512,6 +520,8 @@ async def follow(
     stops: Iterable[asyncio.Future[None] | None] = (),
     step: int = _READ_STEP,
     ready: Callable[[], Awaitable[None]] | None = None,
+    congested: Callable[[int], bool] | None = None,
+    max_step: int = 0,
     start: Mapping[int, int] | None = None,
 ) -> AsyncIterator[list[Chunk] | None]:
     """Every line from the first, then new lines as they come, until the log finishes.
@@ -520,19 +530,26 @@ async def follow(
     Ends when the log is finished and fully read, or when one of `stops` resolves
     (the client left, the daemon is shutting down). Each yield holds about `step` bytes,
     and `ready` (the consumer's back-pressure) is awaited before each read from disk.
+    With `congested` (whether the consumer is behind by more than the step given) and
+    `max_step`, the step doubles up to `max_step` while the consumer keeps up, and falls
+    back to `step` as soon as it does not: a fast client costs fewer turns per byte, and
+    a stalled one is seen before its step has grown.
     With `start` (an offset per stream), the lines before those offsets are skipped.
     """
     watched = {f for f in stops if f is not None}
+    size = step
     with log.reader(start) as reader:
         while True:
             if ready is not None:
                 await ready()
-            chunks = reader.read(step)
+            chunks = reader.read(size)
             if chunks:
                 yield chunks
                 del chunks  # not held while the consumer waits for its client
                 # A client that keeps up never makes the writer wait: let the others run.
                 await asyncio.sleep(0)
+                if congested is not None and max_step > step:
+                    size = step if congested(size) else min(size * 2, max_step)
                 continue
             if log.finished or any(f.done() for f in watched):
                 return

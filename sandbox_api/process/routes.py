@@ -166,7 +166,11 @@ async def _exec_stream(
                 return response
             stops = (supervisor.closing, gone)
             ready = request.writer.drain  # back-pressure: read on only once the client took its share
-            async for item in follow(proc.log, settings.exec_stream_keepalive, stops, streams.READ_STEP, ready):
+            keepalive = settings.exec_stream_keepalive
+            congested = streams.congested(request)
+            async for item in follow(
+                proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX
+            ):
                 await response.write(_ndjson("keepalive") if item is KEEPALIVE else events(item))
                 del item
             if proc.final.is_set():
@@ -260,7 +264,11 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
         with streams.bounded(request):
             stops = (supervisor.closing, gone)
             ready = request.writer.drain
-            async for item in follow(proc.log, settings.log_stream_keepalive, stops, streams.READ_STEP, ready):
+            keepalive = settings.log_stream_keepalive
+            congested = streams.congested(request)
+            async for item in follow(
+                proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX
+            ):
                 await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
                 del item
     except (ConnectionError, asyncio.CancelledError) as e:
@@ -286,7 +294,10 @@ async def _resumed_stream(request: web.Request, proc: ManagedProcess, query: Log
             stops = (supervisor.closing, gone)
             ready = request.writer.drain
             start = dict(position)
-            async for item in follow(proc.log, keepalive, stops, streams.READ_STEP, ready, start=start):
+            congested = streams.congested(request)
+            async for item in follow(
+                proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX, start
+            ):
                 if item is KEEPALIVE:
                     await response.write(_ndjson("keepalive") if ndjson else b"[keepalive]\n")
                     continue

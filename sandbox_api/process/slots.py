@@ -15,11 +15,10 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
 log = logging.getLogger("sandbox_api.slots")
 
-POOL_SIZE = 32
+POOL_SIZE = 64
 
 
 def new_key() -> str:
@@ -28,7 +27,7 @@ def new_key() -> str:
 
 
 class SlotPool:
-    def __init__(self, paths_for: Callable[[str], list[Path]], size: int = POOL_SIZE) -> None:
+    def __init__(self, paths_for: Callable[[str], list[str]], size: int = POOL_SIZE) -> None:
         self._paths_for = paths_for
         self._size = size
         self._free: deque[str] = deque()
@@ -44,7 +43,7 @@ class SlotPool:
         if key is None:
             key = new_key()
             self._create(key)
-        if len(self._free) < self._size // 2:
+        if len(self._free) < self._size * 3 // 4:
             self.refill()
         return key
 
@@ -58,26 +57,24 @@ class SlotPool:
         if missing <= 0:
             return
         try:
-            keys = await asyncio.to_thread(self._create_many, missing)
+            await asyncio.to_thread(self._create_many, missing)
         except OSError as e:
             log.warning("could not pre-create process files: %s", e)
-            return
-        self._free.extend(keys)
 
-    def _create_many(self, count: int) -> list[str]:
-        keys = []
+    def _create_many(self, count: int) -> None:
         for _ in range(count):
             key = new_key()
             self._create(key)
-            keys.append(key)
-        return keys
+            # Usable at once (deque appends are atomic), not when the whole batch is made:
+            # a burst of execs would empty the pool meanwhile and create files inline.
+            self._free.append(key)
 
     def _create(self, key: str) -> None:
         for path in self._paths_for(key):
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except FileNotFoundError:  # the directory was removed under us: make it again
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             os.close(fd)
 

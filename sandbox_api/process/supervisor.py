@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 from .. import config
 from ..config import Settings
@@ -76,6 +75,7 @@ CAP_SWEEP_INTERVAL = 5.0
 # could not be written, and it would end `failed` with nothing to show why.
 MIN_FREE_LOG_BYTES = 64 * 1024
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
+_NAME_TABLE = bytes(ord(_NAME_ALPHABET[b % 36]) for b in range(256))  # a random byte -> its letter
 _GO_INT = re.compile(r"^[+-]?\d+$")
 
 
@@ -123,7 +123,8 @@ class ManagedProcess:
         if self.final.is_set():
             return True
         try:
-            await asyncio.wait_for(self.final.wait(), timeout)
+            async with asyncio.timeout(timeout):  # no task made per wait, unlike wait_for
+                await self.final.wait()
         except TimeoutError:
             return False
         return True
@@ -148,8 +149,8 @@ class Supervisor:
 
     # --- life cycle ---------------------------------------------------------------
 
-    def _slot_paths(self, key: str) -> list[Path]:
-        return OutputLog(self._logs_dir, key).paths_to_create()
+    def _slot_paths(self, key: str) -> list[str]:
+        return OutputLog.paths_to_create(self._logs_dir, key)
 
     def _reuse_empty_slots(self, known: set[str]) -> None:
         """Pre-created files of an earlier run that no process took."""
@@ -159,7 +160,7 @@ class Supervisor:
             if key in known:
                 continue
             paths = self._slot_paths(key)
-            if all(p.exists() and p.stat().st_size == 0 for p in paths):
+            if all(os.path.exists(p) and os.stat(p).st_size == 0 for p in paths):
                 self.slots.add(key)
 
     def _save(self, record: ProcessRecord) -> None:
@@ -301,7 +302,7 @@ class Supervisor:
                     "and neither holds a NUL byte"
                 )
         working_dir = self.normalize_working_dir(spec.working_dir)
-        name = spec.name or "proc-" + "".join(_NAME_ALPHABET[b % 36] for b in os.urandom(8))
+        name = spec.name or "proc-" + os.urandom(8).translate(_NAME_TABLE).decode()
         if spec.unique_name:
             existing = self.find(name)
             if existing is not None and existing.record.running:
@@ -418,7 +419,7 @@ class Supervisor:
     def _follow_output(self, proc: ManagedProcess) -> None:
         if self._inotify is not None and not proc.watches:
             for stream in (STDOUT, STDERR):
-                wd = self._inotify.add(str(proc.log.paths[stream]), self._on_output(proc, stream))
+                wd = self._inotify.add(proc.log.paths[stream], self._on_output(proc, stream))
                 if wd is not None:
                     proc.watches.append(wd)
         proc.log.scan_all()

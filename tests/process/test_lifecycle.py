@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -287,6 +288,41 @@ async def test_orphans_are_reaped(client):
         return found
 
     await wait_for(lambda: not zombies(), timeout=5)
+
+
+def _zombie_children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        for child in open(f"/proc/{pid}/task/{task}/children").read().split():
+            try:
+                if open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                    found.append(int(child))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.timeout(60)
+async def test_children_are_reaped_through_pidfds_without_a_sigchld_handler(daemon):
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        pytest.skip("no pidfd_open on this kernel: the daemon reaps on SIGCHLD")
+    assert daemon.proc is not None
+    for line in open(f"/proc/{daemon.proc.pid}/status"):
+        if line.startswith("SigCgt:"):
+            assert not int(line.split()[1], 16) & (1 << (signal.SIGCHLD - 1)), "the daemon still catches SIGCHLD"
+    async with aiohttp.ClientSession(daemon.url) as session:
+
+        async def one(i: int) -> int:
+            body = {"command": f"exit {i % 5}", "waitForCompletion": True, "timeout": 30}
+            async with session.post("/process", json=body) as resp:
+                assert resp.status == 200
+                return (await resp.json())["exitCode"]
+
+        codes = await asyncio.gather(*(one(i) for i in range(40)))
+    assert codes == [i % 5 for i in range(40)]  # every exit seen, each with its own status
+    await wait_for(lambda: not _zombie_children(daemon.proc.pid), timeout=5)
 
 
 async def test_no_fd_leak_after_many_processes(client):

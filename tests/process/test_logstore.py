@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from sandbox_api.http.streams import json_string, prefix_lines
-from sandbox_api.process.logstore import MAX_RECORDS, STDERR, STDOUT, OutputLog
+from sandbox_api.process.logstore import MAX_RECORDS, STDERR, STDOUT, OutputLog, follow
 from sandbox_api.process.records import ProcessRecord, RecordStore
 
 
@@ -149,3 +149,45 @@ def test_prefix_lines_prefixes_every_line_and_repairs_utf8():
     assert prefix_lines(b"a\nb\n", b"stdout:") == b"stdout:a\nstdout:b\n"
     assert prefix_lines(b"x\xff\n", b"stderr:") == "stderr:x\ufffd\n".encode()
     assert prefix_lines(b"", b"stdout:") == b""
+
+
+def test_a_line_longer_than_the_step_is_read_alone_not_a_mib_at_a_time(tmp_path: Path):
+    log = OutputLog(tmp_path, "k")
+    log.open()
+    line = b"x" * (20 * 1024 - 1) + b"\n"
+    write(log, STDOUT, line * 200)  # 4 MB of 20 KiB lines
+    log.scan_all()
+    with log.reader() as reader:
+        first = reader.read(8192)
+        # About one line (the reads double until a line ends), not the old 1 MiB at once.
+        assert [c.data for c in first] == [line]
+        assert sum(len(c.data) for c in reader.read(8192)) <= 2 * len(line)
+    assert b"".join(data for _, data in replay(log)) == line * 200
+    log.finish()
+
+
+async def test_the_follow_step_grows_while_the_consumer_keeps_up_and_falls_back_when_it_does_not(tmp_path: Path):
+    log = OutputLog(tmp_path, "k")
+    log.open()
+    line = b"y" * 15 + b"\n"
+    total = 2 * 1024 * 1024
+    write(log, STDOUT, line * (total // len(line)))
+    log.scan_all()
+    log.finish()
+    behind = False
+    asked: list[int] = []
+
+    def congested(step: int) -> bool:
+        asked.append(step)
+        return behind
+
+    sizes: list[int] = []
+    async for item in follow(log, 5.0, (), 8192, None, congested, 65536):
+        assert item is not None
+        sizes.append(sum(len(c.data) for c in item))
+        if len(sizes) == 8:
+            behind = True  # the client stops keeping up: back to the small step at once
+    assert sum(sizes) == total
+    assert sizes[:5] == [8192, 16384, 32768, 65536, 65536]
+    assert all(size <= 8192 for size in sizes[8:]) and len(sizes) > 9
+    assert all(step <= 65536 for step in asked)
