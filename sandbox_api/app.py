@@ -25,6 +25,7 @@ from .edits.service import Edits
 from .filesystem import routes as filesystem_routes
 from .filesystem.files import Files
 from .filesystem.uploads import Uploads
+from .idempotency import Idempotency
 from .http.access_log import access_log_middleware
 from .http.appkeys import SETTINGS
 from .http.auth import make_auth_middleware
@@ -32,6 +33,7 @@ from .http.cors import options_middleware
 from .http.deadlines import GuardedAppRunner
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
+from .http.idempotency import IDEMPOTENCY
 from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
 from .linux.children import Child, Children
@@ -102,6 +104,7 @@ def build_app(settings: Settings) -> web.Application:
     app[edits_routes.EDITS] = Edits(settings.identity, settings.max_edit_bytes)
     app[metrics_routes.METRICS] = Metrics(settings.workdir, running_processes(app[SUPERVISOR]))
     app[session_routes.SESSIONS] = Sessions(settings, children)
+    app[IDEMPOTENCY] = Idempotency(settings.state_dir, settings.idempotency_seconds, settings.idempotency_max_keys)
     codegen_enabled = codegen.enabled()  # the MCP registration of its two tools is decided now
 
     def mcp_tools() -> Any:  # on the first /mcp request: the tools module is not needed before
@@ -150,6 +153,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].open()
     await app[filesystem_routes.UPLOADS].open()
     app[session_routes.SESSIONS].open()
+    app[IDEMPOTENCY].open()
     if terminal_routes.TERMINALS in app:
         app[terminal_routes.TERMINALS].start()
     startup = _start_command(children, settings) if settings.startup_command else None
@@ -165,6 +169,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await app[network_routes.MONITORS].close()
         await app[filesystem_routes.UPLOADS].close()
         await app[SUPERVISOR].close()
+        app[IDEMPOTENCY].close()
         if startup is not None and startup.returncode is None and startup.popen is not None:
             try:
                 startup.popen.send_signal(signal.SIGKILL)
