@@ -25,7 +25,6 @@ from .edits.service import Edits
 from .filesystem import routes as filesystem_routes
 from .filesystem.files import Files
 from .filesystem.uploads import Uploads
-from .idempotency import Idempotency
 from .http.access_log import access_log_middleware
 from .http.appkeys import SETTINGS
 from .http.auth import make_auth_middleware
@@ -36,6 +35,7 @@ from .http.headers import make_on_prepare, timing_middleware
 from .http.idempotency import IDEMPOTENCY
 from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
+from .idempotency import Idempotency
 from .linux.children import Child, Children
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport

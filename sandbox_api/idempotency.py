@@ -72,6 +72,7 @@ class Entry:
     file: str = ""  # the answer's file name, when it is kept in a file
     size: int = 0  # the answer's length
     pid: str = ""  # the process a POST /process started
+    saved: bool = False  # has a line in the journal
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,7 @@ class Idempotency:
         if len(self._entries) >= self.max_keys:
             self._make_room()
         entry = Entry(key, scope, time.time())
-        self._entries[key] = entry
-        self._save(entry)
+        self._entries[key] = entry  # not journaled yet: a claim that started nothing is forgotten by a restart
         return entry
 
     def note_process(self, entry: Entry, pid: str) -> None:
@@ -279,7 +279,8 @@ class Idempotency:
     def _forget(self, entry: Entry) -> None:
         self._entries.pop(entry.key, None)
         self._drop_file(entry)
-        self._write({"k": entry.key, "st": GONE})
+        if entry.saved:
+            self._write({"k": entry.key, "st": GONE})
 
     def _store_file(self, entry: Entry, body: bytes) -> None:
         # The oldest answer files make room; their keys stay, refusing a second run.
@@ -365,9 +366,11 @@ class Idempotency:
             file=str(values.get("file", "")),
             size=int(values.get("n", 0)),
             pid=str(values.get("pid", "")),
+            saved=True,
         )
 
     def _save(self, entry: Entry) -> None:
+        entry.saved = True
         self._write(self._values(entry))
 
     def _write(self, values: dict[str, Any]) -> None:

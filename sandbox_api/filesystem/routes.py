@@ -485,7 +485,7 @@ BAD_PATH = "Invalid path (a NUL byte, `~` without a home directory...)."
 NO_UPLOAD = {404: Failure("No such upload.")}
 RAW_ONLY = "Raw bytes only: "
 
-OPERATIONS = (
+OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/filesystem/{path}",

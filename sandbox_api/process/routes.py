@@ -269,7 +269,7 @@ STREAM_NOTE = (
     "every 30 s; the response ends when the process ends."
 )
 
-OPERATIONS = (
+OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "POST",
         "/process",

@@ -161,10 +161,14 @@ def identity_of(path: Path) -> tuple[int, int]:
 
 def multipart(content: bytes, boundary: str) -> tuple[bytes, str]:
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="permissions"\r\n\r\n0640\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="permissions"\r\n\r\n0640\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -271,7 +275,7 @@ async def test_a_key_expires_after_the_window(short_client, tmp_path):
     body = {"command": f"echo run >> {counter}", "waitForCompletion": True}
     key = new_key()
     assert (await post_process(short_client, body, key))[0] == 200
-    status, _, headers = await post_process(short_client, body, key)
+    _, _, headers = await post_process(short_client, body, key)
     assert headers.get(REPLAYED) == "true" and runs(counter) == 1
     await asyncio.sleep(1.1)
     status, _, headers = await post_process(short_client, body, key)
@@ -351,3 +355,54 @@ async def test_a_request_cut_by_a_restart_never_starts_its_process_twice(daemon_
     time.sleep(0.2)
     assert runs(counter) == 1
     os.kill(int(error["pid"]), signal.SIGKILL)
+
+
+async def test_the_header_is_documented_on_the_keyed_routes(client):
+    document = await (await client.get("/openapi.json")).json()
+
+    def headers(path: str, method: str) -> set[str]:
+        return {p["name"] for p in document["paths"][path][method].get("parameters", []) if p["in"] == "header"}
+
+    for path, method in (
+        ("/process", "post"),
+        ("/filesystem/{path}", "put"),
+        ("/filesystem/tree/{path}", "put"),
+        ("/filesystem-copy", "post"),
+        ("/filesystem-multipart/{uploadId}/complete", "post"),
+    ):
+        assert KEY in headers(path, method), path
+        assert "409" in document["paths"][path][method]["responses"]
+    assert KEY not in headers("/filesystem/{path}", "delete")
+
+
+async def test_a_zero_window_turns_keys_off(settings, tmp_path):
+    app = build_app(replace(settings, idempotency_seconds=0.0))
+    counter = tmp_path / "count"
+    body = {"command": f"echo run >> {counter}", "waitForCompletion": True}
+    async with TestClient(TestServer(app)) as c:
+        key = new_key()
+        for _ in range(2):
+            status, _, headers = await post_process(c, body, key)
+            assert status == 200 and REPLAYED not in headers
+    assert runs(counter) == 2
+    assert not (settings.state_dir / "idempotency.jsonl").exists()
+
+
+async def test_the_journal_drops_expired_and_released_keys(settings, tmp_path):
+    """Restarted on the same state dir, the journal is rewritten with the live keys only."""
+    short = replace(settings, idempotency_seconds=1.0)
+    journal = settings.state_dir / "idempotency.jsonl"
+    body = {"command": "echo hi", "waitForCompletion": True}
+    async with TestClient(TestServer(build_app(short))) as c:
+        old, refused = new_key(), new_key()
+        assert (await post_process(c, body, old))[0] == 200
+        assert (await post_process(c, {"command": 5}, refused))[0] == 400
+        assert old in journal.read_text() and refused not in journal.read_text()
+        await asyncio.sleep(1.1)
+        fresh = new_key()
+        assert (await post_process(c, body, fresh))[0] == 200
+    async with TestClient(TestServer(build_app(short))) as c:
+        lines = [json.loads(line) for line in journal.read_text().splitlines()]
+        assert [line["k"] for line in lines] == [fresh]
+        _, _, headers = await post_process(c, body, fresh)
+        assert headers.get(REPLAYED) == "true"
