@@ -51,7 +51,7 @@ PENDING = "pending"  # the first request is being served (by this daemon)
 DONE = "done"  # its answer is kept
 STREAMED = "streamed"  # it was answered with a stream, which cannot be replayed
 DROPPED = "dropped"  # its answer is no longer kept (over the disk cap)
-INTERRUPTED = "interrupted"  # the daemon stopped before it answered
+INTERRUPTED = "interrupted"  # it started a process, then stopped (or the daemon did) without an answer
 GONE = "gone"  # journal only: the key was forgotten
 
 
@@ -194,8 +194,8 @@ class Idempotency:
             )
         if entry.state == INTERRUPTED:
             raise _conflict(
-                "the request with this Idempotency-Key was interrupted by a daemon restart before it answered; "
-                "its process is not started again",
+                "the request with this Idempotency-Key was interrupted (by a daemon restart or an internal error) "
+                "before it answered; its process is not started again",
                 entry,
             )
         return entry
@@ -241,6 +241,17 @@ class Idempotency:
         """The first request failed without effect (or beyond repair): forget the key,
         so a retry runs again."""
         if self._entries.get(entry.key) is entry:
+            self._forget(entry)
+
+    def abandon(self, entry: Entry) -> None:
+        """The first request failed without an answer (an internal error, a shutdown): a
+        process it started is never started again; otherwise the key is released."""
+        if self._entries.get(entry.key) is not entry:
+            return
+        if entry.pid:
+            entry.state = INTERRUPTED
+            self._save(entry)
+        else:
             self._forget(entry)
 
     def finish(self, entry: Entry, fingerprint: str, status: int, content_type: str, body: bytes) -> None:

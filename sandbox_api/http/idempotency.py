@@ -8,7 +8,8 @@ nothing changes (one dict lookup). With it:
   hashed as the handler reads it (no copy is kept), and its answer is kept: a 2xx, or a
   4xx other than 400/408/413/429 (the request was understood and acted on). A 400 or 413
   (nothing was done), a 5xx or a failure (disk full, a crash) releases the key: a retry
-  runs again;
+  runs again -- unless a process was started: then any answer is kept, and a failure
+  without one leaves the key refusing retries (409 with the pid);
 - a key already answered: the retry's body is read and hashed (and thrown away), and
   the same request is answered with the first answer plus `Idempotent-Replayed: true`;
   another request is a 422;
@@ -114,17 +115,17 @@ def _wrap(handler: Handler) -> Handler:
         try:
             response = await handler(request)
         except ApiError as e:
-            if e.status in _NOT_KEPT or e.status >= 500:
-                service.release(entry)
-            else:
+            if _kept(e.status) or entry.pid:  # once a process started, whatever came of it is the answer
                 await _drain(request, digest)
                 service.finish(entry, digest.hexdigest(), e.status, _JSON, json_bytes(error_body(e.message, **e.extra)))
+            else:
+                service.release(entry)
             raise
         except BaseException:
-            service.release(entry)
+            service.abandon(entry)
             raise
         status = response.status
-        if status in _NOT_KEPT or status >= 500:
+        if not _kept(status) and not entry.pid:
             service.release(entry)
             return response
         await _drain(request, digest)
@@ -144,6 +145,10 @@ def _wrap(handler: Handler) -> Handler:
 
 
 _JSON = "application/json; charset=utf-8"
+
+
+def _kept(status: int) -> bool:
+    return status < 500 and status not in _NOT_KEPT
 
 
 def _digest(request: web.Request, scope: str) -> BodyDigest:

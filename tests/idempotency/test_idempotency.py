@@ -350,7 +350,7 @@ async def test_a_request_cut_by_a_restart_never_starts_its_process_twice(daemon_
     status, text, _ = await asyncio.to_thread(http, f"{second.url}/process", body, key)
     assert status == 409, text
     error = json.loads(text)
-    assert "interrupted by a daemon restart" in error["error"]
+    assert "interrupted (by a daemon restart" in error["error"]
     assert pid_alive(int(error["pid"]))  # the first run goes on, adopted
     time.sleep(0.2)
     assert runs(counter) == 1
