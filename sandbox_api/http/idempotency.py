@@ -116,27 +116,22 @@ def _wrap(handler: Handler) -> Handler:
             response = await handler(request)
         except ApiError as e:
             if _kept(e.status) or entry.pid:  # once a process started, whatever came of it is the answer
-                await _drain(request, digest)
-                service.finish(entry, digest.hexdigest(), e.status, _JSON, json_bytes(error_body(e.message, **e.extra)))
+                await _finish(request, digest, entry, e.status, _JSON, json_bytes(error_body(e.message, **e.extra)))
             else:
                 service.release(entry)
             raise
         except BaseException:
             service.abandon(entry)
             raise
-        status = response.status
-        if not _kept(status) and not entry.pid:
+        if not _kept(response.status) and not entry.pid:
             service.release(entry)
-            return response
-        await _drain(request, digest)
-        if response.prepared or not isinstance(response, web.Response):
-            service.finish_stream(entry, digest.hexdigest())
-            return response
-        body = response.body
-        if not isinstance(body, (bytes, bytearray)):
-            service.release(entry)  # not a body that can be kept (none of the keyed routes answers so)
-            return response
-        service.finish(entry, digest.hexdigest(), status, response.headers.get("Content-Type", ""), bytes(body))
+        elif response.prepared or not isinstance(response, web.Response):
+            await _finish(request, digest, entry, response.status, "", None)  # a stream: not replayable
+        elif isinstance(response.body, (bytes, bytearray)):
+            content_type = response.headers.get("Content-Type", "")
+            await _finish(request, digest, entry, response.status, content_type, bytes(response.body))
+        else:
+            service.abandon(entry)  # a body that cannot be kept (none of the keyed routes answers so)
         return response
 
     keyed.__name__ = getattr(handler, "__name__", "keyed")
@@ -145,6 +140,22 @@ def _wrap(handler: Handler) -> Handler:
 
 
 _JSON = "application/json; charset=utf-8"
+
+
+async def _finish(
+    request: web.Request, digest: BodyDigest, entry: Entry, status: int, content_type: str, body: bytes | None
+) -> None:
+    """Keep the answer (`body` None: it was a stream), once the rest of the body is hashed."""
+    service = request.app[IDEMPOTENCY]
+    try:
+        await _drain(request, digest)
+    except BaseException:
+        service.abandon(entry)  # the client left mid-body: the request was acted on, its fingerprint is lost
+        raise
+    if body is None:
+        service.finish_stream(entry, digest.hexdigest())
+    else:
+        service.finish(entry, digest.hexdigest(), status, content_type, body)
 
 
 def _kept(status: int) -> bool:
