@@ -32,8 +32,10 @@ from .http.cors import options_middleware
 from .http.deadlines import GuardedAppRunner
 from .http.errors import error_middleware
 from .http.headers import make_on_prepare, timing_middleware
+from .http.idempotency import IDEMPOTENCY
 from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
+from .idempotency import Idempotency
 from .linux.children import Child, Children
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
@@ -104,6 +106,7 @@ def build_app(settings: Settings) -> web.Application:
     app[edits_routes.EDITS] = Edits(settings.identity, settings.max_edit_bytes)
     app[metrics_routes.METRICS] = Metrics(settings.workdir, running_processes(app[SUPERVISOR]))
     app[session_routes.SESSIONS] = Sessions(settings, children)
+    app[IDEMPOTENCY] = Idempotency(settings.state_dir, settings.idempotency_seconds, settings.idempotency_max_keys)
     codegen_enabled = codegen.enabled()  # the MCP registration of its two tools is decided now
 
     def mcp_tools() -> Any:  # on the first /mcp request: the tools module is not needed before
@@ -152,6 +155,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].open()
     await app[filesystem_routes.UPLOADS].open()
     app[session_routes.SESSIONS].open()
+    app[IDEMPOTENCY].open()
     if terminal_routes.TERMINALS in app:
         app[terminal_routes.TERMINALS].start()
     startup = _start_command(children, settings) if settings.startup_command else None
@@ -167,6 +171,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await app[network_routes.MONITORS].close()
         await app[filesystem_routes.UPLOADS].close()
         await app[SUPERVISOR].close()
+        app[IDEMPOTENCY].close()
         if startup is not None and startup.returncode is None and startup.popen is not None:
             try:
                 startup.popen.send_signal(signal.SIGKILL)

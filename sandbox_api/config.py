@@ -210,6 +210,10 @@ class Settings:
     session_max: int = 32
     session_inline_bytes: int = 32 * KIB
     session_max_output_bytes: int = 16 * MIB
+    # Retry-safe requests (idempotency.py): an Idempotency-Key is kept this many seconds after
+    # its first request (0: the header is ignored), and at most this many keys at once.
+    idempotency_seconds: float = 3600.0
+    idempotency_max_keys: int = 4096
     # Environment values that were not understood, with what is used instead (logged at start).
     problems: tuple[str, ...] = ()
 
@@ -271,6 +275,8 @@ def from_environment(**overrides: object) -> Settings:
         session_max=max(1, _env_int("SANDBOX_SESSION_MAX", 32)),
         session_inline_bytes=max(256, _env_int("SANDBOX_SESSION_INLINE_BYTES", 32 * KIB)),
         session_max_output_bytes=max(0, _env_int("SANDBOX_SESSION_MAX_OUTPUT_BYTES", 16 * MIB)),
+        idempotency_seconds=max(0.0, _env_float("SANDBOX_IDEMPOTENCY_SECONDS", 3600.0)),
+        idempotency_max_keys=max(1, _env_int("SANDBOX_IDEMPOTENCY_MAX_KEYS", 4096)),
     )
     lock_fd = _env_int("SANDBOX_STATE_LOCK_FD", -1)
     if lock_fd >= 0:

@@ -16,6 +16,7 @@ from ..contract import Success
 from ..errors import Invalid, PayloadTooLarge, RangeNotSatisfiable, from_os_error
 from ..http import operations
 from ..http.appkeys import SETTINGS
+from ..http.idempotency import idempotent
 from ..http.operations import Empty, Failure, Media, Operation, Param
 from ..http.paths import from_request
 from ..http.prefix_routes import TAIL, PrefixRouter
@@ -484,7 +485,7 @@ BAD_PATH = "Invalid path (a NUL byte, `~` without a home directory...)."
 NO_UPLOAD = {404: Failure("No such upload.")}
 RAW_ONLY = "Raw bytes only: "
 
-OPERATIONS = (
+OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/filesystem/{path}",
@@ -716,6 +717,15 @@ OPERATIONS = (
         params=(UPLOAD_ID,),
         head="ok",
     ),
+)
+
+# The writes that take an Idempotency-Key (a part upload is already safe to send again).
+OPERATIONS = idempotent(
+    OPERATIONS,
+    ("PUT", "/filesystem/{path}"),
+    ("PUT", "/filesystem/tree/{path}"),
+    ("POST", "/filesystem-copy"),
+    ("POST", "/filesystem-multipart/{uploadId}/complete"),
 )
 
 

@@ -12,6 +12,7 @@ from ..contract import Message, Success
 from ..errors import Unprocessable
 from ..http import operations, streams
 from ..http.appkeys import SETTINGS
+from ..http.idempotency import idempotent, note_process
 from ..http.operations import Failure, Media, Operation, Param
 from ..http.responses import json_bytes, json_response, start_stream
 from ..linux.syscalls import release_free_memory
@@ -92,11 +93,14 @@ async def start_process(request: web.Request) -> web.StreamResponse:
         command=spec.command,
         **{"working-dir": spec.working_dir},
     )
+    with_offsets = streaming and bool(operations.query(request, ExecStreamQuery).offsets)  # checked before it starts
+    started = await execution.launch(supervisor, spec)
+    note_process(request, started.proc.record.pid)  # with an Idempotency-Key: never started twice
     if streaming:
-        with_offsets = bool(operations.query(request, ExecStreamQuery).offsets)
-        return await _exec_stream(request, await execution.launch(supervisor, spec), ports, with_offsets)
-    started, _ = await execution.execute(supervisor, spec, ports, wait)
+        return await _exec_stream(request, started, ports, with_offsets)
+    await execution.wait_ports(started, ports)
     if wait:
+        await execution.wait_end(started)
         return json_response(process_view(started.proc, settings.max_logs_response_bytes))
     return json_response(summary_view(started.proc, settings, logs_null_when_empty=True))
 
@@ -368,7 +372,7 @@ STREAM_NOTE = (
     "every 30 s; the response ends when the process ends."
 )
 
-OPERATIONS = (
+OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "POST",
         "/process",
@@ -508,6 +512,8 @@ OPERATIONS = (
         params=(PROCESS_ID,),
     ),
 )
+
+OPERATIONS = idempotent(OPERATIONS, ("POST", "/process"))  # takes an Idempotency-Key
 
 
 def add_routes(app: web.Application) -> None:
