@@ -17,7 +17,8 @@ from ..http.operations import Failure, Media, Operation, Param
 from ..http.responses import json_bytes, json_response, start_stream
 from ..linux.syscalls import release_free_memory
 from . import execution
-from .logstore import KEEPALIVE, STDERR, STDOUT, TRUNCATION_MARKER, Chunk, follow
+from .logreader import KEEPALIVE, follow
+from .logstore import STDERR, STDOUT, TRUNCATION_MARKER, Chunk
 from .output import DEFAULT_WINDOW_BYTES, check_offsets, read_window
 from .supervisor import ManagedProcess, ProcessSpec, Supervisor
 from .views import logs_view, process_view, summary_view

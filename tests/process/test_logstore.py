@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from sandbox_api.http.streams import json_string, prefix_lines
-from sandbox_api.process.logstore import MAX_RECORDS, STDERR, STDOUT, OutputLog, follow
+from sandbox_api.process.logreader import follow
+from sandbox_api.process.logstore import MAX_RECORDS, STDERR, STDOUT, OutputLog
 from sandbox_api.process.records import ProcessRecord, RecordStore
 
 
