@@ -386,7 +386,9 @@ class Idempotency:
 
     def _write(self, values: dict[str, Any]) -> None:
         if self._fd < 0:
-            return
+            self._reopen()  # the journal is made on first use: a daemon never given a key has none
+            if self._fd < 0:
+                return
         line = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
         try:
             os.write(self._fd, line + b"\n")
@@ -430,6 +432,16 @@ class Idempotency:
         for entry in [e for e in self._entries.values() if e.created + self.window <= now]:
             self._entries.pop(entry.key, None)
             self._drop_file(entry)
+        if not self._entries:  # nothing to keep: no journal (it is made again on first use)
+            self.close()
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                log.exception("could not remove %s", self.path)
+            self._bytes = self._live_bytes = 0
+            return
         lines = [json.dumps(self._values(e), separators=(",", ":"), ensure_ascii=False) for e in self._entries.values()]
         data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
         tmp = self.path.with_suffix(".tmp")

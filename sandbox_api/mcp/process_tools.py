@@ -9,8 +9,8 @@ import msgspec
 from ..contract import Shape, doc
 from ..process import execution
 from ..process.logstore import STDERR, STDOUT
+from ..process.managed import ManagedProcess, ProcessSpec
 from ..process.output import DEFAULT_WINDOW_BYTES, MAX_WINDOW_BYTES, read_window
-from ..process.supervisor import ManagedProcess, ProcessSpec
 from ..process.views import logs_view, process_view
 from ..process.wire import Port, ProcessResponse, Status
 from .tools import Arguments, NoArguments, Services, Tool

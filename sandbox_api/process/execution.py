@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from ..errors import Unprocessable
 from ..linux import tree
 from ..network import ports as port_scan
-from .supervisor import ManagedProcess, ProcessSpec, Supervisor, wait_timeout_message
+from .managed import ManagedProcess, ProcessSpec, wait_timeout_message
+from .supervisor import Supervisor
 
 PORT_POLL_FIRST, PORT_POLL_GROWTH, PORT_POLL_INTERVAL = 0.01, 1.25, 0.1
 

@@ -19,8 +19,9 @@ from ..linux.syscalls import release_free_memory
 from . import execution
 from .logreader import KEEPALIVE, follow
 from .logstore import STDERR, STDOUT, TRUNCATION_MARKER, Chunk
+from .managed import ManagedProcess, ProcessSpec
 from .output import DEFAULT_WINDOW_BYTES, check_offsets, read_window
-from .supervisor import ManagedProcess, ProcessSpec, Supervisor
+from .supervisor import Supervisor
 from .views import logs_view, process_view, summary_view
 from .wire import (
     ExecStreamQuery,

@@ -23,14 +23,12 @@ import stat
 import string
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 
 from .. import config
 from ..config import Settings
 from ..errors import (
     ApiError,
-    Conflict,
     InsufficientStorage,
     Invalid,
     NotFound,
@@ -38,11 +36,13 @@ from ..errors import (
     os_error_text,
 )
 from ..linux import tree
-from ..linux.children import Child, Children, zombie_exit_code
+from ..linux.children import Children
 from ..linux.inotify import Inotify
 from ..linux.syscalls import set_oom_score_adj
+from . import adoption, stdin
 from .keepalive import ScaleFile
 from .logstore import STDERR, STDOUT, OutputLog
+from .managed import ManagedProcess, ProcessSpec
 from .records import (
     COMPLETED,
     END_EXITED,
@@ -77,57 +77,6 @@ MIN_FREE_LOG_BYTES = 64 * 1024
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 _NAME_TABLE = bytes(ord(_NAME_ALPHABET[b % 36]) for b in range(256))  # a random byte -> its letter
 _GO_INT = re.compile(r"^[+-]?\d+$")
-
-
-@dataclass
-class ProcessSpec:
-    """What a client asks to run (already validated for types)."""
-
-    command: str
-    name: str = ""
-    working_dir: str = ""
-    env: dict[str, str] = field(default_factory=dict)
-    restart_on_failure: bool = False
-    max_restarts: int = 0
-    keep_alive: bool = False
-    timeout: int | None = None
-    stdin: bool = False
-    unique_name: bool = True  # refuse a name that a running process already has
-
-
-class ManagedProcess:
-    """A record plus what the daemon holds for it while it runs."""
-
-    def __init__(self, record: ProcessRecord, output: OutputLog) -> None:
-        self.record = record
-        self.log = output
-        self.child: Child | None = None
-        self.stdin_fd = -1
-        self.stdin_waiters: set[asyncio.Future[None]] = set()
-        self.holds_keepalive = False
-        self.final = asyncio.Event()
-        self.watches: list[int] = []
-        self.task: asyncio.Task[None] | None = None
-        self.kill_timer: asyncio.TimerHandle | None = None
-        self.escalation: asyncio.TimerHandle | None = None
-        self.events_since_cap = 0
-        self.restarting = False  # between two runs of a restartOnFailure process
-        self.restart_cancelled = asyncio.Event()
-
-    @property
-    def cookie(self) -> str:
-        return f"{config.PROCESS_COOKIE}={self.record.key}"
-
-    async def wait_final(self, timeout: float | None) -> bool:
-        """Wait until no more runs will come; False on timeout."""
-        if self.final.is_set():
-            return True
-        try:
-            async with asyncio.timeout(timeout):  # no task made per wait, unlike wait_for
-                await self.final.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 class Supervisor:
@@ -244,7 +193,7 @@ class Supervisor:
             for timer in (proc.kill_timer, proc.escalation):
                 if timer is not None:
                     timer.cancel()
-            self._close_stdin(proc)
+            stdin.close(proc)
             proc.log.close()
         if self._inotify is not None:
             self._inotify.close()
@@ -407,7 +356,7 @@ class Supervisor:
         if proc.child is None or proc.child.pid != pid:
             return
         set_oom_score_adj(pid, 500)
-        proc.record.os_start_ticks = _start_ticks(pid)
+        proc.record.os_start_ticks = adoption.start_ticks(pid)
         if proc.record.os_start_ticks:
             self._save(proc.record)
 
@@ -499,7 +448,7 @@ class Supervisor:
         if self._inotify is not None:
             self._inotify.pump()  # output events queued before the exit come first
         proc.log.end_run()
-        self._close_stdin(proc)
+        stdin.close(proc)
         proc.child = None
         record.completed_at = time.time()
         _note_end(record, code)
@@ -621,7 +570,7 @@ class Supervisor:
         self._ended_by_request(proc, KILLED)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + KILL_WAIT
-        while any(_start_ticks(pid) for pid in reached) and loop.time() < deadline:
+        while any(adoption.start_ticks(pid) for pid in reached) and loop.time() < deadline:
             await asyncio.sleep(0.005)
 
     def _stdin_target(self, identifier: str) -> ManagedProcess:
@@ -629,52 +578,13 @@ class Supervisor:
 
     def stdin_ready(self, identifier: str) -> None:
         """Raise unless the process exists and has an open stdin pipe."""
-        if self._stdin_target(identifier).stdin_fd < 0:
-            raise Conflict(
-                f"process with Identifier {identifier} has no open stdin "
-                "(not started with stdin: true, already closed, or it has ended)"
-            )
+        stdin.check_open(self._stdin_target(identifier), identifier)
 
     async def write_stdin(self, identifier: str, data: bytes) -> int:
-        self.stdin_ready(identifier)
-        proc = self._stdin_target(identifier)
-        view = memoryview(data)
-        loop = asyncio.get_running_loop()
-        while view:
-            fd = proc.stdin_fd
-            if fd < 0:
-                raise Conflict(f"stdin of process with Identifier {identifier} was closed")
-            try:
-                view = view[os.write(fd, view) :]
-                continue
-            except BlockingIOError:
-                pass
-            except BrokenPipeError:
-                raise Conflict(f"process with Identifier {identifier} no longer reads its stdin") from None
-            # The pipe is full: wait until the child reads, or the pipe goes away.
-            writable = loop.create_future()
-            loop.add_writer(fd, _settle, writable)
-            proc.stdin_waiters.add(writable)
-            try:
-                await writable
-            finally:
-                proc.stdin_waiters.discard(writable)
-                if proc.stdin_fd == fd:
-                    loop.remove_writer(fd)
-        return len(data)
+        return await stdin.write(self._stdin_target(identifier), identifier, data)
 
     def close_stdin(self, identifier: str) -> None:
-        self._close_stdin(self._stdin_target(identifier))
-
-    @staticmethod
-    def _close_stdin(proc: ManagedProcess) -> None:
-        if proc.stdin_fd >= 0:
-            asyncio.get_running_loop().remove_writer(proc.stdin_fd)
-            os.close(proc.stdin_fd)
-            proc.stdin_fd = -1
-        for waiter in proc.stdin_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        stdin.close(self._stdin_target(identifier))
 
     # --- output caps ----------------------------------------------------------------
 
@@ -719,7 +629,7 @@ class Supervisor:
             output.mark_finished()
             proc.final.set()
             return
-        alive = _same_process(record, proc.cookie)
+        alive = adoption.same_process(record, proc.cookie)
         try:
             output.open()
         except OSError as e:
@@ -739,31 +649,7 @@ class Supervisor:
         proc.task = asyncio.create_task(self._supervise(proc))
 
     async def _wait_adopted(self, pid: int, ticks: int) -> int | None:
-        """Wait for a process started by an earlier daemon: its exit code when we can learn it.
-
-        After an in-place re-exec it is still our child; otherwise its exit code can be
-        read while it is a zombie of another parent; else it is unknowable.
-        """
-        child = self.children.adopt(pid)
-        if child is not None:
-            return await child.wait()
-        loop = asyncio.get_running_loop()
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            pidfd = -1
-        if pidfd >= 0:
-            exited = loop.create_future()
-            loop.add_reader(pidfd, _settle, exited)
-            try:
-                await exited
-            finally:
-                loop.remove_reader(pidfd)
-                os.close(pidfd)
-            return zombie_exit_code(pid)
-        while _start_ticks(pid) == ticks:
-            await asyncio.sleep(ADOPTED_POLL_INTERVAL)
-        return None
+        return await adoption.wait_adopted(self.children, pid, ticks)
 
 
 def _note_end(record: ProcessRecord, code: int | None) -> None:
@@ -777,38 +663,3 @@ def _note_end(record: ProcessRecord, code: int | None) -> None:
         record.end_reason = END_UNKNOWN
     else:
         record.end_reason = END_SIGNALED if code < 0 else END_EXITED
-
-
-def _start_ticks(pid: int) -> int:
-    """Start time of `pid` in clock ticks since boot (0 if gone or a zombie)."""
-    fields = tree.stat_fields(pid)
-    if not fields or fields[0] in (b"Z", b"X"):
-        return 0
-    return int(fields[19])
-
-
-def _same_process(record: ProcessRecord, cookie: str) -> bool:
-    """Is `record.os_pid` still the process we started (pids get reused)?"""
-    if record.os_pid <= 0:
-        return False
-    ticks = _start_ticks(record.os_pid)
-    if not ticks:
-        return False
-    if record.os_start_ticks:
-        return ticks == record.os_start_ticks
-    # Killed before the start time was noted: look for our cookie in its environment.
-    return tree.has_cookie(record.os_pid, cookie.encode() + b"\0")
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    """A readiness callback: resolve `future` once."""
-    if not future.done():
-        future.set_result(None)
-
-
-def wait_timeout_message(proc: ManagedProcess, seconds: float) -> str:
-    """What a wait that ran out of time answers: a keepAlive process is killed by its
-    timeout; any other keeps running, and the message must not read as if it were killed."""
-    if proc.record.keep_alive:
-        return f"process timed out after {seconds:g} seconds"
-    return f"stopped waiting after {seconds:g} s; the process is still running (pid {proc.record.pid})"

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..config import Settings
 from .logstore import STDERR, STDOUT, inline_truncation_marker
+from .managed import ManagedProcess
 from .records import RUNNING, ProcessRecord
-from .supervisor import ManagedProcess
 
 
 def http_date(ts: float | None) -> str:
