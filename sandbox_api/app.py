@@ -23,7 +23,7 @@ from .drives.service import Drives
 from .edits import routes as edits_routes
 from .edits.service import Edits
 from .filesystem import routes as filesystem_routes
-from .filesystem import upload_routes
+from .filesystem import tree_routes, upload_routes
 from .filesystem.files import Files
 from .filesystem.uploads import Uploads
 from .http.access_log import access_log_middleware
@@ -133,6 +133,7 @@ def build_app(settings: Settings) -> web.Application:
     process_routes.add_routes(app)
     filesystem_routes.add_routes(app, prefixes)
     upload_routes.add_routes(app, prefixes)
+    tree_routes.add_routes(app, prefixes)
     search_routes.add_routes(app, prefixes)
     codegen_routes.add_routes(app, prefixes)
     watch_routes.add_routes(app, prefixes)

@@ -19,26 +19,22 @@ from ..http.appkeys import SETTINGS
 from ..http.idempotency import idempotent
 from ..http.operations import Empty, Failure, Media, Operation, Param
 from ..http.paths import FILE_PATH, from_request
-from ..http.prefix_routes import TAIL, PrefixRouter
+from ..http.prefix_routes import PrefixRouter
 from ..http.responses import JSON_TYPE, json_bytes, json_response
 from ..http.streams import json_string
 from .atomic import AtomicFile
 from .files import Download, Files, parse_permissions
 from .pipeline import ThreadedWriter
-from .tree import TreeOptions
 from .uploads import Uploads
 from .wire import (
     CopyRequest,
     CopyResponse,
     DeleteQuery,
     Directory,
-    DirectoryTree,
     FileRequest,
     FileUpload,
     FileWithContent,
     ReadQuery,
-    TreeQuery,
-    TreeRequest,
     WriteQuery,
 )
 
@@ -358,41 +354,6 @@ async def delete_path(request: web.Request) -> web.Response:
     return _success(p.display, "Directory deleted successfully" if kind == "directory" else "File deleted successfully")
 
 
-# --- /filesystem/tree ------------------------------------------------------------------
-
-
-async def get_tree(request: web.Request) -> web.Response:
-    files = request.app[FILES]
-    root = paths.from_tree_tail(request[TAIL])
-    query = operations.query(request, TreeQuery)
-    if not query.recursive:
-        return json_response(await files.tree_listing(root))
-    options = TreeOptions(
-        content=query.content,
-        patterns=tuple(query.patterns or ()),
-        exclude_dirs=tuple(query.exclude_dirs or ()),
-        exclude_hidden=query.exclude_hidden,
-        max_files=query.max_files or TreeOptions.max_files,  # 0 is the default
-        max_bytes=query.max_bytes or TreeOptions.max_bytes,
-    )
-    return json_response(await files.read_tree(root, options))
-
-
-async def put_tree(request: web.Request) -> web.Response:
-    root = paths.from_tree_tail(request[TAIL])
-    entries = (await operations.body(request, TreeRequest)).files or {}
-    for key in entries:
-        paths.checked(key)
-    encoded = {key: value.encode("utf-8") for key, value in entries.items()}
-    return json_response(await request.app[FILES].write_tree(root, encoded))
-
-
-async def delete_tree(request: web.Request) -> web.Response:
-    root = paths.from_tree_tail(request[TAIL])
-    await request.app[FILES].delete_tree(root, operations.query(request, DeleteQuery).recursive)
-    return _success(root.display, "Directory deleted successfully")
-
-
 # --- /filesystem-copy ------------------------------------------------------------------
 
 
@@ -499,58 +460,6 @@ OPERATIONS: tuple[Operation, ...] = (
         prefix=True,
     ),
     Operation(
-        "GET",
-        "/filesystem/tree/{path}",
-        get_tree,
-        "filesystem",
-        "A directory tree",
-        {
-            200: Media(
-                {"application/json": (Directory, DirectoryTree)},
-                "One level (a `Directory`), or with `recursive=true` every level (a `DirectoryTree`).",
-            ),
-            400: Failure("Not a directory, or an invalid `maxFiles`/`maxBytes`."),
-            404: Failure("No such directory (`recursive=true`)."),
-            422: Failure("Over `maxFiles` or `maxBytes` (nothing partial), or unreadable."),
-        },
-        description="The path is always absolute here (`/filesystem/tree/tmp/x` is `/tmp/x`).",
-        params=(FILE_PATH,),
-        query=TreeQuery,
-        prefix=True,
-    ),
-    Operation(
-        "PUT",
-        "/filesystem/tree/{path}",
-        put_tree,
-        "filesystem",
-        "Write many files at once",
-        {
-            200: Media({"application/json": Directory}, "The directory, listed after the writes."),
-            400: Failure(f"{BAD_BODY} Also: a key with a `..` component, or naming the root."),
-            422: Failure("A file cannot be written (what this request created is removed)."),
-            507: Failure("The disk is full (what this request created is removed)."),
-        },
-        params=(FILE_PATH,),
-        body=TreeRequest,
-        prefix=True,
-    ),
-    Operation(
-        "DELETE",
-        "/filesystem/tree/{path}",
-        delete_tree,
-        "filesystem",
-        "Delete a directory",
-        {
-            200: Success,
-            400: Failure("Invalid path."),
-            404: Failure("No such directory."),
-            422: Failure("Missing, not a directory, not empty (without `recursive`), or permission denied."),
-        },
-        params=(FILE_PATH,),
-        query=DeleteQuery,
-        prefix=True,
-    ),
-    Operation(
         "POST",
         "/filesystem-copy",
         copy,
@@ -573,7 +482,6 @@ OPERATIONS: tuple[Operation, ...] = (
 OPERATIONS = idempotent(
     OPERATIONS,
     ("PUT", "/filesystem/{path}"),
-    ("PUT", "/filesystem/tree/{path}"),
     ("POST", "/filesystem-copy"),
 )
 
