@@ -23,7 +23,7 @@ import select
 import signal
 import subprocess
 import termios
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +37,15 @@ SWEEP_INTERVAL = 1.0
 
 
 # Dispositions a child must not inherit: Python ignores SIGPIPE and SIGXFSZ, and an
-# ignored signal stays ignored across exec (`yes | head` would then never end).
+# ignored signal stays ignored across exec (`yes | head` would then never end). SIGINT
+# and SIGQUIT are ignored in the daemon when it was started in the background by a
+# shell without job control (`sandbox-api &` in an entrypoint script): its shells and
+# commands would then never stop on Ctrl-C or on an interrupt.
+_INTERRUPTS = (signal.SIGINT, signal.SIGQUIT)
 _RESET_SIGNALS = tuple(
-    sig for sig in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None), getattr(signal, "SIGXFZ", None)) if sig
+    sig
+    for sig in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None), getattr(signal, "SIGXFZ", None), *_INTERRUPTS)
+    if sig
 )
 
 
@@ -203,6 +209,9 @@ class Children:
         loop = self._loop or asyncio.get_running_loop()
         if identity is not None:
             popen_kwargs.update(user=identity.uid, group=identity.gid, extra_groups=list(identity.groups))
+        ignored = [sig for sig in _INTERRUPTS if signal.getsignal(sig) == signal.SIG_IGN]
+        if ignored:  # Popen restores only SIGPIPE and SIGXFSZ (see _RESET_SIGNALS)
+            popen_kwargs["preexec_fn"] = _with_default_signals(ignored, popen_kwargs.get("preexec_fn"))
         popen = subprocess.Popen(list(argv), **popen_kwargs)
         return self._track(Child(popen.pid, loop, popen))
 
@@ -428,6 +437,16 @@ def _direct_children() -> set[int]:
         except (OSError, ValueError):
             continue
     return pids
+
+
+def _with_default_signals(signals: Sequence[int], then: Callable[[], None] | None) -> Callable[[], None]:
+    def preexec() -> None:  # in the child, before exec
+        for sig in signals:
+            signal.signal(sig, signal.SIG_DFL)
+        if then is not None:
+            then()
+
+    return preexec
 
 
 def _take_controlling_tty() -> None:

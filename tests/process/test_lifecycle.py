@@ -422,3 +422,38 @@ async def test_children_get_default_signal_dispositions(client):
     assert not ignored & (1 << (signal.SIGXFSZ - 1))
     assert int(status["SigBlk"], 16) == 0
     assert time.monotonic() - started < 5
+
+
+def _ignored_signals(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigIgn:"):
+                return int(line.split()[1], 16)
+    raise AssertionError("no SigIgn line")
+
+
+async def test_children_get_default_interrupts_even_when_the_daemon_ignores_them(client):
+    """A daemon started in the background by a shell without job control (`sandbox-api &`
+    in an entrypoint) ignores SIGINT and SIGQUIT; its commands must not inherit that, or
+    an interrupt (Ctrl-C in the terminal, a session's timeout) would never stop them."""
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
+    try:
+        body = await run(client, "sleep 30")  # spawned with posix_spawn
+        mask = _ignored_signals(int(body["pid"]))
+        await client.delete(f"/process/{body['pid']}/kill")
+        assert not mask & (1 << (signal.SIGINT - 1)), f"SIGINT ignored in the child: {mask:#x}"
+        assert not mask & (1 << (signal.SIGQUIT - 1)), f"SIGQUIT ignored in the child: {mask:#x}"
+        # A session's shell is spawned with Popen (it takes a terminal); its commands too.
+        resp = await client.post("/session", json={"shell": "sh"})
+        assert resp.status == 200, await resp.text()
+        session = (await resp.json())["id"]
+        try:
+            resp = await client.post(f"/session/{session}/exec", json={"command": "grep SigIgn /proc/self/status"})
+            output = (await resp.json())["output"]
+        finally:
+            await client.delete(f"/session/{session}")
+        mask = int(output.split()[1], 16)
+        assert not mask & (1 << (signal.SIGINT - 1)), f"SIGINT ignored in a session's command: {output!r}"
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
