@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import msgspec
 
 from .. import paths
+from ..codegen.wire import RankedFile
 from ..contract import Shape, doc
 from ..errors import ApiError, Invalid
+from ..filesystem.wire import Directory
 from ..search import fuzzy
-from .file_tools import Directory
 from .tools import Arguments, Services, Tool
 
 Success = Annotated[bool, doc("true when the tool did its work")]
@@ -146,12 +147,6 @@ class RerankArguments(Arguments):
         Annotated[str, doc(r"Regular expression a file's path or name must match, e.g. \.py$ keeps Python files only")]
         | None
     ) = None
-
-
-class RankedFile(Shape, omit_defaults=False):
-    path: Annotated[str, doc("The file's path")]
-    content: Annotated[str, doc("Its text")]
-    score: Annotated[float, doc("Relevance, from 0 to 1")]
 
 
 class RerankResult(Shape):

@@ -8,40 +8,18 @@ from .. import paths
 from ..contract import Shape, doc
 from ..errors import Invalid
 from ..filesystem.files import parse_permissions
+from ..filesystem.wire import Directory, FileWithContent
 from .tools import Arguments, NoArguments, Services, Tool
-
-
-class File(Shape, omit_defaults=False):
-    path: Annotated[str, doc("Absolute path of the file")]
-    name: Annotated[str, doc("Base name of the file")]
-    permissions: Annotated[str, doc("Mode bits in octal, e.g. 644")]
-    size: Annotated[int, doc("Size in bytes")]
-    last_modified: Annotated[str, doc("Last modification time (RFC 3339)")]
-    owner: Annotated[str, doc("Owning user")]
-    group: Annotated[str, doc("Owning group")]
-
-
-class Subdirectory(Shape, omit_defaults=False):
-    path: Annotated[str, doc("Absolute path of the subdirectory")]
-    name: Annotated[str, doc("Its base name")]
-
-
-class Directory(Shape, omit_defaults=False):
-    """The directory's entries"""
-
-    path: Annotated[str, doc("Absolute path of the directory")]
-    name: Annotated[str, doc("Base name of the directory")]
-    files: Annotated[list[File], doc("The files it holds (not recursive)")]
-    subdirectories: Annotated[list[Subdirectory], doc("Its direct subdirectories")]
 
 
 class Listing(Shape, omit_defaults=False):
     directory: Directory
 
 
-class FileText(File, omit_defaults=False):
+class FileText(FileWithContent, omit_defaults=False):
+    """A file read by fsReadFile: its metadata (the time without fractions) and its text."""
+
     name: Annotated[str, doc("The path again, as given")]
-    content: Annotated[str, doc("The file's text")]
 
 
 class PathMessage(Shape, omit_defaults=False):
