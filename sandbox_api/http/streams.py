@@ -15,7 +15,7 @@ import json
 import socket
 import sys
 import termios
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 
@@ -190,3 +190,18 @@ def forget(error: BaseException) -> None:
         seen.add(id(current))
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
+
+
+@contextlib.asynccontextmanager
+async def serving(request: web.Request) -> AsyncIterator[asyncio.Future[None]]:
+    """The frame of every long stream (log streams, the NDJSON exec stream, watches):
+    bounded buffers (`bounded`), a future resolved once the client is gone, and a client
+    that left (or a cancelled handler) ending the stream quietly: what it followed goes on."""
+    gone = disconnected(request)
+    try:
+        with bounded(request):
+            yield gone
+    except (ConnectionError, asyncio.CancelledError) as e:
+        forget(e)
+    finally:
+        gone.cancel()

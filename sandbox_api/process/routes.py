@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -155,38 +156,40 @@ def ndjson_events_with_offsets(chunks: list[Chunk]) -> bytes:
 async def _exec_stream(
     request: web.Request, started: execution.Execution, ports: list[int], with_offsets: bool = False
 ) -> web.StreamResponse:
-    supervisor = request.app[SUPERVISOR]
     proc = started.proc
     settings = request.app[SETTINGS]
     response = await start_stream(request, "application/x-ndjson")
-    gone = streams.disconnected(request)
     events = ndjson_events_with_offsets if with_offsets else ndjson_events
-    try:
-        with streams.bounded(request):
-            if with_offsets:  # what a client needs to resume this stream elsewhere
-                await response.write(_ndjson("started", proc.record.pid))
-            try:
-                await execution.wait_ports(started, ports)
-            except Unprocessable as e:
-                await response.write(_ndjson("error", e.message))
-                return response
-            stops = (supervisor.closing, gone)
-            ready = request.writer.drain  # back-pressure: read on only once the client took its share
-            keepalive = settings.exec_stream_keepalive
-            congested = streams.congested(request)
-            async for item in follow(
-                proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX
-            ):
-                await response.write(_ndjson("keepalive") if item is KEEPALIVE else events(item))
-                del item
-            if proc.final.is_set():
-                result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
-                await response.write(_ndjson("result", result))
-    except (ConnectionError, asyncio.CancelledError) as e:
-        streams.forget(e)  # the client went away; the process keeps running
-    finally:
-        gone.cancel()
+    async with streams.serving(request) as gone:
+        if with_offsets:  # what a client needs to resume this stream elsewhere
+            await response.write(_ndjson("started", proc.record.pid))
+        try:
+            await execution.wait_ports(started, ports)
+        except Unprocessable as e:
+            await response.write(_ndjson("error", e.message))
+            return response
+        async for item in _output(request, proc, gone, settings.exec_stream_keepalive):
+            await response.write(_ndjson("keepalive") if item is KEEPALIVE else events(item))
+            del item
+        if proc.final.is_set():
+            result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
+            await response.write(_ndjson("result", result))
     return response
+
+
+def _output(
+    request: web.Request,
+    proc: ManagedProcess,
+    gone: asyncio.Future[None],
+    keepalive: float,
+    start: dict[int, int] | None = None,
+) -> AsyncIterator[list[Chunk] | None]:
+    """The process's output at the client's pace (`follow`), until it ends, the client
+    leaves or the daemon stops: what every stream of it writes out."""
+    stops = (request.app[SUPERVISOR].closing, gone)
+    ready = request.writer.drain  # back-pressure: read on only once the client took its share
+    congested = streams.congested(request)
+    return follow(proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX, start)
 
 
 async def list_processes(request: web.Request) -> web.StreamResponse:
@@ -265,62 +268,37 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
     if resumed or query.format == "ndjson":
         return await _resumed_stream(request, proc, query)
     response = await start_stream(request, "text/plain; charset=utf-8")
-    gone = streams.disconnected(request)
-    try:
-        with streams.bounded(request):
-            stops = (supervisor.closing, gone)
-            ready = request.writer.drain
-            keepalive = settings.log_stream_keepalive
-            congested = streams.congested(request)
-            async for item in follow(
-                proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX
-            ):
-                await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
-                del item
-    except (ConnectionError, asyncio.CancelledError) as e:
-        streams.forget(e)
-    finally:
-        gone.cancel()
+    async with streams.serving(request) as gone:
+        async for item in _output(request, proc, gone, settings.log_stream_keepalive):
+            await response.write(b"[keepalive]\n" if item is KEEPALIVE else prefixed_lines(item))
+            del item
     return response
 
 
 async def _resumed_stream(request: web.Request, proc: ManagedProcess, query: LogStreamQuery) -> web.StreamResponse:
     """A stream from offsets (or as NDJSON): offsets the cap dropped are refused before it
     starts, and the client is told where each stream goes on, to resume again."""
-    supervisor = request.app[SUPERVISOR]
     settings = request.app[SETTINGS]
     position = {STDOUT: query.stdout_offset or 0, STDERR: query.stderr_offset or 0}
     check_offsets(proc.log, position)
     ndjson = query.format == "ndjson"
     keepalive = settings.exec_stream_keepalive if ndjson else settings.log_stream_keepalive
     response = await start_stream(request, "application/x-ndjson" if ndjson else "text/plain; charset=utf-8")
-    gone = streams.disconnected(request)
-    try:
-        with streams.bounded(request):
-            stops = (supervisor.closing, gone)
-            ready = request.writer.drain
-            start = dict(position)
-            congested = streams.congested(request)
-            async for item in follow(
-                proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX, start
-            ):
-                if item is KEEPALIVE:
-                    await response.write(_ndjson("keepalive") if ndjson else b"[keepalive]\n")
-                    continue
-                if ndjson:
-                    await response.write(ndjson_events_with_offsets(item))
-                    continue
-                for chunk in item:
-                    position[chunk.stream] = chunk.end
-                await response.write(prefixed_lines(item) + offsets_line(position))
-                del item
-            if ndjson and proc.final.is_set():
-                result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
-                await response.write(_ndjson("result", result))
-    except (ConnectionError, asyncio.CancelledError) as e:
-        streams.forget(e)
-    finally:
-        gone.cancel()
+    async with streams.serving(request) as gone:
+        async for item in _output(request, proc, gone, keepalive, dict(position)):
+            if item is KEEPALIVE:
+                await response.write(_ndjson("keepalive") if ndjson else b"[keepalive]\n")
+                continue
+            if ndjson:
+                await response.write(ndjson_events_with_offsets(item))
+                continue
+            for chunk in item:
+                position[chunk.stream] = chunk.end
+            await response.write(prefixed_lines(item) + offsets_line(position))
+            del item
+        if ndjson and proc.final.is_set():
+            result = json.dumps(summary_view(proc, settings), ensure_ascii=False)
+            await response.write(_ndjson("result", result))
     return response
 
 
