@@ -52,7 +52,7 @@ $(TS_CLIENT)/.installed: tests/compat/ts/package.json tests/compat/ts/package-lo
 ts-client: $(TS_CLIENT)/.installed
 
 TEST_TOOLS  := inotifywait:inotify-tools fzf:fzf setpriv:util-linux chromium:chromium chromedriver:chromium-driver \
-               busybox:busybox-static debootstrap:debootstrap unshare:util-linux node:nodejs npm:npm
+               busybox:busybox-static debootstrap:debootstrap unshare:util-linux node:nodejs npm:npm ss:iproute2
 BENCH_TOOLS := fzf:fzf inotifywait:inotify-tools
 
 test: dev

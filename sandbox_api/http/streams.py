@@ -24,15 +24,20 @@ from ..linux.syscalls import release_free_memory
 # A long stream holds at most about this much unsent output in user space: past it the
 # writer waits for the client (the rest stays on disk), and reads come in small steps.
 # The kernel's send buffer is capped too (it autotunes to MBs per socket otherwise, which
-# the daemon would fill, at its CPU's cost, for each client that does not read). 512 KiB
-# (1 MiB as the kernel counts it): at 128 KiB a loopback client was held to ~110 MB/s
-# (the sender waits for ACKs with too little in flight), at 512 KiB it reads 250+ MB/s.
+# the daemon would fill, at its CPU's cost, for each client that does not read): 128 KiB
+# to start with, raised to 512 KiB once the client has taken SEND_BUFFER_EARNED bytes
+# without falling behind, and lowered again when it does. At 128 KiB a loopback client is
+# held to ~110 MB/s (too little in flight), at 512 KiB it reads 250+ MB/s; but a buffer
+# that large for every stalled client made 1,000 of them cost the loop seconds of copying
+# (/health p99 240 ms, 4.7 ms with 128 KiB: `make bench`, hostile).
 WRITE_HIGH_WATER = 8 * 1024
 READ_STEP = 8 * 1024
 # While the client keeps up (nothing left unsent in user space), the step doubles up to
 # this: fewer turns of the loop per byte. A stalled client holds at most one such step.
 READ_STEP_MAX = 64 * 1024
-SOCKET_SEND_BUFFER = 512 * 1024
+SOCKET_SEND_BUFFER = 128 * 1024
+SOCKET_SEND_BUFFER_FAST = 512 * 1024
+SEND_BUFFER_EARNED = 1024 * 1024  # more than a client that does not read can take (buffers)
 # Memory given back to the system once open streams fall to half their peak (of at least this many).
 TRIM_MIN_PEAK = 8
 TRIM_DELAY = 1.0
@@ -82,13 +87,20 @@ def prefix_lines(data: bytes, prefix: bytes) -> bytes:
 def congested(request: web.Request) -> Callable[[int], bool]:
     """Whether this client is behind: output still waits in user space (its socket is full),
     or the kernel holds more than twice `step` bytes it has not taken (its receive window is
-    closing)."""
+    closing). A client that keeps up long enough gets the larger send buffer (see above)."""
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     fd = sock.fileno() if sock is not None else -1
     queued = bytearray(4)
+    taken = 0  # bytes handed on since the client was last behind
+    fast = False
 
-    def check(step: int) -> bool:
+    def resize(size: int) -> None:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+    def behind(step: int) -> bool:
         if transport is None or transport.is_closing() or transport.get_write_buffer_size() > 0:
             return True
         if fd < 0:
@@ -98,6 +110,20 @@ def congested(request: web.Request) -> Callable[[int], bool]:
         except OSError:
             return False
         return int.from_bytes(queued, sys.byteorder) > 2 * step
+
+    def check(step: int) -> bool:
+        nonlocal taken, fast
+        if behind(step):
+            taken = 0
+            if fast:
+                fast = False
+                resize(SOCKET_SEND_BUFFER)
+            return True
+        taken += step
+        if not fast and taken >= SEND_BUFFER_EARNED:
+            fast = True
+            resize(SOCKET_SEND_BUFFER_FAST)
+        return False
 
     return check
 

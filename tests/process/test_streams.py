@@ -202,3 +202,46 @@ async def test_stop_notice_reaches_the_stream(client):
     text = (await (await stream).read()).decode()
     assert "stdout:started\n" in text
     assert "stdout:[Process is being gracefully terminated]\n" in text
+
+
+def _send_buffer(server_port: int, client_port: int) -> int:
+    """The kernel's send buffer (`tb`, as it counts it: twice SO_SNDBUF) of the daemon's
+    side of one connection, from `ss`."""
+    import re
+    import subprocess
+
+    out = subprocess.run(
+        ["ss", "-tmnH", "state", "established", f"( sport = :{server_port} and dport = :{client_port} )"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    found = re.search(r"\btb(\d+)", out)
+    assert found, out
+    return int(found.group(1))
+
+
+async def test_only_a_client_that_keeps_up_earns_the_large_send_buffer(client):
+    """A stalled reader keeps the small kernel send buffer (1,000 of them must not make the
+    daemon copy a MiB each); a client that takes what it is sent gets the large one."""
+    body = await run(client, "head -c 16777216 /dev/zero | tr '\\0' 'x' | fold -w 100", name="big-sndbuf")
+    await client.get(f"/process/{body['pid']}/wait?timeout=30")
+    port = client.server.port
+    small, large = 2 * 128 * 1024, 2 * 512 * 1024  # the kernel counts twice what is set
+
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET /process/{body['pid']}/logs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        await writer.drain()
+        await asyncio.sleep(1.0)  # the daemon fills what it may, then waits
+        stalled_port = writer.get_extra_info("sockname")[1]
+        assert _send_buffer(port, stalled_port) <= small
+    finally:
+        writer.close()
+
+    seen = 0
+    async with client.session.get(client.make_url(f"/process/{body['pid']}/logs/stream")) as resp:
+        fast_port = resp.connection.transport.get_extra_info("sockname")[1]
+        async for _ in resp.content.iter_chunked(1 << 16):
+            seen = max(seen, _send_buffer(port, fast_port)) if seen < large else seen
+    assert seen == large
