@@ -1,7 +1,8 @@
 """Watching a directory for changes: one inotify instance shared by every watch.
 
 Every watch of the daemon (on one event loop) shares a single inotify file descriptor,
-read on the event loop. An idle watch costs nothing (no thread, no timer), and the
+read on the event loop: the loop's dispatcher (linux/inotify.py), which also wakes the
+followers of process output. An idle watch costs nothing (no thread, no timer), and the
 number of watches is not capped by the kernel's inotify instances per user (128 by
 default; watchfiles, which the design first named, gives each watcher its own instance
 and cannot add paths to a running one, so it fails at the 129th watch). The inotify watches of a directory watched by several clients are shared
@@ -51,7 +52,6 @@ from ..linux.inotify import (
     IN_MOVED_FROM,
     IN_MOVED_TO,
     IN_ONLYDIR,
-    IN_Q_OVERFLOW,
 )
 
 log = logging.getLogger("sandbox_api.watch")
@@ -83,48 +83,48 @@ class Event:
 
 
 class _Hub:
-    """The inotify instance of one event loop, and which watch wants which descriptor.
+    """The watches of one event loop, as one subscriber of the loop's inotify dispatcher
+    (linux/inotify.py): which watch wants which directory descriptor.
 
     Descriptors are added from worker threads (arming) and from the loop, and read on
-    the loop: the maps are guarded by a lock held only around single calls.
+    the loop: the map is guarded by a lock held only around single calls.
     """
 
     _by_loop: ClassVar[dict[asyncio.AbstractEventLoop, _Hub]] = {}
 
-    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.fd = fd
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.lock = threading.Lock()
         self.users: dict[int, dict[Watch, str]] = {}  # wd -> {watch: the directory's path for it}
         self.watches = 0
-        loop.add_reader(fd, self.pump)
+        self.dispatcher: inotify.Dispatcher | None = inotify.Dispatcher.acquire(self, loop)
 
     @classmethod
     def acquire(cls, loop: asyncio.AbstractEventLoop) -> _Hub:
         hub = cls._by_loop.get(loop)
         if hub is None:
-            hub = cls._by_loop[loop] = cls(inotify.init(), loop)
+            hub = cls._by_loop[loop] = cls(loop)
         hub.watches += 1
         return hub
 
     def release(self) -> None:
-        """One watch fewer; the last one closes the instance."""
+        """One watch fewer; the last one lets the dispatcher go."""
         self.watches -= 1
         if self.watches == 0 and self._by_loop.get(self.loop) is self:
             del self._by_loop[self.loop]
-            self.loop.remove_reader(self.fd)
             with self.lock:
-                fd, self.fd = self.fd, -1
                 self.users.clear()
-            os.close(fd)
+                dispatcher, self.dispatcher = self.dispatcher, None
+            if dispatcher is not None:
+                dispatcher.release(self)
 
     def add(self, watch: Watch, path: str, follow: bool = False) -> None:
         """Watch directory `path` for `watch` (OSError if the kernel refuses)."""
         mask = _MASK if follow else _MASK | IN_DONT_FOLLOW
         with self.lock:
-            if watch.closed or self.fd < 0:
+            if watch.closed or self.dispatcher is None:
                 return
-            wd = inotify.add_watch(self.fd, path, mask)
+            wd = self.dispatcher.add(self, path, mask)
             self.users.setdefault(wd, {})[watch] = path
             watch.wds.add(wd)
 
@@ -132,14 +132,7 @@ class _Hub:
         """Remove every descriptor of `watch` that no other watch uses."""
         with self.lock:
             for wd in watch.wds:
-                users = self.users.get(wd)
-                if users is None:
-                    continue
-                users.pop(watch, None)
-                if not users:
-                    del self.users[wd]
-                    if self.fd >= 0:
-                        inotify.rm_watch(self.fd, wd)
+                self._leave(wd, watch)
             watch.wds.clear()
 
     def forget_below(self, watch: Watch, top: str) -> None:
@@ -151,31 +144,36 @@ class _Hub:
                 path = users.get(watch) if users else None
                 if users is None or path is None or (path != top and not path.startswith(prefix)):
                     continue
-                del users[watch]
+                self._leave(wd, watch)
                 watch.wds.discard(wd)
-                if not users:
-                    del self.users[wd]
-                    if self.fd >= 0:
-                        inotify.rm_watch(self.fd, wd)
 
-    def pump(self) -> None:
-        """Hand each queued event to the watches of its directory. One read per call (as
-        the log follower): if more is queued, the loop calls again after other ready work."""
-        if self.fd < 0 or (data := inotify.read_events(self.fd, 256 * 1024)) is None:
+    def _leave(self, wd: int, watch: Watch) -> None:
+        users = self.users.get(wd)
+        if users is None:
             return
-        for wd, mask, name in inotify.events(data):
-            if mask & IN_Q_OVERFLOW:
-                log.warning("inotify queue overflow: some changes were not reported")
-                continue
-            with self.lock:
-                users = self.users.get(wd)
-                targets = list(users.items()) if users else []
-                if mask & IN_IGNORED and users is not None:  # the directory is gone
-                    del self.users[wd]
-                    for watch, _ in targets:
-                        watch.wds.discard(wd)
-            for watch, directory in targets:
-                watch.raw(mask, directory, os.fsdecode(name))
+        users.pop(watch, None)
+        if not users:
+            del self.users[wd]
+            if self.dispatcher is not None:
+                self.dispatcher.remove(self, wd)
+
+    def inotify_event(self, wd: int, mask: int, name: bytes) -> None:
+        """Hand an event to the watches of its directory (on the loop)."""
+        with self.lock:
+            users = self.users.get(wd)
+            targets = list(users.items()) if users else []
+            if mask & IN_IGNORED and users is not None:  # the directory is gone
+                del self.users[wd]
+                for watch, _ in targets:
+                    watch.wds.discard(wd)
+        for watch, directory in targets:
+            watch.raw(mask, directory, os.fsdecode(name))
+
+    def inotify_batch_done(self) -> None:
+        pass  # each watch batches its own events (Watch.raw)
+
+    def inotify_overflow(self) -> None:
+        log.warning("inotify queue overflow: some changes were not reported")
 
 
 class Watch:

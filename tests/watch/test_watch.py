@@ -218,3 +218,39 @@ async def test_sees_everything_inotifywait_sees(client, tmp_path):
     theirs = set(log.read_text().split())
     assert theirs - seen == set()
     stream.resp.close()
+
+
+def _inotify_instances() -> int:
+    """inotify instances this process (the in-process daemon) holds."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                count += 1
+        except OSError:
+            pass  # closed meanwhile (the listing's own fd)
+    return count
+
+
+async def test_watches_and_followed_logs_share_one_inotify_instance(client, tmp_path):
+    """One instance per daemon, whatever it follows: the kernel allows 128 per user by
+    default, and each process or container sharing the uid counts against it."""
+    from tests.helpers import run
+
+    dirs = [tmp_path / f"d{i}" for i in range(3)]
+    for d in dirs:
+        d.mkdir()
+    watches = [await open_watch(client, str(d) + "/**") for d in dirs]
+    body = await run(client, "for i in 1 2 3; do echo $i; sleep 0.2; done", name="followed")
+    try:
+        assert _inotify_instances() == 1
+        (dirs[0] / "f").write_text("x")  # the watch still sees its events
+        events = await watches[0].events_until(lambda e: e["name"] == "f")
+        assert events[-1]["op"] in ("CREATE", "WRITE")
+        waited = await client.get(f"/process/{body['pid']}/wait?timeout=10")
+        assert (await waited.json())["status"] == "completed"
+        logs = await (await client.get(f"/process/{body['pid']}/logs")).json()
+        assert logs["stdout"] == "1\n2\n3\n"
+    finally:
+        for watch in watches:
+            watch.resp.close()
