@@ -22,7 +22,6 @@ import signal
 import stat
 import string
 import time
-from collections.abc import Callable
 from functools import partial
 
 from .. import config
@@ -37,11 +36,11 @@ from ..errors import (
 )
 from ..linux import tree
 from ..linux.children import Children
-from ..linux.inotify import Inotify
 from ..linux.syscalls import set_oom_score_adj
 from . import adoption, stdin
+from .following import OutputFollowing
 from .keepalive import ScaleFile
-from .logstore import STDERR, STDOUT, OutputLog
+from .logstore import OutputLog
 from .managed import ManagedProcess, ProcessSpec
 from .records import (
     COMPLETED,
@@ -64,13 +63,8 @@ log = logging.getLogger("sandbox_api.process")
 
 RESTART_DELAY = 1.0
 KEEPALIVE_DEFAULT_TIMEOUT = 600
-# A port is looked for (sock_diag, ~0.5 ms) often at first, when servers usually come
-# up, then less: detection within ~10 ms of a fast start, at most 100 ms later for a slow one.
-POLL_INTERVAL = 0.05  # log tailing when inotify is unavailable
-ADOPTED_POLL_INTERVAL = 0.5
 STARTED_CHECK_DELAY = 0.05
 KILL_WAIT = 2.0
-CAP_SWEEP_INTERVAL = 5.0
 # Below this much free space on the log disk a new process is refused (507): its output
 # could not be written, and it would end `failed` with nothing to show why.
 MIN_FREE_LOG_BYTES = 64 * 1024
@@ -91,9 +85,7 @@ class Supervisor:
         self._by_pid: dict[str, list[ManagedProcess]] = {}
         self._logs_dir = settings.logs_dir
         self._devnull_fd = -1
-        self._inotify: Inotify | None = None
-        self._poller: asyncio.Task[None] | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self.output = OutputFollowing(settings, self._processes)
         self.closing: asyncio.Future[None] | None = None
 
     # --- life cycle ---------------------------------------------------------------
@@ -167,25 +159,21 @@ class Supervisor:
         self.scale.reset()
         records = self.store.load_all()
         self._reuse_empty_slots({r.key for r in records})
-        self._inotify = Inotify.open(on_overflow=self._scan_running)
-        if self._inotify is None:
-            log.warning("inotify unavailable: following process output by polling")
-            self._poller = asyncio.create_task(self._poll_running())
+        self.output.open()
         for record in records:
             self._restore(record)
         if self.store.needs_compaction():
             self.store.compact([p.record for p in self._processes.values()])
         self.slots.refill()  # not awaited: the daemon serves meanwhile
         self._devnull()  # every child's stdin unless asked: held for life, opened now
-        self._sweeper = asyncio.create_task(self._sweep_caps())
 
     async def close(self) -> None:
         """Stop supervising. The processes themselves keep running."""
         if self.closing is not None and not self.closing.done():
             self.closing.set_result(None)
         await self.slots.close()
-        tasks = [t for t in (self._poller, self._sweeper) if t is not None]
-        tasks += [p.task for p in self._processes.values() if p.task is not None]
+        await self.output.close()
+        tasks = [p.task for p in self._processes.values() if p.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -195,9 +183,6 @@ class Supervisor:
                     timer.cancel()
             stdin.close(proc)
             proc.log.close()
-        if self._inotify is not None:
-            self._inotify.close()
-            self._inotify = None
         self.store.close()
         if self._devnull_fd >= 0:
             os.close(self._devnull_fd)
@@ -347,7 +332,7 @@ class Supervisor:
         record.end_reason, record.end_signal = "", 0
         # /proc/<pid> of a child that is still exec-ing can block: look a bit later.
         asyncio.get_running_loop().call_later(STARTED_CHECK_DELAY, self._note_started, proc, child.pid)
-        self._follow_output(proc)
+        self.output.follow(proc)
         self._arm_kill_timer(proc, record.timeout)
 
     def _note_started(self, proc: ManagedProcess, pid: int) -> None:
@@ -364,30 +349,6 @@ class Supervisor:
         if self._devnull_fd < 0:
             self._devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         return self._devnull_fd
-
-    def _follow_output(self, proc: ManagedProcess) -> None:
-        if self._inotify is not None and not proc.watches:
-            for stream in (STDOUT, STDERR):
-                wd = self._inotify.add(proc.log.paths[stream], self._on_output(proc, stream))
-                if wd is not None:
-                    proc.watches.append(wd)
-        proc.log.scan_all()
-
-    def _on_output(self, proc: ManagedProcess, stream: int) -> Callable[[], None]:
-        def handler() -> None:
-            proc.log.scan(stream)
-            proc.events_since_cap += 1
-            if proc.events_since_cap >= 256:
-                proc.events_since_cap = 0
-                proc.log.enforce_cap(self._file_cap())
-
-        return handler
-
-    def _stop_following(self, proc: ManagedProcess) -> None:
-        if self._inotify is not None:
-            for wd in proc.watches:
-                self._inotify.remove(wd)
-        proc.watches.clear()
 
     def _arm_kill_timer(self, proc: ManagedProcess, timeout: float) -> None:
         """keepAlive processes are killed after `timeout` seconds (0 = never)."""
@@ -445,8 +406,7 @@ class Supervisor:
 
     def _end_run(self, proc: ManagedProcess, code: int | None) -> None:
         record = proc.record
-        if self._inotify is not None:
-            self._inotify.pump()  # output events queued before the exit come first
+        self.output.catch_up()  # output events queued before the exit come first
         proc.log.end_run()
         stdin.close(proc)
         proc.child = None
@@ -492,8 +452,8 @@ class Supervisor:
         if proc.kill_timer is not None:
             proc.kill_timer.cancel()
             proc.kill_timer = None
-        self._stop_following(proc)
-        proc.log.finish(self._file_cap())
+        self.output.stop(proc)
+        proc.log.finish(self.output.file_cap())
         self._release_keepalive(proc)
         self._save(record)
         proc.final.set()
@@ -586,38 +546,6 @@ class Supervisor:
     def close_stdin(self, identifier: str) -> None:
         stdin.close(self._stdin_target(identifier))
 
-    # --- output caps ----------------------------------------------------------------
-
-    def _file_cap(self) -> int:
-        max_file = self.settings.max_log_file_bytes
-        if max_file <= 0:
-            return 0
-        budget = self.settings.max_log_bytes_total
-        if budget <= 0:
-            return max_file
-        count = max(1, len(self._processes))
-        return min(max_file, max(256 * 1024, budget // (3 * count)))
-
-    async def _sweep_caps(self) -> None:
-        while True:
-            await asyncio.sleep(CAP_SWEEP_INTERVAL)
-            cap = self._file_cap()
-            for proc in list(self._processes.values()):
-                try:
-                    proc.log.enforce_cap(cap)
-                except OSError:
-                    log.exception("capping the logs of %s failed", proc.record.name)
-
-    def _scan_running(self) -> None:
-        for proc in self._processes.values():
-            if not proc.final.is_set():
-                proc.log.scan_all()
-
-    async def _poll_running(self) -> None:
-        while True:
-            await asyncio.sleep(POLL_INTERVAL)
-            self._scan_running()
-
     # --- after a daemon restart -------------------------------------------------------
 
     def _restore(self, record: ProcessRecord) -> None:
@@ -643,7 +571,7 @@ class Supervisor:
         if record.keep_alive and record.status == RUNNING:
             self.scale.hold()
             proc.holds_keepalive = True
-        self._follow_output(proc)
+        self.output.follow(proc)
         if record.timeout > 0:
             self._arm_kill_timer(proc, max(0.001, record.started_at + record.timeout - time.time()))
         proc.task = asyncio.create_task(self._supervise(proc))
