@@ -20,11 +20,14 @@ Field conventions, so that the original's clients keep working:
   comma-separated; `Meta(ge=..., le=...)` bounds are checked, and a field whose Meta
   carries `extra={"clamp": True}` is capped at its `le` instead of refused; an empty
   number or list is absent, and a required parameter absent or empty is refused with
-  the original's `<name> parameter is required` (or its own text, `Meta(extra={"missing": ...})`).
+  the original's `<name> parameter is required` (or its own text, `Meta(extra={"missing": ...})`);
+  a refused number says what is wrong with it, or only `Meta(extra={"invalid": ...})` with
+  `{raw}` in it (Go's Atoi failing says only `invalid maxResults: <raw>`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -112,8 +115,6 @@ def convert(data: Any, shape: type[T], prefix: str = "invalid request body") -> 
 def decode_json(raw: bytes | str, **options: Any) -> Any:
     """`json.loads(raw, **options)` as Go decodes: an escaped lone surrogate is U+FFFD.
     ValueError too for nesting deeper than the interpreter's recursion allows (~900)."""
-    import json
-
     try:
         data = json.loads(raw, **options)
         text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
@@ -214,20 +215,26 @@ _GO_INT = re.compile(r"[+-]?[0-9]+")  # strconv.Atoi: ASCII digits only, nothing
 
 
 def _number(name: str, raw: str, kind: type, meta: Meta | None) -> int | float:
+    extra = (meta.extra if meta is not None else None) or {}
+
+    def refused(why: str) -> Invalid:
+        template = extra.get("invalid")
+        return Invalid(template.format(raw=raw) if template else f"invalid {name}: {why}")
+
     try:
         if kind is int and not _GO_INT.fullmatch(raw):
             raise ValueError
         value: int | float = kind(raw)
     except ValueError:
-        raise Invalid(f"invalid {name}: {raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+        raise refused(f"{raw!r} is not {'an integer' if kind is int else 'a number'}") from None
     low = None if meta is None else meta.ge
     high = None if meta is None else meta.le
     if low is not None and value < low:
-        raise Invalid(f"invalid {name}: {raw} is less than {low}")
+        raise refused(f"{raw} is less than {low}")
     if high is not None and value > high:
-        if meta is not None and meta.extra and meta.extra.get("clamp"):
+        if extra.get("clamp"):
             return high
-        raise Invalid(f"invalid {name}: {raw} is more than {high}")
+        raise refused(f"{raw} is more than {high}")
     return value
 
 

@@ -112,10 +112,12 @@ def os_error_text(e: OSError, op: str | None = None, path: str | None = None) ->
     return text
 
 
-def from_os_error(e: OSError, prefix: str = "", cls: type[ApiError] | None = None, op: str | None = None) -> ApiError:
+def from_os_error(
+    e: OSError, prefix: str = "", cls: type[ApiError] | None = None, op: str | None = None, path: str | None = None
+) -> ApiError:
     """An OSError as our error: 507 for a full disk, else `cls` (422 by default), its
     message `prefix` + `os_error_text`."""
-    message = f"{prefix}{os_error_text(e, op)}"
+    message = f"{prefix}{os_error_text(e, op, path)}"
     if e.errno in FULL_DISK:
         return InsufficientStorage(message)
     return (cls or Unprocessable)(message)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ApiError, Conflict, Invalid, Unprocessable
+from .filesystem.atomic import write_atomic
 
 log = logging.getLogger("sandbox_api.idempotency")
 
@@ -427,7 +428,7 @@ class Idempotency:
                 log.warning("skipping an unreadable entry of %s", self.path)
 
     def _compact(self) -> None:
-        """Rewrite the journal with one line per live key (temp file + rename)."""
+        """Rewrite the journal with one line per live key (atomically)."""
         now = time.time()
         for entry in [e for e in self._entries.values() if e.created + self.window <= now]:
             self._entries.pop(entry.key, None)
@@ -444,14 +445,8 @@ class Idempotency:
             return
         lines = [json.dumps(self._values(e), separators=(",", ":"), ensure_ascii=False) for e in self._entries.values()]
         data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
-        tmp = self.path.with_suffix(".tmp")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(str(self.path), data, 0o600)  # whole or not at all, no temp file left
         except OSError:
             log.exception("could not compact %s", self.path)
             if self._fd < 0:

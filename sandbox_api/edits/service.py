@@ -29,11 +29,11 @@ from ..errors import (
     ApiError,
     Conflict,
     Forbidden,
-    InsufficientStorage,
     Invalid,
     NotFound,
     PayloadTooLarge,
     Unprocessable,
+    from_os_error,
 )
 from ..filesystem.atomic import AtomicFile
 from ..filesystem.reading import node_kind, open_regular, read_at_most
@@ -381,13 +381,9 @@ def _list_two_levels(root: str) -> dict[str, Any]:
 
 def os_error(e: OSError, path: str) -> ApiError:
     """An OSError of an edit as our error: 404 missing, 403 denied, 507 full disk, 422 else."""
-    text = f"{path}: {(e.strerror or str(e)).lower()}"
     if isinstance(e, FileNotFoundError):
         return NotFound(f"{path}: no such file or directory")
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return Forbidden(text)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return InsufficientStorage(text)
     if e.errno == errno.EISDIR:
         return Unprocessable(f"{path} is a directory")
-    return Unprocessable(text)
+    denied = e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    return from_os_error(e, cls=Forbidden if denied else Unprocessable, path=path)

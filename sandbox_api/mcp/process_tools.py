@@ -12,7 +12,7 @@ from ..process.logstore import STDERR, STDOUT
 from ..process.managed import ManagedProcess, ProcessSpec
 from ..process.output import DEFAULT_WINDOW_BYTES, MAX_WINDOW_BYTES, read_window
 from ..process.views import logs_view, process_view
-from ..process.wire import Port, ProcessResponse, Status
+from ..process.wire import Port, ProcessLogsPage, ProcessResponse, Status
 from .tools import Arguments, NoArguments, Services, Tool
 
 WAIT_CAP_SECONDS = 58  # an agent's tool call must answer before a 60 s gateway timeout
@@ -108,26 +108,18 @@ class LogsArguments(Identifier):
     ) = None
 
 
-class Logs(Shape):
-    """`{logs}` as the original answers; with offsets, the by-offset fields instead (as `GET
-    /process/{identifier}/logs?stdoutOffset=...`)."""
-
-    logs: Annotated[str | None, doc("Its output: stdout then stderr (without offset arguments)")] = None
-    stdout: Annotated[str | None, doc("stdout from stdoutOffset (cut on a character boundary)")] = None
-    stderr: Annotated[str | None, doc("stderr from stderrOffset")] = None
-    stdoutOffset: Annotated[int | None, doc("Where stdout starts")] = None
-    stderrOffset: Annotated[int | None, doc("Where stderr starts")] = None
-    stdoutNextOffset: Annotated[int | None, doc("The stdoutOffset of the next read")] = None
-    stderrNextOffset: Annotated[int | None, doc("The stderrOffset of the next read")] = None
-    stdoutSize: Annotated[int | None, doc("Bytes written to stdout so far")] = None
-    stderrSize: Annotated[int | None, doc("Bytes written to stderr so far")] = None
-    stdoutOldestOffset: Annotated[
-        int | None, doc("The oldest stdout offset still kept (the size cap drops the head)")
-    ] = None
-    stderrOldestOffset: Annotated[int | None, doc("The oldest stderr offset still kept")] = None
-    stdoutEnded: Annotated[bool | None, doc("The process is over and all of stdout was read")] = None
-    stderrEnded: Annotated[bool | None, doc("The process is over and all of stderr was read")] = None
-    encoding: Annotated[str | None, doc("How stdout and stderr are written (utf-8)")] = None
+# `{logs}` as the original answers; with offsets, the fields of a by-offset read (as `GET
+# /process/{identifier}/logs?stdoutOffset=...`). An MCP answer is one object, so this is
+# ProcessLogsPage with every field optional, plus `logs`: made from it, not restated.
+Logs = msgspec.defstruct(
+    "Logs",
+    [
+        ("logs", Annotated[str | None, doc("Its output: stdout then stderr (without offset arguments)")], None),
+        *((f.name, f.type | None, None) for f in msgspec.structs.fields(ProcessLogsPage)),
+    ],
+    bases=(Shape,),
+    module=__name__,
+)
 
 
 class NewStatus(Shape, omit_defaults=False):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from aiohttp import web
 
 from ..errors import Invalid
@@ -26,19 +24,6 @@ from .wire import (
 )
 
 CONTENT_SEARCH = web.AppKey("content_search", ContentSearch)
-Q = TypeVar("Q")
-
-
-def _query(request: web.Request, shape: type[Q]) -> Q:
-    """The query as `shape`, a refused number in the original's words: Go's Atoi failing
-    says only `invalid maxResults: <raw>` (filesystem.md §7), whatever is wrong with it."""
-    try:
-        return operations.query(request, shape)
-    except Invalid as e:
-        for name in ("maxResults", "contextLines"):
-            if e.message.startswith(f"invalid {name}: "):
-                raise Invalid(f"invalid {name}: {request.query[name]}") from None
-        raise
 
 
 def _exclude_dirs(names: list[str] | None) -> frozenset[str]:
@@ -46,7 +31,7 @@ def _exclude_dirs(names: list[str] | None) -> frozenset[str]:
 
 
 async def find_files(request: web.Request) -> web.Response:
-    query = _query(request, FindQuery)
+    query = operations.query(request, FindQuery)
     kind = query.type or "file"
     if kind not in ("file", "directory"):
         raise Invalid(f"invalid search type: {kind}")
@@ -63,7 +48,7 @@ async def find_files(request: web.Request) -> web.Response:
 
 
 async def fuzzy_search(request: web.Request) -> web.Response:
-    query = _query(request, FuzzyQuery)
+    query = operations.query(request, FuzzyQuery)
     root = from_request(request, formatted=False)
     pattern = query.query
     if not pattern:
@@ -82,7 +67,7 @@ async def fuzzy_search(request: web.Request) -> web.Response:
 
 
 async def content_search(request: web.Request) -> web.Response:
-    query = _query(request, ContentSearchQuery)
+    query = operations.query(request, ContentSearchQuery)
     root = from_request(request, formatted=True)
     result = await request.app[CONTENT_SEARCH].search(
         root.absolute,

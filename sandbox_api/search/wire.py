@@ -17,7 +17,7 @@ MaxResults = Annotated[
         f"At most this many; a larger value is capped at {MAX_RESULTS_CAP}, 0 means all.",
         ge=0,
         le=MAX_RESULTS_CAP,
-        extra={"clamp": True},
+        extra={"clamp": True, "invalid": "invalid maxResults: {raw}"},  # the original's text (Go's Atoi)
     ),
 ]
 ExcludeDirs = Annotated[
@@ -81,7 +81,7 @@ class ContentSearchQuery(Shape):
             f"Lines around each match, in its `context` (capped at {MAX_CONTEXT_LINES}).",
             ge=0,
             le=MAX_CONTEXT_LINES,
-            extra={"clamp": True},
+            extra={"clamp": True, "invalid": "invalid contextLines: {raw}"},
         ),
     ] = 0
     file_pattern: Annotated[str | None, doc("A glob the file names must match.")] = None

@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import config
 from ..config import Settings
-from ..errors import ApiError, Conflict, Invalid, NotFound
+from ..errors import ApiError, Conflict, Invalid, NotFound, os_error_text
 from ..linux.children import Children
 from .output import Output
 from .shell import Finished, Shell, ShellEnded, describe_exit
@@ -385,7 +385,7 @@ class Sessions:
         except ShellEnded as e:
             raise Invalid(f"shell {session.program} could not start: {e.reason}") from None
         except OSError as e:
-            raise Invalid(f"shell {session.program} could not start: {e.strerror}") from None
+            raise Invalid(f"shell {session.program} could not start: {os_error_text(e)}") from None
         if session.id not in self._sessions:  # deleted while it started
             shell.close()
             raise NotFound(f"session {session.id} was deleted while it started")
