@@ -31,6 +31,18 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def clean_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty $HOME for the daemon under test. The terminal's shell is interactive, so
+    it reads the startup files of $HOME; a test machine's own ~/.bashrc is not what is
+    tested and can stall a shell for a minute (pyenv's `init` waits on a lock that a
+    killed shell left behind)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture
 def settings(tmp_path: Path, workdir: Path) -> Settings:
     return replace(
         config.from_environment(),

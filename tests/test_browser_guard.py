@@ -223,6 +223,7 @@ async def test_terminal_websocket_from_a_foreign_origin_is_refused(client):
         assert refused.value.status == 403
 
 
+@pytest.mark.usefixtures("clean_home")
 async def test_terminal_websocket_from_its_own_page_works(client):
     own = f"http://{client.host}:{client.port}"
     async with client.ws_connect("/terminal/ws?sessionId=guard", headers={"Origin": own}) as ws:

@@ -33,6 +33,7 @@ async def test_everything_else_still_needs_it(guarded):
     assert (await guarded.get("/process", headers={"Authorization": f"Bearer {TOKEN}"})).status == 200
 
 
+@pytest.mark.usefixtures("clean_home")
 async def test_the_terminal_socket_takes_the_token_from_its_query(guarded):
     for params in ({}, {"token": "wrong"}):
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:

@@ -1,7 +1,4 @@
-"""The terminal's shell is interactive, so it reads the startup files of $HOME. A test
-machine's own ~/.bashrc is not part of what is tested and can stall a shell for a minute
-(pyenv's `init` waits on a lock that a killed shell left behind), so the daemon under
-test gets an empty home of its own."""
+"""Every terminal test runs its daemon with an empty $HOME (see tests/conftest.clean_home)."""
 
 from __future__ import annotations
 
@@ -11,8 +8,5 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def clean_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    return home
+def _empty_home(clean_home: Path) -> Path:
+    return clean_home
