@@ -37,7 +37,8 @@ from .http.idempotency import IDEMPOTENCY
 from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
 from .idempotency import Idempotency
-from .linux.children import Child, Children
+from .linux.children import Children
+from .linux.reaper import Child
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
 from .network import proxy as port_proxy
