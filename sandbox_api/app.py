@@ -36,7 +36,7 @@ from .http.headers import make_on_prepare, timing_middleware
 from .http.idempotency import IDEMPOTENCY
 from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
-from .idempotency import Idempotency
+from .idempotency.service import Idempotency
 from .linux.children import Children
 from .linux.reaper import Child
 from .linux.syscalls import release_free_memory, set_oom_score_adj

@@ -187,7 +187,7 @@ class Settings:
     session_max: int = 32
     session_inline_bytes: int = 32 * KIB
     session_max_output_bytes: int = 16 * MIB
-    # Retry-safe requests (idempotency.py): an Idempotency-Key is kept this many seconds after
+    # Retry-safe requests (idempotency/): an Idempotency-Key is kept this many seconds after
     # its first request (0: the header is ignored), and at most this many keys at once.
     idempotency_seconds: float = 3600.0
     idempotency_max_keys: int = 4096
