@@ -22,8 +22,8 @@ from .drives import routes as drives_routes
 from .drives.service import Drives
 from .edits import routes as edits_routes
 from .edits.service import Edits
+from .filesystem import read_routes, tree_routes, upload_routes, write_routes
 from .filesystem import routes as filesystem_routes
-from .filesystem import tree_routes, upload_routes
 from .filesystem.files import Files
 from .filesystem.uploads import Uploads
 from .http.access_log import access_log_middleware
@@ -36,8 +36,9 @@ from .http.headers import make_on_prepare, timing_middleware
 from .http.idempotency import IDEMPOTENCY
 from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
-from .idempotency import Idempotency
-from .linux.children import Child, Children
+from .idempotency.service import Idempotency
+from .linux.children import Children
+from .linux.reaper import Child
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
 from .network import proxy as port_proxy
@@ -45,6 +46,7 @@ from .network import routes as network_routes
 from .network.monitors import Monitors
 from .network.tunnel import Tunnel
 from .process import routes as process_routes
+from .process.route_common import SUPERVISOR
 from .process.supervisor import Supervisor
 from .search import routes as search_routes
 from .search.content import ContentSearch
@@ -62,7 +64,6 @@ from .watch import routes as watch_routes
 log = logging.getLogger("sandbox_api")
 
 CHILDREN = web.AppKey("children", Children)
-SUPERVISOR = process_routes.SUPERVISOR
 HEALTH = system_routes.HEALTH
 SHUTDOWN = web.AppKey("shutdown", asyncio.Event)  # set to stop serve() (signals, upgrades)
 
@@ -131,6 +132,8 @@ def build_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_end_streams)
     system_routes.add_routes(app)
     process_routes.add_routes(app)
+    read_routes.add_routes(app, prefixes)
+    write_routes.add_routes(app, prefixes)
     filesystem_routes.add_routes(app, prefixes)
     upload_routes.add_routes(app, prefixes)
     tree_routes.add_routes(app, prefixes)

@@ -18,7 +18,7 @@ from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_response
 from .files import parse_permissions
 from .pipeline import ThreadedWriter
-from .routes import BAD_BODY, UPLOADS, _check_length, _next_part, _open_multipart, _part_chunks, _success
+from .routes import BAD_BODY, UPLOADS, _success
 from .wire import (
     MultipartCompleteRequest,
     MultipartInitiateRequest,
@@ -29,6 +29,7 @@ from .wire import (
     PartQuery,
     PartUpload,
 )
+from .write_routes import _check_length, _next_part, _open_multipart, _part_chunks
 
 UPLOAD_ID = Param("uploadId", "The id `initiate` returned.")
 NO_UPLOAD = {404: Failure("No such upload.")}

@@ -1,4 +1,4 @@
-"""HTTP adapter of retry-safe requests (`sandbox_api/idempotency.py`).
+"""HTTP adapter of retry-safe requests (`sandbox_api/idempotency/`).
 
 `idempotent(table, routes...)` makes routes accept an `Idempotency-Key` header: the handler is
 wrapped, the header documented, the 409 and 422 it may add described. Without the header
@@ -28,7 +28,8 @@ from aiohttp import web
 from aiohttp.streams import AsyncStreamIterator, StreamReader
 
 from ..errors import ApiError
-from ..idempotency import BodyDigest, Entry, Idempotency, Replay, check_key
+from ..idempotency.journal import Entry
+from ..idempotency.service import BodyDigest, Idempotency, Replay, check_key
 from .operations import Failure, Operation, Param
 from .prefix_routes import decoded_path
 from .responses import error_body, json_bytes

@@ -7,7 +7,8 @@ import asyncio
 import os
 
 from ..linux import tree
-from ..linux.children import Children, zombie_exit_code
+from ..linux.children import Children
+from ..linux.reaper import zombie_exit_code
 from .managed import settle
 from .records import ProcessRecord
 

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from .. import config
-from ..linux.children import Child
+from ..linux.reaper import Child
 from .logstore import OutputLog
 from .records import ProcessRecord
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 from ..identity import Identity
 from ..linux import tree
-from ..linux.children import Child, Children
+from ..linux.children import Children
+from ..linux.reaper import Child
 from .output import Output
 
 log = logging.getLogger("sandbox_api.sessions")

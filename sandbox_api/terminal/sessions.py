@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from .. import config
 from ..linux import tree
-from ..linux.children import Child, Children
+from ..linux.children import Children
+from ..linux.reaper import Child
 
 log = logging.getLogger("sandbox_api.terminal")
 

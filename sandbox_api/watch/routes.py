@@ -13,7 +13,7 @@ from ..http.paths import from_request
 from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_bytes, start_stream
 from ..http.streams import serving
-from ..process.routes import SUPERVISOR
+from ..process.route_common import SUPERVISOR
 from .watcher import Watch
 from .wire import WatchQuery
 

@@ -1,10 +1,5 @@
-"""Settings: one frozen object built once at start-up and passed down.
-
-This is the only module that reads or writes `os.environ` (ARCHITECTURE rule 7):
-the daemon's environment is also the base environment of every child, so reading
-it fresh for each spawn (`child_environment`) and changing it (`/environment/reload`)
-both live here.
-"""
+"""The daemon's settings: one frozen object built once at start-up from the environment
+and the flags, and passed down."""
 
 from __future__ import annotations
 
@@ -14,34 +9,16 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .identity import Identity
-from .identity import resolve as resolve_identity
+from .. import __version__
+from ..identity import Identity
+from ..identity import resolve as resolve_identity
+from .environment import TOKEN_VARIABLE, resolve_command
 
 KIB = 1024
 MIB = 1024 * 1024
 
-# The bearer token, or a file holding it (read once at start-up, then forgotten by the
-# environment: see take_token).
-TOKEN_VARIABLE = "SANDBOX_API_TOKEN"
-TOKEN_FILE_VARIABLE = "SANDBOX_API_TOKEN_FILE"
-
-# Marks every managed child so that its whole tree can be found later, even the
-# members that left the process group and were re-parented (see linux/tree.py).
-PROCESS_COOKIE = "SANDBOX_API_PROCESS_ID"
-
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-
-
-def _read_umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-# Read once, at import (in the main thread): reading it means setting it.
-PROCESS_UMASK = _read_umask()
 
 
 def _env(name: str, default: str = "") -> str:
@@ -210,7 +187,7 @@ class Settings:
     session_max: int = 32
     session_inline_bytes: int = 32 * KIB
     session_max_output_bytes: int = 16 * MIB
-    # Retry-safe requests (idempotency.py): an Idempotency-Key is kept this many seconds after
+    # Retry-safe requests (idempotency/): an Idempotency-Key is kept this many seconds after
     # its first request (0: the header is ignored), and at most this many keys at once.
     idempotency_seconds: float = 3600.0
     idempotency_max_keys: int = 4096
@@ -300,232 +277,6 @@ def from_environment(**overrides: object) -> Settings:
             values[key] = Path(os.path.abspath(value))
     values["problems"] = tuple(_problems)
     return Settings(**values)  # type: ignore[arg-type]
-
-
-# --- the daemon's own environment ------------------------------------------------
-
-_resolved: dict[tuple[str, str], str] = {}
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """What the `ready` and `start-process` subcommands read from the environment."""
-
-    port: int
-    token: str | None
-    start_command: str
-    start_name: str
-    start_workdir: str
-    start_restart_on_failure: bool
-    start_max_restarts: int | None
-    start_wait_for_ports: tuple[int, ...]
-
-
-def client_from_environment() -> ClientSettings:
-    """ValueError names a variable whose value is not usable."""
-    env = os.environ
-
-    def number(name: str) -> int | None:
-        raw = env.get(name, "").strip()
-        if not raw:
-            return None
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"{name}={raw!r} is not an integer") from None
-
-    try:
-        ports = tuple(int(p) for p in env.get("SANDBOX_START_WAIT_FOR_PORTS", "").split(",") if p.strip())
-    except ValueError:
-        raise ValueError(
-            f"SANDBOX_START_WAIT_FOR_PORTS={env['SANDBOX_START_WAIT_FOR_PORTS']!r} is not a list of ports"
-        ) from None
-    return ClientSettings(
-        port=number("SANDBOX_API_PORT") or 8080,
-        token=env.get("SANDBOX_API_TOKEN") or None,
-        start_command=env.get("SANDBOX_START_COMMAND", "").strip(),
-        start_name=env.get("SANDBOX_START_NAME") or "entrypoint",
-        start_workdir=env.get("SANDBOX_START_WORKDIR", ""),
-        start_restart_on_failure=env.get("SANDBOX_START_RESTART_ON_FAILURE", "").lower() in ("1", "true", "yes"),
-        start_max_restarts=number("SANDBOX_START_MAX_RESTARTS"),
-        start_wait_for_ports=ports,
-    )
-
-
-def envfile_path() -> str:
-    """`BL_ENV_VAR_PATH`: a file of variables to load at start ("" when unset)."""
-    return os.environ.get("BL_ENV_VAR_PATH", "")
-
-
-def ssl_roots_configured() -> bool:
-    """Whether the environment names its own CA certificates (OpenSSL reads them itself)."""
-    return bool(os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"))
-
-
-def take_variable(name: str) -> str:
-    """A variable's value, removed from the environment (a hand-over between daemons)."""
-    return os.environ.pop(name, "")
-
-
-def resolve_command(name: str) -> str:
-    """`name` looked up in PATH, cached per PATH value (this runs at every spawn)."""
-    if os.sep in name:
-        return name
-    key = (name, os.environ.get("PATH", ""))
-    found = _resolved.get(key)
-    if found is None or not os.access(found, os.X_OK):
-        found = shutil.which(name) or name
-        _resolved[key] = found
-    return found
-
-
-def find_program(*names: str) -> str | None:
-    """The first of `names` installed as an executable on PATH, else None."""
-    for name in names:
-        path = resolve_command(name)
-        if os.sep in path and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def runtime_environment() -> dict[bytes, bytes]:
-    """Our environment, as a program started from here should see it.
-
-    Bytes, not str, copied at C speed from the mapping behind `os.environ` (a
-    Python-level copy of `os.environ` costs more than the rest of a spawn's setup).
-    """
-    return dict(getattr(os.environ, "_data", None) or os.environb)
-
-
-def child_environment(extra: dict[str, str] | None = None, identity: Identity | None = None) -> dict[bytes, bytes]:
-    """The environment a child starts with: the runtime's (above) minus the daemon's
-    secrets, plus `extra`, then what a login as `identity` sets (HOME, USER...)."""
-    env = runtime_environment()
-    env.pop(TOKEN_VARIABLE.encode(), None)  # the daemon's secret, not the user's
-    env.pop(TOKEN_FILE_VARIABLE.encode(), None)
-    env.pop(b"BL_NETWORKING_CONFIG", None)  # holds the tunnel's private key
-    env.pop(b"SANDBOX_STATE_LOCK_FD", None)  # an fd number of ours, meaningless to a child
-    if extra:
-        env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
-    if identity is not None:
-        env.update((os.fsencode(k), os.fsencode(v)) for k, v in identity.environment().items())
-    return env
-
-
-def take_token(flag: str | None = None, flag_file: str | None = None) -> str:
-    """The bearer token: `--token`, else `--token-file`, else SANDBOX_API_TOKEN, else the
-    file SANDBOX_API_TOKEN_FILE names ("" for none). SANDBOX_API_TOKEN then leaves our
-    environment, so that no child and no later look-up finds it. ValueError when a token
-    file cannot be read or is empty (refusing to start beats serving without auth)."""
-    from_env = os.environ.pop(TOKEN_VARIABLE, "")
-    if flag:
-        return flag
-    if flag_file:
-        return _read_token_file(flag_file)
-    if from_env:
-        return from_env
-    path = os.environ.get(TOKEN_FILE_VARIABLE, "").strip()
-    return _read_token_file(path) if path else ""
-
-
-def _read_token_file(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(64 * KIB + 1)
-    except OSError as e:
-        raise ValueError(f"cannot read the token file {path}: {e.strerror}") from None
-    try:
-        token = raw.decode("utf-8").strip()  # the trailing newline an editor or `echo` leaves
-    except UnicodeDecodeError:
-        raise ValueError(f"the token file {path} is not UTF-8 text") from None
-    if not token or len(raw) > 64 * KIB:
-        raise ValueError(f"the token file {path} is {'empty' if not token else 'over 64 KiB'}")
-    return token
-
-
-def valid_variable(name: str, value: str) -> bool:
-    """Whether `name=value` can be put in an environment (no OS call takes a NUL,
-    and a name holds no `=`)."""
-    return bool(name) and "=" not in name and "\0" not in name and "\0" not in value
-
-
-def home_directory() -> str | None:
-    home = os.environ.get("HOME", "")
-    return home or None
-
-
-def expand_path(path: str) -> str:
-    """The original's rules for a path or a working directory as given: a leading `~`
-    is $HOME, `//` is `/`. ValueError when `~` is used and there is no HOME."""
-    if path.startswith("~"):
-        home = home_directory()
-        if home is None:
-            raise ValueError("home directory not found")
-        path = home + path[1:]
-    while "//" in path:
-        path = path.replace("//", "/")
-    return path
-
-
-def get_variable(name: str) -> str | None:
-    return os.environ.get(name)
-
-
-def load_dotenv(path: str = ".env") -> int:
-    """Load KEY=VALUE lines from `path` without overriding existing variables."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return 0
-    count = 0
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        if key not in os.environ:
-            os.environ[key] = value
-            count += 1
-    return count
-
-
-def load_envfile(path: str) -> int:
-    """Load NUL-separated KEY\\0VALUE\\0 pairs (BL_ENV_VAR_PATH); existing keys win.
-
-    Raises ValueError when the file has content but no valid pair.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    if not data:
-        return 0
-    parts = data.split(b"\0")
-    if parts and parts[-1] == b"":
-        parts.pop()
-    count = 0
-    valid = 0
-    for i in range(0, len(parts) - 1, 2):
-        key = parts[i].decode("utf-8", "replace")
-        if not key or "=" in key:
-            continue
-        valid += 1
-        if key not in os.environ:
-            os.environ[key] = parts[i + 1].decode("utf-8", "replace")
-            count += 1
-    if valid == 0:
-        raise ValueError(f"{path}: no KEY\\0VALUE pair found")
-    return count
 
 
 def version() -> str:

@@ -13,30 +13,25 @@ request was answered instead of running or writing twice. What is kept, per key:
   an answer pushed out by that cap (or over it alone) is no longer replayed, but its key
   still refuses to run the request again (409 with the process id, if any).
 
-Every change is a line appended to `idempotency.jsonl` in the state dir (the last line of
-a key wins), so keys survive a daemon restart; the journal is rewritten without stale and
-expired lines at start-up and when it grows well past its live size. A key is kept for
-`window` seconds from its first request, and at most `max_keys` keys are kept (the oldest
-finished ones make room).
+Every change is journaled (journal.py), so keys survive a daemon restart; expired keys
+leave the journal at start-up and when it is rewritten. A key is kept for `window`
+seconds from its first request, and at most `max_keys` keys are kept (the oldest finished
+ones make room).
 
 No aiohttp here: `http/idempotency.py` adapts this to requests.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .errors import ApiError, Conflict, Invalid, Unprocessable
-from .filesystem.atomic import write_atomic
+from ..errors import ApiError, Conflict, Invalid, Unprocessable
+from .journal import DONE, DROPPED, INTERRUPTED, PENDING, STREAMED, Entry, Journal
 
 log = logging.getLogger("sandbox_api.idempotency")
 
@@ -46,34 +41,10 @@ MIB = 1024 * KIB
 KEY_MAX_CHARS = 255
 INLINE_ANSWER_BYTES = 4 * KIB  # answers up to this stay in memory and in the journal
 ANSWER_DISK_BYTES = 64 * MIB  # all larger answers together, in files
-_COMPACT_MIN_BYTES = 1 * MIB
-
-PENDING = "pending"  # the first request is being served (by this daemon)
-DONE = "done"  # its answer is kept
-STREAMED = "streamed"  # it was answered with a stream, which cannot be replayed
-DROPPED = "dropped"  # its answer is no longer kept (over the disk cap)
-INTERRUPTED = "interrupted"  # it started a process, then stopped (or the daemon did) without an answer
-GONE = "gone"  # journal only: the key was forgotten
 
 
 class TooManyPending(ApiError):
     status = 429
-
-
-@dataclass
-class Entry:
-    key: str
-    scope: str  # "METHOD /path?query" of the first request
-    created: float  # wall-clock time of the first request: the window counts from it
-    state: str = PENDING
-    fingerprint: str = ""
-    status: int = 0
-    content_type: str = ""
-    body: bytes | None = None  # the answer, when it is kept inline
-    file: str = ""  # the answer's file name, when it is kept in a file
-    size: int = 0  # the answer's length
-    pid: str = ""  # the process a POST /process started
-    saved: bool = False  # has a line in the journal
 
 
 @dataclass(frozen=True)
@@ -126,19 +97,15 @@ def check_key(key: str) -> str:
 
 
 class Idempotency:
-    FILE = "idempotency.jsonl"
     ANSWERS = "idempotency"
 
     def __init__(self, directory: Path, window: float, max_keys: int) -> None:
         self.directory = directory
-        self.path = directory / self.FILE
+        self.journal = Journal(directory)
         self.answers_dir = directory / self.ANSWERS
         self.window = window
         self.max_keys = max(1, max_keys)
         self._entries: dict[str, Entry] = {}  # oldest first
-        self._fd = -1
-        self._bytes = 0
-        self._live_bytes = 0
         self._answer_bytes = 0  # of the answer files
         self._counter = 0
 
@@ -153,7 +120,7 @@ class Idempotency:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        for entry in self._load():
+        for entry in self.journal.load():
             if entry.created + self.window <= now:
                 continue
             if entry.state == PENDING:
@@ -168,9 +135,7 @@ class Idempotency:
         self._remove_orphan_files()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self.journal.close()
 
     # --- the requests' side ---------------------------------------------------------------
 
@@ -291,8 +256,8 @@ class Idempotency:
     def _forget(self, entry: Entry) -> None:
         self._entries.pop(entry.key, None)
         self._drop_file(entry)
-        if entry.saved:
-            self._write({"k": entry.key, "st": GONE})
+        if entry.saved and self.journal.forget(entry.key):
+            self._compact()
 
     def _store_file(self, entry: Entry, body: bytes) -> None:
         # The oldest answer files make room; their keys stay, refusing a second run.
@@ -341,127 +306,17 @@ class Idempotency:
 
     # --- the journal ----------------------------------------------------------------------
 
-    @staticmethod
-    def _values(entry: Entry) -> dict[str, Any]:
-        values: dict[str, Any] = {"k": entry.key, "sc": entry.scope, "t": entry.created, "st": entry.state}
-        if entry.fingerprint:
-            values["f"] = entry.fingerprint
-        if entry.pid:
-            values["pid"] = entry.pid
-        if entry.state in (DONE, DROPPED):
-            values.update(s=entry.status, ct=entry.content_type, n=entry.size)
-            if entry.file:
-                values["file"] = entry.file
-            elif entry.body is not None:
-                try:
-                    values["b"] = entry.body.decode("utf-8")
-                except UnicodeDecodeError:
-                    values["b64"] = base64.b64encode(entry.body).decode()
-        return values
-
-    @staticmethod
-    def _entry(values: dict[str, Any]) -> Entry:
-        body: bytes | None = None
-        if "b" in values:
-            body = str(values["b"]).encode("utf-8")
-        elif "b64" in values:
-            body = base64.b64decode(values["b64"])
-        return Entry(
-            key=str(values["k"]),
-            scope=str(values["sc"]),
-            created=float(values["t"]),
-            state=str(values["st"]),
-            fingerprint=str(values.get("f", "")),
-            status=int(values.get("s", 0)),
-            content_type=str(values.get("ct", "")),
-            body=body,
-            file=str(values.get("file", "")),
-            size=int(values.get("n", 0)),
-            pid=str(values.get("pid", "")),
-            saved=True,
-        )
-
     def _save(self, entry: Entry) -> None:
-        entry.saved = True
-        self._write(self._values(entry))
-
-    def _write(self, values: dict[str, Any]) -> None:
-        if self._fd < 0:
-            self._reopen()  # the journal is made on first use: a daemon never given a key has none
-            if self._fd < 0:
-                return
-        line = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
-        try:
-            os.write(self._fd, line + b"\n")
-        except OSError:
-            log.exception("could not journal an Idempotency-Key")
-            return
-        self._bytes += len(line) + 1
-        if self._bytes > max(_COMPACT_MIN_BYTES, 3 * self._live_bytes):
+        if self.journal.save(entry):
             self._compact()
 
-    def _load(self) -> Iterator[Entry]:
-        latest: dict[str, dict[str, Any]] = {}
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            log.warning("cannot read %s: %s", self.path, e)
-            return
-        for line in data.splitlines():
-            if not line.strip():
-                continue
-            try:
-                values = json.loads(line)
-                key = str(values["k"])
-            except (ValueError, TypeError, KeyError):
-                log.warning("skipping an unreadable line of %s", self.path)
-                continue
-            latest.pop(key, None)  # re-inserted: the order is that of the latest change
-            if values.get("st") != GONE:
-                latest[key] = values
-        for values in sorted(latest.values(), key=lambda v: float(v.get("t", 0))):
-            try:
-                yield self._entry(values)
-            except (ValueError, TypeError, KeyError):
-                log.warning("skipping an unreadable entry of %s", self.path)
-
     def _compact(self) -> None:
-        """Rewrite the journal with one line per live key (atomically)."""
+        """Forget the expired keys, then rewrite the journal with one line per live key."""
         now = time.time()
         for entry in [e for e in self._entries.values() if e.created + self.window <= now]:
             self._entries.pop(entry.key, None)
             self._drop_file(entry)
-        if not self._entries:  # nothing to keep: no journal (it is made again on first use)
-            self.close()
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError:
-                log.exception("could not remove %s", self.path)
-            self._bytes = self._live_bytes = 0
-            return
-        lines = [json.dumps(self._values(e), separators=(",", ":"), ensure_ascii=False) for e in self._entries.values()]
-        data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
-        try:
-            write_atomic(str(self.path), data, 0o600)  # whole or not at all, no temp file left
-        except OSError:
-            log.exception("could not compact %s", self.path)
-            if self._fd < 0:
-                self._reopen()
-            return
-        self.close()
-        self._reopen()
-        self._bytes = self._live_bytes = len(data)
-
-    def _reopen(self) -> None:
-        try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._bytes = os.fstat(self._fd).st_size
-        except OSError as e:
-            log.warning("cannot open %s: keys will not survive a restart: %s", self.path, e)
+        self.journal.rewrite(list(self._entries.values()))
 
 
 def _conflict(message: str, entry: Entry) -> Conflict:
