@@ -495,7 +495,7 @@ STARTUP_IMPORTS = WORK / "startup-imports.txt"
 
 # The file's size limit (issue: every image carries it): start-up modules are stored
 # while the whole fits, the biggest deflated first when it would not.
-MAX_FILE_BYTES = int(float(os.environ.get("SANDBOX_BINARY_MAX_MIB", "21")) * 2**20)
+MAX_FILE_BYTES = int(float(os.environ.get("SANDBOX_BINARY_MAX_MIB", "20")) * 2**20)
 
 
 class Archive:
