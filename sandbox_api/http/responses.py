@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from .. import names
@@ -29,8 +30,14 @@ class JsonResponse(web.Response):
 
 def json_bytes(data: Any) -> bytes:
     """`data` as compact JSON in UTF-8. A name that is not UTF-8 (lone surrogates, see
-    names.py) shows one U+FFFD per invalid byte, as Go's encoding/json does."""
-    return names.utf8(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    names.py) shows one U+FFFD per invalid byte, as Go's encoding/json does.
+
+    msgspec first (a tenth of json.dumps' cost on the exec path); json for what it
+    refuses: lone surrogates, keys that are not strings or numbers."""
+    try:
+        return msgspec.json.encode(data)
+    except (UnicodeEncodeError, TypeError):
+        return names.utf8(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

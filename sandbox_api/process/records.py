@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import msgspec
+
 log = logging.getLogger("sandbox_api.records")
 
 RUNNING = "running"
@@ -95,7 +97,10 @@ class RecordStore:
     @staticmethod
     def _line(record: ProcessRecord) -> bytes:
         values = {name: getattr(record, name) for name in _FIELD_NAMES}  # asdict deep-copies: slow
-        return json.dumps(values, separators=(",", ":")).encode() + b"\n"
+        try:
+            return msgspec.json.encode(values) + b"\n"  # a tenth of json.dumps' cost
+        except UnicodeEncodeError:  # a lone surrogate (a name that is not UTF-8): json escapes it
+            return json.dumps(values, separators=(",", ":")).encode() + b"\n"
 
     def _check_present(self) -> None:
         """A journal deleted while open (its state dir wiped) would swallow every later
