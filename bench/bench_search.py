@@ -53,7 +53,7 @@ def rg_alone(argv: list[str], limit: int) -> float:
 
 async def content(report: Report, session: aiohttp.ClientSession, daemon: Daemon) -> None:
     from sandbox_api.search.content import find_rg, rg_argv
-    from sandbox_api.search.walk import DEFAULT_EXCLUDES
+    from sandbox_api.search.wire import DEFAULT_EXCLUDES
 
     rg = find_rg()
     assert rg is not None

@@ -9,19 +9,16 @@ import signal
 import socket
 import subprocess
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import config
+from .codegen import provider as codegen_provider
 from .codegen import routes as codegen_routes
-from .codegen import service as codegen
-from .codegen.service import Codegen
 from .config import Settings
 from .drives import routes as drives_routes
-from .drives.service import Drives
 from .edits import routes as edits_routes
-from .edits.service import Edits
 from .filesystem import read_routes, tree_routes, upload_routes, write_routes
 from .filesystem import routes as filesystem_routes
 from .filesystem.files import Files
@@ -37,29 +34,36 @@ from .http.idempotency import IDEMPOTENCY
 from .http.origins import BrowserGuard
 from .http.prefix_routes import PREFIX_ROUTER, PrefixRouter
 from .idempotency.service import Idempotency
+from .lazy import OnFirstUse
 from .linux.children import Children
 from .linux.reaper import Child
 from .linux.syscalls import release_free_memory, set_oom_score_adj
 from .mcp import transport as mcp_transport
 from .network import proxy as port_proxy
 from .network import routes as network_routes
-from .network.monitors import Monitors
-from .network.tunnel import Tunnel
 from .process import routes as process_routes
 from .process.route_common import SUPERVISOR
 from .process.supervisor import Supervisor
 from .search import routes as search_routes
-from .search.content import ContentSearch
+from .sessions import DIRECTORY as SESSIONS_DIRECTORY
 from .sessions import routes as session_routes
-from .sessions.service import Sessions
 from .system import metrics_routes, upgrade
 from .system import routes as system_routes
 from .system.environment import EnvironmentReloader
 from .system.health import Health
-from .system.metrics import Metrics, running_processes
 from .terminal import routes as terminal_routes
-from .terminal.sessions import Terminals
 from .watch import routes as watch_routes
+
+if TYPE_CHECKING:
+    from .codegen.service import Codegen
+    from .drives.service import Drives
+    from .edits.service import Edits
+    from .network.monitors import Monitors
+    from .network.tunnel import Tunnel
+    from .search.content import ContentSearch
+    from .sessions.service import Sessions
+    from .system.metrics import Metrics
+    from .terminal.sessions import Terminals
 
 log = logging.getLogger("sandbox_api")
 
@@ -100,16 +104,9 @@ def build_app(settings: Settings) -> web.Application:
     app[system_routes.ENVIRONMENT] = EnvironmentReloader(settings.metadata_path)
     app[filesystem_routes.FILES] = Files(settings.identity, settings.max_text_read_bytes)
     app[filesystem_routes.UPLOADS] = Uploads(settings.uploads_dir, settings.upload_ttl_seconds, settings.identity)
-    app[network_routes.MONITORS] = Monitors()
-    app[network_routes.TUNNEL] = Tunnel(children)
-    app[drives_routes.DRIVES] = Drives(settings, children)
-    app[search_routes.CONTENT_SEARCH] = ContentSearch(children, settings.search_timeout, settings.identity)
-    app[codegen_routes.CODEGEN] = Codegen(app[filesystem_routes.FILES])
-    app[edits_routes.EDITS] = Edits(settings.identity, settings.max_edit_bytes)
-    app[metrics_routes.METRICS] = Metrics(settings.workdir, running_processes(app[SUPERVISOR]))
-    app[session_routes.SESSIONS] = Sessions(settings, children)
+    _on_first_use(app, settings, children)
     app[IDEMPOTENCY] = Idempotency(settings.state_dir, settings.idempotency_seconds, settings.idempotency_max_keys)
-    codegen_enabled = codegen.enabled()  # the MCP registration of its two tools is decided now
+    codegen_enabled = codegen_provider.enabled()  # the MCP registration of its two tools is decided now
 
     def mcp_tools() -> Any:  # on the first /mcp request: the tools module is not needed before
         from .mcp.tools import Tools
@@ -148,9 +145,74 @@ def build_app(settings: Settings) -> web.Application:
     port_proxy.add_routes(app)
     mcp_transport.add_routes(app)
     if not settings.disable_terminal:
-        app[terminal_routes.TERMINALS] = Terminals(settings, children)
         terminal_routes.add_routes(app)
     return app
+
+
+def _on_first_use(app: web.Application, settings: Settings, children: Children) -> None:
+    """The services of the less used families: each factory imports its module, so that
+    neither start-up nor a family's absence pays for it (their routes are registered)."""
+    supervisor, files = app[SUPERVISOR], app[filesystem_routes.FILES]
+
+    def monitors() -> Monitors:
+        from .network.monitors import Monitors
+
+        return Monitors()
+
+    def tunnel() -> Tunnel:
+        from .network.tunnel import Tunnel
+
+        return Tunnel(children)
+
+    def drives() -> Drives:
+        from .drives.service import Drives
+
+        return Drives(settings, children)
+
+    def content_search() -> ContentSearch:
+        from .search.content import ContentSearch
+
+        return ContentSearch(children, settings.search_timeout, settings.identity)
+
+    def codegen() -> Codegen:
+        from .codegen.service import Codegen
+
+        return Codegen(files)
+
+    def edits() -> Edits:
+        from .edits.service import Edits
+
+        return Edits(settings.identity, settings.max_edit_bytes)
+
+    def metrics() -> Metrics:
+        from .system.metrics import Metrics, running_processes
+
+        return Metrics(settings.workdir, running_processes(supervisor))
+
+    def sessions() -> Sessions:
+        from .sessions.service import Sessions
+
+        built = Sessions(settings, children)
+        built.open()  # its idle reaper; what a killed daemon left is killed
+        return built
+
+    def terminals() -> Terminals:
+        from .terminal.sessions import Terminals
+
+        built = Terminals(settings, children)
+        built.start()  # its idle reaper
+        return built
+
+    app[network_routes.MONITORS] = OnFirstUse(monitors)
+    app[network_routes.TUNNEL] = OnFirstUse(tunnel)
+    app[drives_routes.DRIVES] = OnFirstUse(drives)
+    app[search_routes.CONTENT_SEARCH] = OnFirstUse(content_search)
+    app[codegen_routes.CODEGEN] = OnFirstUse(codegen)
+    app[edits_routes.EDITS] = OnFirstUse(edits)
+    app[metrics_routes.METRICS] = OnFirstUse(metrics)
+    app[session_routes.SESSIONS] = OnFirstUse(sessions)
+    if not settings.disable_terminal:
+        app[terminal_routes.TERMINALS] = OnFirstUse(terminals)
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
@@ -160,21 +222,23 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     set_oom_score_adj("self", -500)
     await app[SUPERVISOR].open()
     await app[filesystem_routes.UPLOADS].open()
-    app[session_routes.SESSIONS].open()
+    if (settings.state_dir / SESSIONS_DIRECTORY).exists():
+        app[session_routes.SESSIONS]()  # a killed daemon's sessions: their shells are killed now, as ever
     app[IDEMPOTENCY].open()
-    if terminal_routes.TERMINALS in app:
-        app[terminal_routes.TERMINALS].start()
     startup = _start_command(children, settings) if settings.startup_command else None
     release_free_memory()  # what start-up allocated and freed: idle RSS matters in a sandbox
     try:
         yield
     finally:
-        if terminal_routes.TERMINALS in app:
-            await app[terminal_routes.TERMINALS].close()
+        terminals = app[terminal_routes.TERMINALS].built if terminal_routes.TERMINALS in app else None
+        if terminals is not None:
+            await terminals.close()
         await app[mcp_transport.MCP].close()
-        await app[session_routes.SESSIONS].close()
+        if (sessions := app[session_routes.SESSIONS].built) is not None:
+            await sessions.close()
         await app[system_routes.UPGRADER].close()
-        await app[network_routes.MONITORS].close()
+        if (monitors := app[network_routes.MONITORS].built) is not None:
+            await monitors.close()
         await app[filesystem_routes.UPLOADS].close()
         await app[SUPERVISOR].close()
         app[IDEMPOTENCY].close()

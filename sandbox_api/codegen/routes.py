@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from ..http import operations
@@ -9,14 +11,17 @@ from ..http.operations import Failure, Operation
 from ..http.paths import FILE_PATH, from_request
 from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_response
-from .service import Codegen
+from ..lazy import OnFirstUse
 from .wire import ApplyEditRequest, ApplyEditResponse, RerankingResponse, RerankQuery
 
-CODEGEN = web.AppKey("codegen", Codegen)
+if TYPE_CHECKING:
+    from .service import Codegen
+
+CODEGEN: web.AppKey[OnFirstUse[Codegen]] = web.AppKey("codegen")  # built on the first call
 
 
 async def fastapply(request: web.Request) -> web.Response:
-    codegen = request.app[CODEGEN]
+    codegen = request.app[CODEGEN]()
     codegen.ensure_configured()  # before the body is looked at, as the original
     body = await operations.body(request, ApplyEditRequest)
     result = await codegen.fastapply(from_request(request), body.code_edit, body.model)
@@ -24,7 +29,7 @@ async def fastapply(request: web.Request) -> web.Response:
 
 
 async def reranking(request: web.Request) -> web.Response:
-    codegen = request.app[CODEGEN]
+    codegen = request.app[CODEGEN]()
     codegen.ensure_configured()
     query = operations.query(request, RerankQuery)
     result = await codegen.rerank(

@@ -12,51 +12,25 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from .. import config, outbound
+from .. import outbound
 from ..errors import Invalid, NotFound, Unprocessable
 from ..filesystem.files import Files
 from ..paths import ResolvedPath
+from .provider import Provider, provider
+from .wire import DEFAULT_SCORE_THRESHOLD, DEFAULT_TOKEN_LIMIT
 
 NOT_CONFIGURED = (
     "codegen tools are not configured, follow this documentation to configure it: "
     "https://docs.blaxel.ai/Sandboxes/Codegen"
 )
-DEFAULT_SCORE_THRESHOLD = 0.5
-DEFAULT_TOKEN_LIMIT = 30000
 SKIPPED_DIRS = frozenset({"node_modules", "vendor", ".git", "dist", "build", "target", "__pycache__", ".venv"})
 MAX_RERANK_FILE_BYTES = 1024 * 1024  # larger files are data, not code worth ranking
 PROVIDER_TIMEOUT_SECONDS = 120.0
 PROVIDER_CONNECT_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class Provider:
-    name: str  # "relace" or "morphllm", as replies report it
-    key: str
-    base_url: str
-
-
-def provider() -> Provider | None:
-    relace = config.get_variable("RELACE_API_KEY")
-    if relace:
-        return Provider(
-            "relace", relace, (config.get_variable("RELACE_BASE_URL") or "https://models.relace.ai").rstrip("/")
-        )
-    morph = config.get_variable("MORPH_API_KEY")
-    if morph:
-        return Provider(
-            "morphllm", morph, (config.get_variable("MORPH_BASE_URL") or "https://api.morphllm.com/v1").rstrip("/")
-        )
-    return None
-
-
-def enabled() -> bool:
-    return provider() is not None
 
 
 def _configured() -> Provider:

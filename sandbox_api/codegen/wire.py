@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from ..contract import Shape, doc
-from .service import DEFAULT_SCORE_THRESHOLD, DEFAULT_TOKEN_LIMIT
+
+DEFAULT_SCORE_THRESHOLD = 0.5
+DEFAULT_TOKEN_LIMIT = 30000
 
 
 class ApplyEditRequest(Shape):

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from ..http import operations
 from ..http.operations import Failure, Media, Operation, Param
 from ..http.prefix_routes import TAIL, PrefixRouter
 from ..http.responses import json_response
-from .service import Drives, MountRequest
+from ..lazy import OnFirstUse
 from .wire import DriveListResponse, DriveMountRequest, DriveMountResponse, DriveUnmountResponse
 
-DRIVES = web.AppKey("drives", Drives)
+if TYPE_CHECKING:
+    from .service import Drives
+
+DRIVES: web.AppKey[OnFirstUse[Drives]] = web.AppKey("drives")  # built on the first call
 
 
 async def list_mounts(request: web.Request) -> web.Response:
-    mounts = await request.app[DRIVES].list()
+    mounts = await request.app[DRIVES]().list()
     return json_response({"mounts": [m.to_dict() for m in mounts]})
 
 
 async def mount(request: web.Request) -> web.Response:
     body = await operations.body(request, DriveMountRequest)
-    drive = await request.app[DRIVES].mount(
+    drives = request.app[DRIVES]()
+    from .service import MountRequest  # loaded by the DRIVES factory already
+
+    drive = await drives.mount(
         MountRequest(
             drive_name=body.drive_name or "",
             mount_path=body.mount_path or "",
@@ -41,7 +49,7 @@ async def unmount(request: web.Request) -> web.Response:
     # The mount path is absolute whatever its spelling (`mnt%2Fdata` from the SDKs,
     # `/mnt/data`, `//mnt/data`): unlike file paths, nothing here is relative to
     # WORKDIR, so the service only needs the decoded tail the prefix router found.
-    path = await request.app[DRIVES].unmount(request[TAIL])
+    path = await request.app[DRIVES]().unmount(request[TAIL])
     return json_response({"success": True, "message": "Drive unmounted successfully", "mountPath": path})
 
 

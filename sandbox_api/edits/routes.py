@@ -6,6 +6,8 @@ body path) and answers the service's result as JSON; see edits/service.py.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from .. import paths
@@ -13,7 +15,7 @@ from ..http import operations
 from ..http.appkeys import SETTINGS
 from ..http.operations import Failure, Media, Operation
 from ..http.responses import json_response
-from .service import Edits
+from ..lazy import OnFirstUse
 from .wire import (
     ConflictError,
     Created,
@@ -27,7 +29,10 @@ from .wire import (
     ViewRequest,
 )
 
-EDITS = web.AppKey("edits", Edits)
+if TYPE_CHECKING:
+    from .service import Edits
+
+EDITS: web.AppKey[OnFirstUse[Edits]] = web.AppKey("edits")  # built on the first edit
 
 
 def _path(request: web.Request, value: str) -> paths.ResolvedPath:
@@ -36,12 +41,12 @@ def _path(request: web.Request, value: str) -> paths.ResolvedPath:
 
 async def view(request: web.Request) -> web.Response:
     body = await operations.body(request, ViewRequest)
-    return json_response(await request.app[EDITS].view(_path(request, body.path), body.view_range))
+    return json_response(await request.app[EDITS]().view(_path(request, body.path), body.view_range))
 
 
 async def str_replace(request: web.Request) -> web.Response:
     body = await operations.body(request, StrReplaceRequest)
-    result = await request.app[EDITS].str_replace(
+    result = await request.app[EDITS]().str_replace(
         _path(request, body.path), body.old_str, body.new_str or "", body.expected_sha256
     )
     return json_response(result)
@@ -50,13 +55,13 @@ async def str_replace(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     body = await operations.body(request, CreateRequest)
     return json_response(
-        await request.app[EDITS].create(_path(request, body.path), body.file_text, body.expected_sha256)
+        await request.app[EDITS]().create(_path(request, body.path), body.file_text, body.expected_sha256)
     )
 
 
 async def insert(request: web.Request) -> web.Response:
     body = await operations.body(request, InsertRequest)
-    result = await request.app[EDITS].insert(
+    result = await request.app[EDITS]().insert(
         _path(request, body.path), body.insert_line, body.insert_text, body.expected_sha256
     )
     return json_response(result)

@@ -14,7 +14,6 @@ from ..codegen.wire import RankedFile
 from ..contract import Shape, doc
 from ..errors import ApiError, Invalid
 from ..filesystem.wire import Directory
-from ..search import fuzzy
 from .tools import Arguments, Services, Tool
 
 Success = Annotated[bool, doc("true when the tool did its work")]
@@ -181,6 +180,8 @@ def tools(services: Services) -> list[Tool]:
         return target
 
     async def file_search(a: FileSearchArguments) -> dict[str, Any]:
+        from ..search import fuzzy  # on the first call, as the HTTP fuzzy search
+
         root = inside_workdir(a.directory)
         found = await fuzzy.search(root, a.query, exclude_dirs=frozenset(), exclude_hidden=True, limit=10)
         matches = [os.path.join(root, m["path"]) for m in found["matches"] if m["type"] == "file"]
@@ -191,7 +192,7 @@ def tools(services: Services) -> list[Tool]:
 
     async def grep(a: GrepArguments) -> dict[str, Any]:
         try:
-            lines = await services.content.raw_json(
+            lines = await services.content().raw_json(
                 settings.workdir,
                 a.query,
                 case_sensitive=a.caseSensitive,
@@ -225,13 +226,13 @@ def tools(services: Services) -> list[Tool]:
         return {"success": False, "message": "Parallel apply functionality not yet implemented"}
 
     async def edit_file(a: EditFileArguments) -> dict[str, Any]:
-        result = await services.codegen.fastapply(paths.from_value(a.targetFile, settings.workdir), a.codeEdit, None)
+        result = await services.codegen().fastapply(paths.from_value(a.targetFile, settings.workdir), a.codeEdit, None)
         # changesApplied is the sketch that was merged, as the original answers
         return {"success": True, "message": result["message"], "filePath": result["path"], "changesApplied": a.codeEdit}
 
     async def rerank(a: RerankArguments) -> dict[str, Any]:
         resolved = paths.from_value(a.path, settings.workdir)
-        return await services.codegen.rerank(resolved, a.query, a.scoreThreshold, a.tokenLimit, a.filePattern)
+        return await services.codegen().rerank(resolved, a.query, a.scoreThreshold, a.tokenLimit, a.filePattern)
 
     listed = [
         Tool(

@@ -93,18 +93,18 @@ def tools(services: Services) -> list[Tool]:
     async def edit(a: TextEditorArguments) -> dict[str, Any]:
         resolved = paths.from_value(a.path, workdir)  # as every MCP path: relative to WORKDIR, no `~`
         if a.command == "view":
-            return await edits.view(resolved, a.view_range)
+            return await edits().view(resolved, a.view_range)
         if a.command == "str_replace":
             if a.old_str is None:
                 raise Invalid("str_replace needs old_str")
-            return await edits.str_replace(resolved, a.old_str, a.new_str or "", a.expected_sha256)
+            return await edits().str_replace(resolved, a.old_str, a.new_str or "", a.expected_sha256)
         if a.command == "create":
             if a.file_text is None:
                 raise Invalid("create needs file_text")
-            return await edits.create(resolved, a.file_text, a.expected_sha256)
+            return await edits().create(resolved, a.file_text, a.expected_sha256)
         text = a.insert_text if a.insert_text is not None else a.new_str
         if a.insert_line is None or text is None:
             raise Invalid("insert needs insert_line and insert_text")
-        return await edits.insert(resolved, a.insert_line, text, a.expected_sha256)
+        return await edits().insert(resolved, a.insert_line, text, a.expected_sha256)
 
     return [Tool("fsTextEditor", DESCRIPTION, TextEditorArguments, TextEditorResult, edit)]

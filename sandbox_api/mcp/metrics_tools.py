@@ -14,7 +14,7 @@ def tools(services: Services) -> list[Tool]:
         return []
 
     async def snapshot(_: NoArguments) -> dict[str, Any]:
-        return await metrics.snapshot()
+        return await metrics().snapshot()
 
     return [
         Tool(

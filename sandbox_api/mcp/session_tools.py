@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from ..contract import Shape, doc
 from ..errors import Invalid
-from ..sessions.service import MAX_TIMEOUT
+from ..sessions.wire import MAX_TIMEOUT
 from .tools import Arguments, Services, Tool
 
 DEFAULT_SESSION = "default"
@@ -78,11 +78,13 @@ def tools(services: Services) -> list[Tool]:
         session_id = a.sessionId or DEFAULT_SESSION
         if not a.command and not a.restart:
             raise Invalid("command is required (or restart: true)")
-        note = await sessions.ensure(session_id) if session_id == DEFAULT_SESSION else ""
+        note = await sessions().ensure(session_id) if session_id == DEFAULT_SESSION else ""
         if a.restart:
-            view = await sessions.restart(session_id)
+            view = await sessions().restart(session_id)
             return {"sessionId": session_id, "output": "", "cwd": view["cwd"], "restarted": True}
-        result = await sessions.exec(session_id, a.command, timeout=DEFAULT_TIMEOUT if a.timeout is None else a.timeout)
+        result = await sessions().exec(
+            session_id, a.command, timeout=DEFAULT_TIMEOUT if a.timeout is None else a.timeout
+        )
         return {**result, "note": note} if note else result
 
     return [Tool("bash", DESCRIPTION, BashArguments, BashResult, bash)]

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..codegen.service import Codegen
 from ..config import Settings
 from ..contract import inline_schema
-from ..edits.service import Edits
 from ..errors import ApiError, os_error_text
 from ..filesystem.files import Files
+from ..lazy import OnFirstUse
 from ..process.supervisor import Supervisor
-from ..search.content import ContentSearch
-from ..sessions.service import Sessions
-from ..system.metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..codegen.service import Codegen
+    from ..edits.service import Edits
+    from ..search.content import ContentSearch
+    from ..sessions.service import Sessions
+    from ..system.metrics import Metrics
 
 Handler = Callable[[Any], Awaitable[dict[str, Any]]]
 
@@ -84,18 +87,19 @@ def _simplified(node: Any) -> Any:
 
 @dataclass
 class Services:
-    """What the tools call."""
+    """What the tools call. The less used services are built on a tool's first call that
+    needs them (as on their first HTTP call): listing the tools builds none."""
 
     settings: Settings
     supervisor: Supervisor
     files: Files
-    content: ContentSearch
-    codegen: Codegen
+    content: OnFirstUse[ContentSearch]
+    codegen: OnFirstUse[Codegen]
     codegen_enabled: bool  # decided at start-up, as the original registers them
     # Beyond the original (issue 16): exact edits and metrics; their tools are left out without them.
-    edits: Edits | None = None
-    metrics: Metrics | None = None
-    sessions: Sessions | None = None  # shell sessions: the `bash` tool
+    edits: OnFirstUse[Edits] | None = None
+    metrics: OnFirstUse[Metrics] | None = None
+    sessions: OnFirstUse[Sessions] | None = None  # shell sessions: the `bash` tool
 
 
 class Tools:
@@ -106,12 +110,12 @@ class Tools:
         settings: Settings,
         supervisor: Supervisor,
         files: Files,
-        content: ContentSearch,
-        codegen: Codegen,
+        content: OnFirstUse[ContentSearch],
+        codegen: OnFirstUse[Codegen],
         codegen_enabled: bool,
-        edits: Edits | None = None,
-        metrics: Metrics | None = None,
-        sessions: Sessions | None = None,
+        edits: OnFirstUse[Edits] | None = None,
+        metrics: OnFirstUse[Metrics] | None = None,
+        sessions: OnFirstUse[Sessions] | None = None,
     ) -> None:
         self.services = Services(
             settings, supervisor, files, content, codegen, codegen_enabled, edits, metrics, sessions

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .. import config
 from ..contract import Success
 from ..errors import Invalid
 from ..http import operations
 from ..http.operations import Failure, Operation, Param
 from ..http.responses import json_response
+from ..lazy import OnFirstUse
 from . import ports
-from .monitors import Monitors
-from .tunnel import Tunnel
-from .tunnel_config import parse_config
-from .wire import PortMonitorRequest, PortsResponse, TunnelConfigRequest
+from .wire import ENVIRONMENT_VARIABLE, PortMonitorRequest, PortsResponse, TunnelConfigRequest
 
-MONITORS = web.AppKey("monitors", Monitors)
-TUNNEL = web.AppKey("tunnel", Tunnel)
+if TYPE_CHECKING:
+    from .monitors import Monitors
+    from .tunnel import Tunnel
+
+# Built on their first call: most sandboxes never monitor a port nor bring a tunnel up.
+MONITORS: web.AppKey[OnFirstUse[Monitors]] = web.AppKey("monitors")
+TUNNEL: web.AppKey[OnFirstUse[Tunnel]] = web.AppKey("tunnel")
 
 
 def _pid(request: web.Request) -> int:
@@ -41,13 +46,13 @@ async def process_ports(request: web.Request) -> web.Response:
 async def start_monitor(request: web.Request) -> web.Response:
     pid = _pid(request)
     body = await operations.body(request, PortMonitorRequest)
-    await request.app[MONITORS].add(pid, body.callback or "")
+    await request.app[MONITORS]().add(pid, body.callback or "")
     return json_response({"path": "", "message": "Port monitoring started"})
 
 
 async def stop_monitor(request: web.Request) -> web.Response:
     pid = _pid(request)
-    request.app[MONITORS].remove(pid)
+    request.app[MONITORS]().remove(pid)
     return json_response({"path": "", "message": "Port monitoring stopped"})
 
 
@@ -56,21 +61,27 @@ async def configure_tunnel(request: web.Request) -> web.Response:
     body = await operations.body(request, TunnelConfigRequest)
     if not body.config:  # null or "": the original's words, not the shape's
         raise Invalid("invalid request body: config is required")
-    await request.app[TUNNEL].configure(parse_config(body.config))
+    tunnel = request.app[TUNNEL]()
+    from .tunnel_config import parse_config  # loaded by the TUNNEL factory already
+
+    await tunnel.configure(parse_config(body.config))
     return json_response({"path": "", "message": "Tunnel configuration updated successfully"})
 
 
 async def disconnect_tunnel(request: web.Request) -> web.Response:
-    await request.app[TUNNEL].stop()
+    await request.app[TUNNEL]().stop()
     return json_response({"path": "", "message": "Tunnel disconnected"})
 
 
 async def _start_tunnel(app: web.Application) -> None:
-    app[TUNNEL].start_from_environment()
+    if config.get_variable(ENVIRONMENT_VARIABLE):  # without it, the tunnel's modules wait for a call
+        app[TUNNEL]().start_from_environment()
 
 
 async def _close_tunnel(app: web.Application) -> None:
-    await app[TUNNEL].close()
+    tunnel = app[TUNNEL].built
+    if tunnel is not None:
+        await tunnel.close()
 
 
 PID = Param("pid", "An OS process id (its whole tree is looked at).", {"type": "integer", "minimum": 1})

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from .. import config
 from ..errors import ApiError, Internal, Invalid, NotSupported
 from ..linux.children import Children
-from .tunnel_config import ENVIRONMENT_VARIABLE, HELPER_TIMEOUT, TunnelConfig, parse_config, split_host_port
+from .tunnel_config import HELPER_TIMEOUT, TunnelConfig, parse_config, split_host_port
+from .wire import ENVIRONMENT_VARIABLE
 
 log = logging.getLogger("sandbox_api.tunnel")
 

@@ -22,7 +22,6 @@ DEFAULT_INTERFACE = "wg0"
 DEFAULT_ALLOWED_IPS = ("0.0.0.0/0",)
 DEFAULT_KEEPALIVE = 25
 HELPER_TIMEOUT = 10.0
-ENVIRONMENT_VARIABLE = "BL_NETWORKING_CONFIG"
 
 _INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # IFNAMSIZ is 16, NUL included
 # Halves of each address space: together they route everything through the tunnel

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from ..contract import Shape, doc
 
+ENVIRONMENT_VARIABLE = "BL_NETWORKING_CONFIG"  # a tunnel's configuration at start, as the body's `config`
+
 
 class Port(Shape, omit_defaults=False):
     """A socket of the process tree."""

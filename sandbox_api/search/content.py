@@ -26,9 +26,6 @@ from ..linux.children import Children
 
 log = logging.getLogger("sandbox_api.search")
 
-MAX_CONTEXT_LINES = 20
-
-
 BUNDLED_RG = "(bundled)"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from ..errors import Invalid
@@ -11,10 +13,9 @@ from ..http.operations import Failure, Operation
 from ..http.paths import FILE_PATH, from_request
 from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_response
-from . import find, fuzzy
-from .content import ContentSearch
-from .walk import DEFAULT_EXCLUDES
+from ..lazy import OnFirstUse
 from .wire import (
+    DEFAULT_EXCLUDES,
     ContentSearchQuery,
     ContentSearchResponse,
     FindQuery,
@@ -23,7 +24,11 @@ from .wire import (
     FuzzySearchResponse,
 )
 
-CONTENT_SEARCH = web.AppKey("content_search", ContentSearch)
+if TYPE_CHECKING:
+    from .content import ContentSearch
+
+# Built on the first content search; find and fuzzy search import their modules on their first call.
+CONTENT_SEARCH: web.AppKey[OnFirstUse[ContentSearch]] = web.AppKey("content_search")
 
 
 def _exclude_dirs(names: list[str] | None) -> frozenset[str]:
@@ -31,6 +36,8 @@ def _exclude_dirs(names: list[str] | None) -> frozenset[str]:
 
 
 async def find_files(request: web.Request) -> web.Response:
+    from . import find
+
     query = operations.query(request, FindQuery)
     kind = query.type or "file"
     if kind not in ("file", "directory"):
@@ -48,6 +55,8 @@ async def find_files(request: web.Request) -> web.Response:
 
 
 async def fuzzy_search(request: web.Request) -> web.Response:
+    from . import fuzzy
+
     query = operations.query(request, FuzzyQuery)
     root = from_request(request, formatted=False)
     pattern = query.query
@@ -69,7 +78,7 @@ async def fuzzy_search(request: web.Request) -> web.Response:
 async def content_search(request: web.Request) -> web.Response:
     query = operations.query(request, ContentSearchQuery)
     root = from_request(request, formatted=True)
-    result = await request.app[CONTENT_SEARCH].search(
+    result = await request.app[CONTENT_SEARCH]().search(
         root.absolute,
         query.query,
         case_sensitive=query.case_sensitive,

@@ -13,19 +13,6 @@ from collections.abc import Iterator
 
 from ..errors import NotFound, Unprocessable, os_error_text
 
-DEFAULT_EXCLUDES = (
-    "node_modules",
-    "vendor",
-    ".git",
-    "dist",
-    "build",
-    "target",
-    "__pycache__",
-    ".venv",
-    ".next",
-    "coverage",
-)
-
 
 def check_root(root: str) -> bool:
     """Whether `root` is a directory; raises for a root that is missing or unreadable."""

@@ -5,9 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from ..contract import Shape, doc
-from .content import MAX_CONTEXT_LINES
-from .walk import DEFAULT_EXCLUDES
 
+# Directories find, fuzzy search and content search skip unless told otherwise.
+DEFAULT_EXCLUDES = (
+    "node_modules",
+    "vendor",
+    ".git",
+    "dist",
+    "build",
+    "target",
+    "__pycache__",
+    ".venv",
+    ".next",
+    "coverage",
+)
+MAX_CONTEXT_LINES = 20
 MAX_RESULTS_CAP = 1000
 Kind = Literal["file", "directory"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from ..contract import decode_body
@@ -9,8 +11,9 @@ from ..errors import Invalid
 from ..http import operations
 from ..http.operations import Failure, Media, Operation, Param
 from ..http.responses import json_response
-from .service import OUTPUTS_KEPT, Sessions
+from ..lazy import OnFirstUse
 from .wire import (
+    OUTPUTS_KEPT,
     ExecRequest,
     ExecResult,
     OutputChunk,
@@ -24,39 +27,42 @@ from .wire import (
     SessionView,
 )
 
-SESSIONS = web.AppKey("sessions", Sessions)
+if TYPE_CHECKING:
+    from .service import Sessions
+
+SESSIONS: web.AppKey[OnFirstUse[Sessions]] = web.AppKey("sessions")  # built on the first call
 
 
 async def create_session(request: web.Request) -> web.Response:
     raw = await request.read()
     body = decode_body(raw, SessionRequest) if raw.strip() else SessionRequest()  # no body: every default
-    view = await request.app[SESSIONS].create(
+    view = await request.app[SESSIONS]().create(
         name=body.name or "", working_dir=body.working_dir or "", env=body.env or {}, shell=body.shell or ""
     )
     return json_response(view)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    return json_response({"sessions": request.app[SESSIONS].list()})
+    return json_response({"sessions": request.app[SESSIONS]().list()})
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return json_response(request.app[SESSIONS].get(request.match_info["id"]))
+    return json_response(request.app[SESSIONS]().get(request.match_info["id"]))
 
 
 async def delete_session(request: web.Request) -> web.Response:
     session_id = request.match_info["id"]
-    await request.app[SESSIONS].delete(session_id)
+    await request.app[SESSIONS]().delete(session_id)
     return json_response({"id": session_id, "message": "session deleted"})
 
 
 async def restart_session(request: web.Request) -> web.Response:
-    return json_response(await request.app[SESSIONS].restart(request.match_info["id"]))
+    return json_response(await request.app[SESSIONS]().restart(request.match_info["id"]))
 
 
 async def exec_in_session(request: web.Request) -> web.Response:
     body = await operations.body(request, ExecRequest)
-    result = await request.app[SESSIONS].exec(
+    result = await request.app[SESSIONS]().exec(
         request.match_info["id"], body.command, timeout=body.timeout, idle_timeout=body.idle_timeout
     )
     return json_response(result)
@@ -67,7 +73,7 @@ async def read_output(request: web.Request) -> web.Response:
     if not exec_id.isdigit():
         raise Invalid(f"invalid execId {exec_id!r}: expected the execId an exec answered")
     query = operations.query(request, OutputQuery)
-    answer = request.app[SESSIONS].read_output(request.match_info["id"], int(exec_id), query.offset, query.max_bytes)
+    answer = request.app[SESSIONS]().read_output(request.match_info["id"], int(exec_id), query.offset, query.max_bytes)
     return json_response(answer)
 
 

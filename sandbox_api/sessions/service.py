@@ -32,8 +32,10 @@ from .. import config
 from ..config import Settings
 from ..errors import ApiError, Conflict, Invalid, NotFound, os_error_text
 from ..linux.children import Children
+from . import DIRECTORY
 from .output import Output
 from .shell import Finished, Shell, ShellEnded, describe_exit
+from .wire import DEFAULT_READ_BYTES, DEFAULT_TIMEOUT, MAX_READ_BYTES, MAX_TIMEOUT, OUTPUTS_KEPT
 
 log = logging.getLogger("sandbox_api.sessions")
 
@@ -41,12 +43,7 @@ COOKIE = "SANDBOX_API_SESSION"
 SHELLS = ("bash", "sh", "dash", "ash", "zsh", "ksh", "mksh")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 REAPED_REMEMBERED = 64
-OUTPUTS_KEPT = 4  # per session: the outputs of its last commands, readable by offset
 MAX_COMMAND_BYTES = 1024 * 1024
-MAX_TIMEOUT = 7 * 24 * 3600.0
-DEFAULT_TIMEOUT = 120.0
-MAX_READ_BYTES = 4 * 1024 * 1024
-DEFAULT_READ_BYTES = 64 * 1024
 # Set for every command: output is read by a program, not a person at a terminal.
 QUIET_ENVIRONMENT = {"TERM": "dumb", "PAGER": "cat", "GIT_PAGER": "cat", "MANPAGER": "cat"}
 
@@ -103,7 +100,7 @@ class Sessions:
     def __init__(self, settings: Settings, children: Children) -> None:
         self.settings = settings
         self.children = children
-        self.directory = settings.state_dir / "sessions"
+        self.directory = settings.state_dir / DIRECTORY
         # The state dir's tag, then this daemon's: leftovers carry the first and not the second.
         self._tag = hashlib.sha256(os.fsencode(settings.state_dir)).hexdigest()[:12]
         self._life = secrets.token_hex(4)

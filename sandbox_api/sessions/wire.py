@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from ..contract import Shape, doc
-from .service import DEFAULT_READ_BYTES, DEFAULT_TIMEOUT, MAX_READ_BYTES, MAX_TIMEOUT
+
+OUTPUTS_KEPT = 4  # per session: the outputs of its last commands, readable by offset
+MAX_TIMEOUT = 7 * 24 * 3600.0
+DEFAULT_TIMEOUT = 120.0
+MAX_READ_BYTES = 4 * 1024 * 1024
+DEFAULT_READ_BYTES = 64 * 1024
 
 State = Literal["starting", "idle", "running", "ended"]
 

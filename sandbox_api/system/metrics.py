@@ -358,8 +358,6 @@ def _process_table() -> dict[int, tuple[int, int, int, int, int]]:
 
 # --- Prometheus text exposition format 0.0.4 ---------------------------------------------------------
 
-PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 # (name, type, help, where in the snapshot)
 _SANDBOX_SERIES: tuple[tuple[str, str, str, tuple[str, str]], ...] = (
     (

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from ..errors import Invalid
 from ..http import operations
 from ..http.operations import Failure, Media, Operation
 from ..http.responses import json_response
-from .metrics import PROMETHEUS_TYPE, Metrics, prometheus
-from .metrics_wire import FORMATS, MetricsQuery, MetricsResponse
+from ..lazy import OnFirstUse
+from .metrics_wire import FORMATS, PROMETHEUS_TYPE, MetricsQuery, MetricsResponse
 
-METRICS = web.AppKey("metrics", Metrics)
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+METRICS: web.AppKey[OnFirstUse[Metrics]] = web.AppKey("metrics")  # built on the first call
 
 
 def _wants_prometheus(request: web.Request) -> bool:
@@ -28,8 +33,10 @@ def _wants_prometheus(request: web.Request) -> bool:
 
 async def get_metrics(request: web.Request) -> web.Response:
     prometheus_wanted = _wants_prometheus(request)  # a bad format is refused before anything is read
-    snapshot = await request.app[METRICS].snapshot()
+    snapshot = await request.app[METRICS]().snapshot()
     if prometheus_wanted:
+        from .metrics import prometheus  # loaded by the METRICS factory already
+
         response = web.Response(body=prometheus(snapshot).encode())
         response.headers["Content-Type"] = PROMETHEUS_TYPE
         return response

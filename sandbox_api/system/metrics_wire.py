@@ -11,6 +11,7 @@ from msgspec import Meta
 from ..contract import Shape, doc
 
 FORMATS = ("json", "prometheus")
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text exposition format 0.0.4
 Source = Annotated[
     Literal["cgroup2", "cgroup1", "host"],
     doc("Where the figures come from: the sandbox's cgroup (v2 or v1), or the machine's without one."),

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.http import WSCloseCode, WSMsgType
@@ -24,12 +25,15 @@ from aiohttp.http import WSCloseCode, WSMsgType
 from ..contract import decode_query
 from ..http import operations
 from ..http.operations import Empty, Failure, Media, Operation, Param
-from .sessions import Terminals
+from ..lazy import OnFirstUse
 from .wire import MAX_DIMENSION, TerminalQuery
+
+if TYPE_CHECKING:
+    from .sessions import Terminals
 
 log = logging.getLogger("sandbox_api.terminal")
 
-TERMINALS = web.AppKey("terminals", Terminals)
+TERMINALS: web.AppKey[OnFirstUse[Terminals]] = web.AppKey("terminals")  # built on the first socket
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css"}
 QUEUE_LIMIT = 1024  # output frames a slow client may fall behind by before it is dropped
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # one client frame (aiohttp's default, stated)
@@ -108,7 +112,7 @@ def _resize_size(frame: dict) -> tuple[int, int] | str:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    terminals = request.app[TERMINALS]
+    terminals = request.app[TERMINALS]()
     query = _socket_query(request)
     ws = TerminalSocket(heartbeat=30.0, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)

@@ -14,13 +14,14 @@ from ..http.prefix_routes import PrefixRouter
 from ..http.responses import json_bytes, start_stream
 from ..http.streams import serving
 from ..process.route_common import SUPERVISOR
-from .watcher import Watch
 from .wire import WatchQuery
 
 KEEPALIVE = b"[keepalive]\n"
 
 
 async def watch_filesystem(request: web.Request) -> web.StreamResponse:
+    from .watcher import Watch  # on the first watch: most sandboxes never watch
+
     settings = request.app[SETTINGS]
     target = from_request(request)
     display = target.display

@@ -49,7 +49,7 @@ async def drives(settings, blfs: Path, tmp_path: Path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BL_WORKSPACE_ID", "WS1")
     app = build_app(replace(settings, blfs_path=str(blfs), identity=None))
-    app[DRIVES].resolv_conf = str(resolv)
+    app[DRIVES]().resolv_conf = str(resolv)
     async with TestClient(TestServer(app)) as c:
         yield c
 
@@ -234,7 +234,7 @@ async def test_mount_needs_the_workspace_id(drives, blfs, tmp_path, monkeypatch)
 async def test_mount_that_never_appears_times_out_and_stops_blfs(drives, blfs, tmp_path):
     pid_file = tmp_path / "pid"
     fake_program(blfs, f"echo $$ > {pid_file}\nexec sleep 60\n")
-    drives.server.app[DRIVES].mount_timeout = 0.5
+    drives.server.app[DRIVES]().mount_timeout = 0.5
     status, body = await post_mount(drives, driveName="data", mountPath=str(tmp_path / "m"))
     assert (status, body) == (
         500,
@@ -297,7 +297,7 @@ def mounted(drives, tmp_path):
     """The drives client reading MOUNT_TABLE as the machine's mount table."""
     table = tmp_path / "mounts"
     table.write_text(MOUNT_TABLE)
-    drives.server.app[DRIVES].mounts_file = str(table)
+    drives.server.app[DRIVES]().mounts_file = str(table)
     return drives
 
 

@@ -476,7 +476,7 @@ async def test_a_missing_shell_falls_back_to_bin_sh(tmp_path, workdir):
 async def test_a_port_monitor_ends_when_its_process_exits(client):
     from sandbox_api.network.routes import MONITORS
 
-    monitors = client.app[MONITORS]
+    monitors = client.app[MONITORS]()
     resp = await client.post("/process", json={"command": "sleep 1", "name": "short"})
     pid = (await resp.json())["pid"]
     resp = await client.post(f"/network/process/{pid}/monitor", json={"callback": "http://127.0.0.1:9/hook"})

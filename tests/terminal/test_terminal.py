@@ -185,7 +185,7 @@ async def test_ctrl_c_interrupts_and_multibyte_output_is_not_garbled(client):
 
 
 async def test_exit_says_so_with_the_status_then_closes_and_the_session_is_reaped(client):
-    terminals = client.server.app[TERMINALS]
+    terminals = client.server.app[TERMINALS]()
     term = await connect(client, sessionId="bye")
     await term.run("true")
     await term.send("exit 3\r")
@@ -220,7 +220,7 @@ async def test_a_shell_killed_by_a_signal_ends_with_minus_the_signal(client):
 
 
 async def test_idle_sessions_are_reaped_with_their_processes(client):
-    terminals = client.server.app[TERMINALS]
+    terminals = client.server.app[TERMINALS]()
     term = await connect(client, sessionId="idle")
     background = int((await term.run("sleep 300 & echo $!")).split()[-1])
     assert pid_alive(background)
