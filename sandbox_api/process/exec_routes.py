@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from ..http.responses import json_response, start_stream
 from . import execution
 from .logreader import KEEPALIVE
 from .managed import ProcessSpec
-from .route_common import SUPERVISOR, audit_request, ndjson_events, ndjson_events_with_offsets, ndjson_line, output
+from .route_common import SUPERVISOR, audit_request, ndjson_events, ndjson_line, output
 from .views import process_view, summary_view
 from .wire import ExecStreamQuery, ProcessEvent, ProcessRequest, ProcessResponse
 
@@ -65,7 +66,7 @@ async def _exec_stream(
     proc = started.proc
     settings = request.app[SETTINGS]
     response = await start_stream(request, "application/x-ndjson")
-    events = ndjson_events_with_offsets if with_offsets else ndjson_events
+    events = functools.partial(ndjson_events, offsets=with_offsets)
     async with streams.serving(request) as gone:
         if with_offsets:  # what a client needs to resume this stream elsewhere
             await response.write(ndjson_line("started", proc.record.pid))

@@ -20,7 +20,7 @@ from .route_common import (
     PROCESS_ID,
     SUPERVISOR,
     audit_request,
-    ndjson_events_with_offsets,
+    ndjson_events,
     ndjson_line,
     output,
     prefixed_lines,
@@ -83,7 +83,7 @@ async def _resumed_stream(request: web.Request, proc: ManagedProcess, query: Log
                 await response.write(ndjson_line("keepalive") if ndjson else b"[keepalive]\n")
                 continue
             if ndjson:
-                await response.write(ndjson_events_with_offsets(item))
+                await response.write(ndjson_events(item, offsets=True))
                 continue
             for chunk in item:
                 position[chunk.stream] = chunk.end

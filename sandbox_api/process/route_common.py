@@ -59,15 +59,17 @@ def ndjson_line(event_type: str, data: str = "") -> bytes:
 _TRUNCATED_LINE = TRUNCATION_MARKER.encode()
 
 
-def ndjson_events(chunks: list[Chunk]) -> bytes:
-    """Each chunk is one event: its lines joined by "\\n", without the last one."""
+def ndjson_events(chunks: list[Chunk], offsets: bool = False) -> bytes:
+    """Each chunk is one event: its lines joined by "\\n", without the last one; with
+    `offsets`, each output event carries `offset`: where its stream goes on."""
     out: list[bytes] = []
     for chunk in chunks:
         head = b'{"type":"' + chunk.stream_name.encode() + b'","data":"'
         if chunk.truncated:
             out += (head, streams.json_string(_TRUNCATED_LINE[:-1]), b'"}\n')
         if len(chunk.data) > 1:  # a lone empty line has no data: skip it, as the SDKs would
-            out += (head, streams.json_string(chunk.data[:-1]), b'"}\n')
+            tail = b'","offset":%d}\n' % chunk.end if offsets else b'"}\n'
+            out += (head, streams.json_string(chunk.data[:-1]), tail)
     return b"".join(out)
 
 
@@ -79,18 +81,6 @@ def prefixed_lines(chunks: list[Chunk]) -> bytes:
         if chunk.truncated:
             out.append(prefix + _TRUNCATED_LINE)
         out.append(streams.prefix_lines(chunk.data, prefix))
-    return b"".join(out)
-
-
-def ndjson_events_with_offsets(chunks: list[Chunk]) -> bytes:
-    """As `ndjson_events`, each output event carrying `offset`: where its stream goes on."""
-    out: list[bytes] = []
-    for chunk in chunks:
-        head = b'{"type":"' + chunk.stream_name.encode() + b'","data":"'
-        if chunk.truncated:
-            out += (head, streams.json_string(_TRUNCATED_LINE[:-1]), b'"}\n')
-        if len(chunk.data) > 1:
-            out += (head, streams.json_string(chunk.data[:-1]), b'","offset":%d}\n' % chunk.end)
     return b"".join(out)
 
 
