@@ -40,8 +40,8 @@ async def spawn_direct(command: str) -> bytes:
 class DirectSpawner:
     """The baseline helper (spawner.py), on the daemon's CPU: children share their parent's core."""
 
-    def __init__(self) -> None:
-        pin = "0" if os.environ.get("BENCH_PIN", "1") == "1" else "-1"
+    def __init__(self, pinned: bool = True) -> None:
+        pin = "0" if pinned and os.environ.get("BENCH_PIN", "1") == "1" else "-1"
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("spawner.py")), SHELL],
             env={**os.environ, "PIN_CPU": pin},

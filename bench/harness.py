@@ -40,7 +40,10 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, pinned: bool = True) -> None:
+        """`pinned=False`: the daemon (and so its children) may use every core, as in a
+        sandbox; for what spawns many children (the exec concurrency curve)."""
+        self.pinned = pinned
         # BENCH_STATE_ROOT=/dev/shm puts the daemon's state (logs, records) on tmpfs.
         self.tmp = Path(tempfile.mkdtemp(prefix="sandbox-bench-", dir=os.environ.get("BENCH_STATE_ROOT")))
         self.workdir = self.tmp / "work"
@@ -64,7 +67,7 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=open(self.tmp / "daemon.log", "wb"),
         )
-        if os.environ.get("BENCH_PIN", "1") == "1":
+        if self.pinned and os.environ.get("BENCH_PIN", "1") == "1":
             pin(self.proc.pid, 0)
             pin(os.getpid(), 1)
         deadline = time.monotonic() + 20
@@ -217,7 +220,8 @@ def markdown(data: dict, plots: list[str]) -> str:
         f"- date: {data['date']}",
         f"- machine: {data['machine']}",
         f"- command: `{data['command']}`",
-        "- daemon pinned to CPU 0, driver to CPU 1; every ratio is against a baseline measured in the same run"
+        "- daemon pinned to CPU 0, driver to CPU 1 (but for the exec concurrency curve, B3: unpinned, baseline too);"
+        " every ratio is against a baseline measured in the same run"
         " (these machines are noisy: compare ratios, not absolute figures).",
         "- the suite of docs/benchmarks.md: http = B1, exec = B2 and B3,"
         " bigout = B4, stream = B5, complete = B6 and B7, upload = B8, download = B9, fs = B10,"
