@@ -89,8 +89,7 @@ async def health_throughput(report: Report) -> None:
 
 async def exec_concurrency(report: Report) -> None:
     # Unpinned, daemon and baseline alike: pinned to one core, a spawner's children run
-    # on its core too, which no sandbox does; pinning also hides what overlaps with a
-    # child's exec (the spawner thread).
+    # on its core too, which no sandbox does.
     spawner = DirectSpawner(pinned=False)
     command = "echo 'hello world'"
     rates: dict[str, list[float]] = {"sandbox-api POST /process": [], "asyncio spawn (baseline)": []}
