@@ -8,7 +8,6 @@ import json
 import os
 import stat
 import string
-from functools import partial
 
 from .. import config
 from ..config import Settings
@@ -89,7 +88,7 @@ class Spawner:
             os.close(self._devnull_fd)
             self._devnull_fd = -1
 
-    def spawn(self, proc: ManagedProcess) -> Child:
+    async def spawn(self, proc: ManagedProcess) -> Child:
         """Start one run of the command (its stdin pipe in `proc.stdin_fd` when asked);
         raise Unprocessable when it cannot start."""
         record = proc.record
@@ -119,14 +118,13 @@ class Spawner:
             if record.stdin:
                 stdin_read, proc.stdin_fd = os.pipe2(os.O_CLOEXEC)
                 os.set_blocking(proc.stdin_fd, False)
-            spawn = self.children.spawn_fast if identity is None else partial(self.children.spawn_as, identity)
-            return spawn(
-                argv,
-                env=env,
-                cwd=record.cwd,
-                stdin=stdin_read if record.stdin else self.devnull(),
-                stdout=out_fd,
-                stderr=err_fd,
+            stdin = stdin_read if record.stdin else self.devnull()
+            if identity is not None:
+                return self.children.spawn_as(
+                    identity, argv, env=env, cwd=record.cwd, stdin=stdin, stdout=out_fd, stderr=err_fd
+                )
+            return await self.children.spawn_fast(
+                argv, env=env, cwd=record.cwd, stdin=stdin, stdout=out_fd, stderr=err_fd
             )
         except OSError as e:
             if proc.stdin_fd >= 0:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import os
 import re
 import signal
 import time
+from collections import Counter
 
 from ..config import Settings
 from ..errors import Invalid, NotFound, Unprocessable
@@ -51,6 +53,10 @@ STARTED_CHECK_DELAY = 0.05
 _GO_INT = re.compile(r"^[+-]?\d+$")
 
 
+class _RunCalledOff(Exception):
+    """A restart was stopped or killed while its child was starting (that child is killed)."""
+
+
 class Supervisor:
     def __init__(self, settings: Settings, children: Children) -> None:
         self.settings = settings
@@ -62,6 +68,7 @@ class Supervisor:
         self._processes: dict[str, ManagedProcess] = {}  # by key, in start order
         self._by_name: dict[str, list[ManagedProcess]] = {}
         self._by_pid: dict[str, list[ManagedProcess]] = {}
+        self._starting: Counter[str] = Counter()  # names whose first run is exec-ing
         self.output = OutputFollowing(settings, self._processes)
         self.closing: asyncio.Future[None] | None = None
 
@@ -140,17 +147,22 @@ class Supervisor:
         name = spawning.name_for(spec)
         if spec.unique_name:
             existing = self.find(name)
-            if existing is not None and existing.record.running:
+            if (existing is not None and existing.record.running) or self._starting[name]:
                 raise Invalid(f"process with name '{name}' already exists and is running")
         self.logfiles.check_space()
         record = spawning.new_record(spec, self.settings, self.logfiles.take_key(), name, working_dir)
         proc = ManagedProcess(record, self.logfiles.open(record.key))
+        self._starting[name] += 1
         try:
-            self._spawn_run(proc)
+            await self._spawn_run(proc)
         except Unprocessable:
             proc.log.close()
             self.logfiles.slots.add(record.key)  # its files are still empty: reuse them
             raise
+        finally:
+            self._starting[name] -= 1
+            if not self._starting[name]:
+                del self._starting[name]
         record.pid = str(record.os_pid)
         self._register(proc)
         self._save(record)
@@ -160,9 +172,15 @@ class Supervisor:
         proc.task = asyncio.create_task(self._supervise(proc))
         return proc
 
-    def _spawn_run(self, proc: ManagedProcess) -> None:
+    async def _spawn_run(self, proc: ManagedProcess) -> None:
         """Start one run of the command; raise Unprocessable when it cannot start."""
-        child = self.spawner.spawn(proc)
+        child = await self.spawner.spawn(proc)
+        if proc.restart_cancelled.is_set():  # a restart stopped or killed while it was exec-ing
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise _RunCalledOff
         record = proc.record
         proc.child = child
         record.os_pid = child.pid
@@ -224,14 +242,19 @@ class Supervisor:
                 await asyncio.wait_for(proc.restart_cancelled.wait(), RESTART_DELAY)
             except TimeoutError:
                 pass
-            proc.restarting = False
             if proc.restart_cancelled.is_set():  # stopped or killed while waiting to restart
+                proc.restarting = False
                 break
             try:
-                self._spawn_run(proc)
+                await self._spawn_run(proc)  # still `restarting` while it execs: a stop calls it off
             except Unprocessable as e:
+                proc.restarting = False
                 proc.log.append_notice(f"\n[Failed to restart process: {e.message}]\n")
                 break
+            except _RunCalledOff:
+                proc.restarting = False
+                break
+            proc.restarting = False
             self._save(record)
         self._finalize(proc)
 
