@@ -237,7 +237,7 @@ class Children(Reaper):
                 argv,
                 [name + b"=" + value for name, value in env.items()],
                 ((stdin, 0), (stdout, 1), (stderr, 2)),
-                None if cwd == self._home else cwd,
+                cwd,  # always: the main thread may be inside _posix_spawn's chdir at this moment
                 setsid=False,
                 setpgroup=0,
                 sigdef=_RESET_SIGNALS,
