@@ -41,21 +41,23 @@ class Spawner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[int]] = {}
         self._ids = itertools.count(1)
+        self._unavailable = False  # the thread could not start: spawn as before, warn once
 
     def claim(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Read the thread's answers on `loop`; False when another running loop does."""
         if self._loop is loop:
             return True
-        if self._loop is not None and not self._loop.is_closed():
+        if self._unavailable or (self._loop is not None and not self._loop.is_closed()):
             return False
         if self._read < 0:
             read, write = os.pipe2(os.O_CLOEXEC)
             try:
                 _native.spawner_start(write)
-            except (OSError, RuntimeError) as e:
+            except (OSError, RuntimeError, AttributeError) as e:  # AttributeError: an older _native build
                 os.close(read)
                 os.close(write)
                 log.warning("no spawner thread (%s): execs hold the event loop while they start", e)
+                self._unavailable = True
                 return False
             os.set_blocking(read, False)
             self._read = read
