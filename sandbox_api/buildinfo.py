@@ -60,6 +60,9 @@ def build_info() -> dict[str, Any]:
         "oneFile": bundle.FROZEN,
         "executable": sys.executable,
         "nativeExtensions": native_extensions(),
+        # Which importer read our Python code: in the binary, the boot module's own
+        # (packaging/static/boot.py), which reads each module once, not zipimport.
+        "moduleLoader": type(__spec__.loader).__name__,
     }
 
 

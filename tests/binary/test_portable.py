@@ -152,6 +152,7 @@ def test_version_and_compiled_native_extensions():
     assert done.returncode == 0, done
     info = json.loads(done.stdout)
     assert info["oneFile"] is True and info["gitCommit"] != "unknown" and info["buildTime"] != "unknown"
+    assert info["moduleLoader"] == "ArchiveModules", info  # the boot importer, not zipimport (twice as slow)
     # The C HTTP parser, rapidfuzz's C++ scorer... compiled into the executable, not
     # pure-Python fallbacks nor files loaded from somewhere.
     natives = info["nativeExtensions"]
