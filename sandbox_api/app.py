@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import config
+from . import bundle, config
 from .codegen import provider as codegen_provider
 from .codegen import routes as codegen_routes
 from .config import Settings
@@ -316,6 +316,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> upgra
         # as the daemon, so it is set aside for good and later collections skip it.
         gc.freeze()
         gc.enable()
+        bundle.listening()
         if ready is not None:
             ready.set()
         await stop.wait()

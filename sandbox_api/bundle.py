@@ -13,9 +13,23 @@ import fcntl
 import os
 import sys
 import threading
+from collections.abc import Callable
 from importlib import resources
 
 FROZEN = bool(getattr(sys, "frozen", False))
+
+_when_listening: list[Callable[[], None]] = []
+
+
+def when_listening(action: Callable[[], None]) -> None:
+    """Run `action` once the daemon listens (the binary's boot ends its start-up measures then)."""
+    _when_listening.append(action)
+
+
+def listening() -> None:
+    while _when_listening:
+        _when_listening.pop()()
+
 
 _rg_lock = threading.Lock()
 _rg_fd: int | None = None

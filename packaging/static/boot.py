@@ -10,9 +10,16 @@ Two finders go first on `sys.meta_path`:
   table of contents (already parsed to import this module), keeps one descriptor on the
   executable and reads each module once with `pread`. Resources and `__path__` scans
   still go through zipimport, which serves them well.
+
+And until the daemon listens, `PrecompiledSources` answers `compile`, `exec` and `eval`
+of source text from code compiled when the binary was built: dataclasses, attrs and
+namedtuple generate their methods as source at import, ~240 compiles and ~10% of the
+start. The key is everything the result depends on (the text, file name, mode, future
+flags); a text not in the table is compiled as usual, so a stale table costs time only.
 """
 
 import _imp
+import builtins
 import gc
 import marshal
 import os
@@ -20,6 +27,8 @@ import sys
 import zlib
 from _frozen_importlib import BuiltinImporter, ModuleSpec
 from _frozen_importlib_external import MAGIC_NUMBER
+
+_exec = builtins.exec  # before PrecompiledSources stands in for it
 
 
 class DottedBuiltins:
@@ -62,7 +71,7 @@ class ArchiveModules:
         return None
 
     def exec_module(self, module):
-        exec(self._code(module.__spec__.loader_state), module.__dict__)
+        _exec(self._code(module.__spec__.loader_state), module.__dict__)
 
     def _code(self, arcname):
         data = self._read(arcname)
@@ -111,15 +120,104 @@ class ArchiveModules:
         )
 
 
-gc.disable()  # until the daemon listens (app.serve): collections during start-up find nothing
-sys.meta_path.insert(0, DottedBuiltins)
-if type(__loader__).__name__ == "zipimporter" and isinstance(getattr(__loader__, "_files", None), dict):
-    sys.meta_path.insert(1, ArchiveModules(__loader__.archive, __loader__._files))
-sys.frozen = True  # what tools look for to tell a one-file program
+class PrecompiledSources:
+    """compile/exec/eval of source text, from a table of code objects built with the binary."""
 
-try:
-    from sandbox_api.cli import main
-except (ImportError, SyntaxError, ValueError, EOFError, zlib.error) as error:  # a damaged code archive
-    sys.stderr.write(f"sandbox-api: {sys.executable} is damaged ({type(error).__name__}: {error}); copy it again\n")
-    raise SystemExit(1) from None
-main()
+    # The __future__ flags a compile inherits from its caller (CPython's PyCF_MASK).
+    INHERITED = 0x1FE0000
+
+    def __init__(self, table, record_to=None):
+        self.table = table  # (source, filename, mode, flags) -> code
+        self.record_to = record_to  # the build's learning run: every compile is kept, and written at stop()
+        self.recorded = {}
+        self.answered = self.compiled = 0  # what --build-info reports
+        self.stopped = False
+        self.originals = (builtins.compile, builtins.exec, builtins.eval)
+
+    def install(self):
+        builtins.compile, builtins.exec, builtins.eval = self.compile, self.exec, self.eval
+
+    def stop(self):
+        """The daemon listens: builtins are themselves again and the table is let go."""
+        builtins.compile, builtins.exec, builtins.eval = self.originals
+        self.table = {}
+        self.stopped = True
+        if self.record_to is not None:
+            with open(self.record_to, "wb") as out:
+                marshal.dump(self.recorded, out)
+
+    def _code(self, source, filename, mode, flags):
+        key = (source, filename, mode, flags)
+        code = self.table.get(key)
+        if code is None:
+            self.compiled += 1
+            code = self.originals[0](source, filename, mode, flags, True)
+        else:
+            self.answered += 1
+        if self.record_to is not None:
+            self.recorded[key] = code
+        return code
+
+    def compile(self, source, filename, mode, flags=0, dont_inherit=False, optimize=-1, **options):
+        caller = sys._getframe(1)
+        if not dont_inherit:
+            flags |= caller.f_code.co_flags & self.INHERITED
+        if type(source) is not str or type(filename) is not str or optimize != -1 or options or flags & ~self.INHERITED:
+            return self.originals[0](source, filename, mode, flags, True, optimize, **options)
+        return self._code(source, filename, mode, flags)
+
+    def exec(self, source, globals=None, locals=None, **options):
+        caller = sys._getframe(1)
+        if type(source) is str:
+            source = self._code(source, "<string>", "exec", caller.f_code.co_flags & self.INHERITED)
+        if globals is None:  # the caller's namespaces, as exec takes them from the frame calling it
+            globals, locals = caller.f_globals, caller.f_locals if locals is None else locals
+        return self.originals[1](source, globals, locals, **options)
+
+    def eval(self, source, globals=None, locals=None):
+        caller = sys._getframe(1)
+        if type(source) is str:  # eval strips leading blanks of a text
+            source = self._code(source.lstrip(" \t"), "<string>", "eval", caller.f_code.co_flags & self.INHERITED)
+        if globals is None:
+            globals, locals = caller.f_globals, caller.f_locals if locals is None else locals
+        return self.originals[2](source, globals, locals)
+
+
+def precompiled_sources(archive):
+    """The table the build recorded (SANDBOX_RECORD_COMPILES names where a learning run writes it)."""
+    record_to = os.environ.get("SANDBOX_RECORD_COMPILES")
+    table = {}
+    if record_to is None and archive is not None and PRECOMPILED in archive.toc:
+        table = marshal.loads(archive._read(PRECOMPILED))
+    return PrecompiledSources(table, record_to)
+
+
+PRECOMPILED = "_sandbox_precompiled.marshal"
+
+
+def boot():
+    """Everything the binary does before the CLI runs; then the CLI."""
+    global precompiled  # --build-info reads it
+    gc.disable()  # until the daemon listens (app.serve): collections during start-up find nothing
+    sys.meta_path.insert(0, DottedBuiltins)
+    archive = None
+    if type(__loader__).__name__ == "zipimporter" and isinstance(getattr(__loader__, "_files", None), dict):
+        archive = ArchiveModules(__loader__.archive, __loader__._files)
+        sys.meta_path.insert(1, archive)
+    sys.frozen = True  # what tools look for to tell a one-file program
+
+    try:
+        precompiled = precompiled_sources(archive)
+        precompiled.install()
+        from sandbox_api import bundle
+        from sandbox_api.cli import main
+
+        bundle.when_listening(precompiled.stop)
+    except (ImportError, SyntaxError, ValueError, EOFError, zlib.error) as error:  # a damaged code archive
+        sys.stderr.write(f"sandbox-api: {sys.executable} is damaged ({type(error).__name__}: {error}); copy it again\n")
+        raise SystemExit(1) from None
+    main()
+
+
+if __name__ == "_sandbox_boot":  # (the tests load this file under another name, for its classes)
+    boot()

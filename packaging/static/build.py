@@ -491,6 +491,10 @@ def pyc(source: bytes, name: str) -> bytes:
 
 
 STARTUP_IMPORTS = WORK / "startup-imports.txt"
+# Code compiled from source text during a start (dataclasses, attrs...), recorded by the
+# same learning run: boot.py answers those compiles from it (see PrecompiledSources there).
+PRECOMPILED = WORK / "precompiled.marshal"
+PRECOMPILED_ARCNAME = "_sandbox_precompiled.marshal"
 
 
 # The file's size limit (issue: every image carries it): start-up modules are stored
@@ -585,6 +589,8 @@ def build_archive(cpython: Path, sources: dict[str, Path], executable: Path) -> 
     archive.add_tree(ROOT, "sandbox_api", data=True)
     archive.add_module("sandbox_api/_build.py", build_stamp())
     archive.add_data("sandbox_api/_bundled/rg", ripgrep(), compress=True)
+    if PRECOMPILED.exists():
+        archive.add_data(PRECOMPILED_ARCNAME, PRECOMPILED.read_bytes(), compress=False)
     archive.close()
     return path
 
@@ -628,8 +634,8 @@ def ripgrep() -> bytes:
 
 
 def learn_startup_imports(binary: Path) -> bool:
-    """Start the binary until /health answers; record the modules it imported.
-    True when the record changed."""
+    """Start the binary until /health answers; record the modules it imported and the
+    code it compiled from source text. True when either record changed."""
     import socket
     import tempfile
     import urllib.request
@@ -639,7 +645,8 @@ def learn_startup_imports(binary: Path) -> bool:
         port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="sandbox-api-build-") as state:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SANDBOX_STATE_DIR": state, "WORKDIR": state,
-               "SANDBOX_IMPORTTIME": "1", "DISABLE_REQUEST_LOGGING": "true"}  # fmt: skip
+               "SANDBOX_IMPORTTIME": "1", "DISABLE_REQUEST_LOGGING": "true",
+               "SANDBOX_RECORD_COMPILES": str(Path(state) / "precompiled")}  # fmt: skip
         with open(Path(state) / "imports", "w+") as err:
             proc = subprocess.Popen([str(binary), "--host", "127.0.0.1", "-p", str(port)], env=env,
                                     stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
@@ -662,9 +669,12 @@ def learn_startup_imports(binary: Path) -> bool:
             names = sorted(
                 {m.group(1) for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", err.read(), re.M)}
             )
+        compiled = (Path(state) / "precompiled").read_bytes()
     previous = STARTUP_IMPORTS.read_text().split() if STARTUP_IMPORTS.exists() else []
     STARTUP_IMPORTS.write_text("\n".join(names) + "\n")
-    return names != previous
+    previous_compiled = marshal.loads(PRECOMPILED.read_bytes()) if PRECOMPILED.exists() else {}
+    PRECOMPILED.write_bytes(compiled)
+    return names != previous or set(marshal.loads(compiled)) != set(previous_compiled)
 
 
 # -- 5. assemble ----------------------------------------------------------------------

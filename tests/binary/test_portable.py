@@ -153,6 +153,9 @@ def test_version_and_compiled_native_extensions():
     info = json.loads(done.stdout)
     assert info["oneFile"] is True and info["gitCommit"] != "unknown" and info["buildTime"] != "unknown"
     assert info["moduleLoader"] == "ArchiveModules", info  # the boot importer, not zipimport (twice as slow)
+    # The code dataclasses and attrs generate at import came from the table built with it.
+    precompiled = info["precompiledSources"]
+    assert precompiled["table"] > 100 and precompiled["answered"] > 50, precompiled
     # The C HTTP parser, rapidfuzz's C++ scorer... compiled into the executable, not
     # pure-Python fallbacks nor files loaded from somewhere.
     natives = info["nativeExtensions"]
