@@ -4,7 +4,9 @@
 
 Steps, each cached under build/static/ (delete a step's directory to redo it):
 1. CPython from Debian's pristine upstream tarball (`apt-get source`), configured with
-   every standard module we keep *static* and linked as `libpython3.11.a`.
+   every standard module we keep *static* and linked as `libpython3.11.a`; built
+   profile-guided: once instrumented, run as the whole daemon through train.py, then
+   again from the counts (delete build/static/cpython-*/.built-with-profile to redo it).
 2. The pinned source archives of our native dependencies (lock.txt), their Cython
    sources turned into C, each extension compiled and partially linked into one object
    whose only global symbol is its renamed `PyInit_`: many modules share one binary
@@ -144,10 +146,12 @@ def main() -> None:
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
     lock = read_lock()
-    cpython = step("interpreter", build_cpython)
+    cpython = step("interpreter: configure", configure_cpython)
     sources = step("sources", lambda: fetch_sources(lock))
     cython = step("cython", cython_tool)
     objects = step("extensions", lambda: build_extensions(cpython, sources, cython))
+    if not interpreter_ready(cpython):
+        profile_interpreter(cpython, sources, objects)
     executable = step("link", lambda: link(cpython, objects))
     archive = step("code", lambda: build_archive(cpython, sources, executable))
     step("assemble", lambda: assemble(executable, archive, out))
@@ -157,6 +161,25 @@ def main() -> None:
         archive = step("code", lambda: build_archive(cpython, sources, executable))
         step("assemble", lambda: assemble(executable, archive, out))
     print(f"built {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def profile_interpreter(cpython: Path, sources: dict[str, Path], objects: list[Path]) -> None:
+    """The interpreter built instrumented, run through train.py as the whole daemon, then
+    built again optimized by what it counted."""
+    step("interpreter: instrumented build", lambda: make_libpython(cpython, PROFILE_GENERATE))
+    executable = step("link, instrumented", lambda: link(cpython, objects, instrumented=True))
+    trainee = WORK / "instrumented" / "sandbox-api"
+    archive = step("code", lambda: build_archive(cpython, sources, executable))
+    step("assemble", lambda: assemble(executable, archive, trainee))
+    if step("start-up imports", lambda: learn_startup_imports(trainee)):
+        archive = step("code", lambda: build_archive(cpython, sources, executable))
+        step("assemble", lambda: assemble(executable, archive, trainee))
+    step("interpreter: profile run", lambda: run([sys.executable, str(HERE / "train.py"), str(trainee)],
+                                                 log=WORK / "train.log"))  # fmt: skip
+    step("interpreter: build from the profile", lambda: make_libpython(cpython, PROFILE_USE))
+    shutil.rmtree(trainee.parent)
+    for leftover in executable.parent.glob(executable.name + "*"):  # it and its own counts
+        leftover.unlink()
 
 
 def step(name: str, action):  # type: ignore[no-untyped-def]
@@ -193,10 +216,16 @@ def read_lock() -> list[tuple[str, str, str]]:
 # -- 1. the interpreter -------------------------------------------------------------
 
 
-def build_cpython() -> Path:
+# Profile-guided: the interpreter is built once instrumented, runs train.py (the daemon's
+# start and its hot paths), and is built again from those counts: ~4% faster starts.
+PROFILE_GENERATE = "-fprofile-generate -fprofile-update=prefer-atomic"
+PROFILE_USE = "-fprofile-use -fprofile-correction -Wno-missing-profile"
+
+
+def configure_cpython() -> Path:
+    """The source tree, unpacked and configured (once)."""
     src = WORK / f"cpython-{CPYTHON_VERSION}"
-    stamp = src / ".built"
-    if stamp.exists():
+    if (src / ".configured").exists():
         return src
     shutil.rmtree(src, ignore_errors=True)
     tarball = debian_source_tarball()
@@ -217,9 +246,28 @@ def build_cpython() -> Path:
     (src / "Modules" / "Setup.local").write_text(setup.split("\n*shared*\n")[0] + "\n")
     # (-W: Setup.local may carry configure's own timestamp; regenerate regardless.)
     run(["make", "-W", "Modules/Setup.local", "Makefile"], cwd=src, log=WORK / "cpython-make.log")
-    run(["make", f"-j{JOBS}", "libpython3.11.a"], cwd=src, log=WORK / "cpython-make.log")
-    stamp.touch()
+    (src / ".configured").touch()
     return src
+
+
+def interpreter_ready(src: Path) -> bool:
+    return (src / ".built-with-profile").exists()
+
+
+def make_libpython(src: Path, flags: str) -> None:
+    """`libpython3.11.a` compiled with `flags` (the objects of an earlier build removed,
+    the profile counts kept)."""
+    run(["make", "clean-retain-profile"], cwd=src, log=WORK / "cpython-make.log")
+    if flags == PROFILE_GENERATE:
+        for counts in src.rglob("*.gcda"):
+            counts.unlink()
+    run(["make", f"-j{JOBS}", "libpython3.11.a", f"CFLAGS_NODIST={flags}", f"LDFLAGS_NODIST={flags}"],
+        cwd=src, log=WORK / "cpython-make.log")  # fmt: skip
+    if flags == PROFILE_GENERATE:  # the build's own runs of its tools counted too: not our workload
+        for counts in src.rglob("*.gcda"):
+            counts.unlink()
+    else:
+        (src / ".built-with-profile").touch()
 
 
 def debian_source_tarball() -> Path:
@@ -452,7 +500,7 @@ def psutil_version(root: Path) -> str:
 # -- 3. link --------------------------------------------------------------------------
 
 
-def link(cpython: Path, objects: list[Path]) -> Path:
+def link(cpython: Path, objects: list[Path], instrumented: bool = False) -> Path:
     gen = WORK / "launcher"
     gen.mkdir(parents=True, exist_ok=True)
     lines = [f"extern PyObject *{e.unique_symbol}(void);" for e in EXTENSIONS]
@@ -464,12 +512,12 @@ def link(cpython: Path, objects: list[Path]) -> Path:
     libs = []
     for var in re.findall(r"^MODULE_\w+_LDFLAGS=(.*)$", makefile, re.M):
         libs += [flag for flag in var.split() if flag not in libs]
-    executable = gen / "sandbox-api.elf"
+    executable = gen / ("sandbox-api-instrumented.elf" if instrumented else "sandbox-api.elf")
     run(
         ["g++", "-static", "-O2", "-Wl,--gc-sections", "-s",
          f"-I{cpython / 'Include'}", f"-I{cpython}", f"-I{gen}", "-x", "c", str(HERE / "main.c"), "-x", "none",
          *map(str, objects), str(cpython / "libpython3.11.a"), *libs, "-lm", "-lpthread", "-ldl", "-lutil",
-         "-o", str(executable)],
+         *(PROFILE_GENERATE.split() if instrumented else ()), "-o", str(executable)],
         log=WORK / "link.log",
     )  # fmt: skip
     return executable
@@ -634,8 +682,22 @@ def ripgrep() -> bytes:
 
 
 def learn_startup_imports(binary: Path) -> bool:
-    """Start the binary until /health answers; record the modules it imported and the
-    code it compiled from source text. True when either record changed."""
+    """Start the binary until /health answers, twice; record the modules it imported and
+    the code it compiled from source text that both starts compiled alike (attrs puts a
+    hash salt in the text it generates: that text differs at every start). True when
+    either record changed."""
+    first_names, first_compiled = start_and_record(binary)
+    names, compiled = start_and_record(binary)
+    names = sorted(set(names) | set(first_names))
+    table = {key: code for key, code in compiled.items() if key in first_compiled}
+    previous = STARTUP_IMPORTS.read_text().split() if STARTUP_IMPORTS.exists() else []
+    STARTUP_IMPORTS.write_text("\n".join(names) + "\n")
+    previous_table = marshal.loads(PRECOMPILED.read_bytes()) if PRECOMPILED.exists() else {}
+    PRECOMPILED.write_bytes(marshal.dumps(table))
+    return names != previous or set(table) != set(previous_table)
+
+
+def start_and_record(binary: Path) -> tuple[list[str], dict[tuple[str, str, str, int], object]]:
     import socket
     import tempfile
     import urllib.request
@@ -669,12 +731,8 @@ def learn_startup_imports(binary: Path) -> bool:
             names = sorted(
                 {m.group(1) for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", err.read(), re.M)}
             )
-        compiled = (Path(state) / "precompiled").read_bytes()
-    previous = STARTUP_IMPORTS.read_text().split() if STARTUP_IMPORTS.exists() else []
-    STARTUP_IMPORTS.write_text("\n".join(names) + "\n")
-    previous_compiled = marshal.loads(PRECOMPILED.read_bytes()) if PRECOMPILED.exists() else {}
-    PRECOMPILED.write_bytes(compiled)
-    return names != previous or set(marshal.loads(compiled)) != set(previous_compiled)
+        compiled = marshal.loads((Path(state) / "precompiled").read_bytes())
+    return names, compiled
 
 
 # -- 5. assemble ----------------------------------------------------------------------
