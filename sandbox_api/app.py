@@ -226,7 +226,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[session_routes.SESSIONS]()  # a killed daemon's sessions: their shells are killed now, as ever
     app[IDEMPOTENCY].open()
     startup = _start_command(children, settings) if settings.startup_command else None
-    release_free_memory()  # what start-up allocated and freed: idle RSS matters in a sandbox
     try:
         yield
     finally:
@@ -317,6 +316,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> upgra
         gc.freeze()
         gc.enable()
         bundle.listening()
+        release_free_memory()  # what start-up allocated and freed: idle RSS matters in a sandbox
         if ready is not None:
             ready.set()
         await stop.wait()
