@@ -159,7 +159,9 @@ class PrecompiledSources:
         return code
 
     def compile(self, source, filename, mode, flags=0, dont_inherit=False, optimize=-1, **options):
-        caller = sys._getframe(1)
+        caller = _caller()
+        if caller is None:  # called from C with no Python frame: nothing to inherit or look up
+            return self.originals[0](source, filename, mode, flags, dont_inherit, optimize, **options)
         if not dont_inherit:
             flags |= caller.f_code.co_flags & self.INHERITED
         if type(source) is not str or type(filename) is not str or optimize != -1 or options or flags & ~self.INHERITED:
@@ -167,7 +169,9 @@ class PrecompiledSources:
         return self._code(source, filename, mode, flags)
 
     def exec(self, source, globals=None, locals=None, **options):
-        caller = sys._getframe(1)
+        caller = _caller()
+        if caller is None:
+            return self.originals[1](source, globals, locals, **options)
         if type(source) is str:
             source = self._code(source, "<string>", "exec", caller.f_code.co_flags & self.INHERITED)
         if globals is None:  # the caller's namespaces, as exec takes them from the frame calling it
@@ -175,12 +179,22 @@ class PrecompiledSources:
         return self.originals[1](source, globals, locals, **options)
 
     def eval(self, source, globals=None, locals=None):
-        caller = sys._getframe(1)
+        caller = _caller()
+        if caller is None:
+            return self.originals[2](source, globals, locals)
         if type(source) is str:  # eval strips leading blanks of a text
             source = self._code(source.lstrip(" \t"), "<string>", "eval", caller.f_code.co_flags & self.INHERITED)
         if globals is None:
             globals, locals = caller.f_globals, caller.f_locals if locals is None else locals
         return self.originals[2](source, globals, locals)
+
+
+def _caller():
+    """The Python frame that called compile/exec/eval (what CPython inherits from)."""
+    try:
+        return sys._getframe(2)
+    except ValueError:
+        return None
 
 
 def precompiled_sources(archive):
