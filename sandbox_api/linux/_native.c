@@ -360,6 +360,110 @@ fail:
     return NULL;
 }
 
+/* JSON string escaping of UTF-8 text for the output streams (hundreds of MB/s, where
+ * msgspec's escaper, one byte at a time, cost a quarter of the daemon's CPU on short lines).
+ * json_escape(head, data, tail) is head + data as the body of a JSON string literal + tail,
+ * byte for byte what msgspec.json.encode(data.decode())[1:-1] gives: '"', '\\' and the
+ * control characters escaped (\b \t \n \f \r, else \u00xx), every other byte as it is.
+ * `data` must be valid UTF-8 (the caller checks). A block of input is stored whole, then
+ * the output advances past its clean part only: one pass, no per-byte loop. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define JSON_BLOCK 16
+/* Bit i set: byte i of the block is < 0x20, '"' or '\\'. */
+static inline unsigned json_block(const unsigned char *s, char *o) {
+    __m128i v = _mm_loadu_si128((const __m128i *)s);
+    _mm_storeu_si128((__m128i *)o, v);
+    __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)));
+}
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define JSON_BLOCK 8
+/* The same, 8 bytes as one word: bit 8i+7 set for byte i (exact: no carry between bytes). */
+static inline uint64_t json_block(const unsigned char *s, char *o) {
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL, high = 0x8080808080808080ULL;
+    uint64_t x, q, b;
+    memcpy(&x, s, 8);
+    memcpy(o, &x, 8);
+    uint64_t control = ~(((x & low7) + 0x6060606060606060ULL) | x) & high;
+    q = x ^ 0x2222222222222222ULL;
+    uint64_t quote = ~(((q & low7) + low7) | q) & high;
+    b = x ^ 0x5c5c5c5c5c5c5c5cULL;
+    uint64_t backslash = ~(((b & low7) + low7) | b) & high;
+    return control | quote | backslash;
+}
+#endif
+
+static inline int json_special(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
+
+static PyObject *native_json_escape(PyObject *self, PyObject *args) {
+    Py_buffer head, data, tail;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &head, &data, &tail)) return NULL;
+    const unsigned char *s = data.buf, *end = s + data.len;
+    /* Room for one escape in 8 bytes (\n every 16 bytes: the shortest lines) and a block's
+     * overshoot; past that, room for the rest at its worst is made at once. */
+    Py_ssize_t reserve = 32 + tail.len;
+    Py_ssize_t cap = head.len + data.len + data.len / 8 + reserve;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
+    if (out == NULL) goto done;
+    char *o = PyBytes_AS_STRING(out);
+    memcpy(o, head.buf, head.len);
+    Py_ssize_t used = head.len;
+    while (s < end) {
+        if (cap - used < reserve) {
+            Py_ssize_t need = used + 6 * (end - s) + reserve;
+            cap = need > 2 * cap ? need : 2 * cap;
+            if (_PyBytes_Resize(&out, cap) < 0) goto done;
+            o = PyBytes_AS_STRING(out);
+        }
+#ifdef JSON_BLOCK
+        if (end - s >= JSON_BLOCK) {
+            uint64_t mask = json_block(s, o + used);
+            if (!mask) {
+                s += JSON_BLOCK;
+                used += JSON_BLOCK;
+                continue;
+            }
+            int clean = __builtin_ctzll(mask) / (JSON_BLOCK == 16 ? 1 : 8);
+            s += clean;
+            used += clean;
+        } else
+#endif
+        {
+            while (s < end && !json_special(*s)) o[used++] = (char)*s++;
+            if (s == end) break;
+        }
+        unsigned char c = *s++;
+        char *e = o + used;
+        e[0] = '\\';
+        used += 2;
+        switch (c) {
+            case '"': e[1] = '"'; break;
+            case '\\': e[1] = '\\'; break;
+            case '\b': e[1] = 'b'; break;
+            case '\t': e[1] = 't'; break;
+            case '\n': e[1] = 'n'; break;
+            case '\f': e[1] = 'f'; break;
+            case '\r': e[1] = 'r'; break;
+            default:
+                memcpy(e + 1, "u00", 3);
+                e[4] = "0123456789abcdef"[c >> 4];
+                e[5] = "0123456789abcdef"[c & 15];
+                used += 4;
+        }
+    }
+    memcpy(o + used, tail.buf, tail.len);
+    used += tail.len;
+    if (used != cap) _PyBytes_Resize(&out, used); /* on failure `out` is NULL: the error stands */
+done:
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&tail);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"inotify_init1", native_inotify_init1, METH_VARARGS, NULL},
     {"inotify_add_watch", native_inotify_add_watch, METH_VARARGS, NULL},
@@ -372,6 +476,7 @@ static PyMethodDef methods[] = {
     {"scrub_proc_area", native_scrub_proc_area, METH_VARARGS, NULL},
     {"spawner_start", native_spawner_start, METH_VARARGS, NULL},
     {"spawn_submit", native_spawn_submit, METH_VARARGS, NULL},
+    {"json_escape", native_json_escape, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
