@@ -365,46 +365,60 @@ fail:
  * json_escape(head, data, tail) is head + data as the body of a JSON string literal + tail,
  * byte for byte what msgspec.json.encode(data.decode())[1:-1] gives: '"', '\\' and the
  * control characters escaped (\b \t \n \f \r, else \u00xx), every other byte as it is.
- * `data` must be valid UTF-8 (the caller checks). A block of input is stored whole, then
- * the output advances past its clean part only: one pass, no per-byte loop. */
+ * `data` must be valid UTF-8 (the caller checks). With SSE2, 64 bytes are classified at a
+ * time and copied in 16-byte moves; elsewhere, a byte at a time. */
 #if defined(__SSE2__)
 #include <emmintrin.h>
-#define JSON_BLOCK 16
-/* Bit i set: byte i of the block is < 0x20, '"' or '\\'. */
-static inline unsigned json_block(const unsigned char *s, char *o) {
-    __m128i v = _mm_loadu_si128((const __m128i *)s);
-    _mm_storeu_si128((__m128i *)o, v);
-    __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
-    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
-    return (unsigned)_mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)));
-}
-#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define JSON_BLOCK 8
-/* The same, 8 bytes as one word: bit 8i+7 set for byte i (exact: no carry between bytes). */
-static inline uint64_t json_block(const unsigned char *s, char *o) {
-    const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL, high = 0x8080808080808080ULL;
-    uint64_t x, q, b;
-    memcpy(&x, s, 8);
-    memcpy(o, &x, 8);
-    uint64_t control = ~(((x & low7) + 0x6060606060606060ULL) | x) & high;
-    q = x ^ 0x2222222222222222ULL;
-    uint64_t quote = ~(((q & low7) + low7) | q) & high;
-    b = x ^ 0x5c5c5c5c5c5c5c5cULL;
-    uint64_t backslash = ~(((b & low7) + low7) | b) & high;
-    return control | quote | backslash;
-}
 #endif
 
 static inline int json_special(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
+
+/* The second character of a two-character escape; 0: \u00xx. */
+static const char json_short_escape[256] = {
+    ['"'] = '"', ['\\'] = '\\', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r',
+};
+
+static inline Py_ssize_t json_put_escape(char *e, unsigned char c) {
+    e[0] = '\\';
+    char second = json_short_escape[c];
+    if (second) {
+        e[1] = second;
+        return 2;
+    }
+    memcpy(e + 1, "u00", 3);
+    e[4] = "0123456789abcdef"[c >> 4];
+    e[5] = "0123456789abcdef"[c & 15];
+    return 6;
+}
+
+#if defined(__SSE2__)
+/* 64 bytes' flags at once (bit i: byte i), so that each escape in them costs a few
+ * instructions, not a new load: short lines have one every few bytes. */
+static inline uint64_t json_window(const unsigned char *s) {
+    const __m128i limit = _mm_set1_epi8(0x1f), quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+    uint64_t mask = 0;
+    for (int i = 0; i < 4; i++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(s + 16 * i));
+        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, limit), v),
+                                   _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
+        mask |= (uint64_t)(unsigned)_mm_movemask_epi8(hit) << (16 * i);
+    }
+    return mask;
+}
+
+/* Copy `n` bytes in 16-byte stores: up to 15 more are read and written (room is kept for them). */
+static inline void json_copy(char *o, const unsigned char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i += 16) _mm_storeu_si128((__m128i *)(o + i), _mm_loadu_si128((const __m128i *)(s + i)));
+}
+#endif
 
 static PyObject *native_json_escape(PyObject *self, PyObject *args) {
     Py_buffer head, data, tail;
     if (!PyArg_ParseTuple(args, "y*y*y*", &head, &data, &tail)) return NULL;
     const unsigned char *s = data.buf, *end = s + data.len;
-    /* Room for one escape in 8 bytes (\n every 16 bytes: the shortest lines) and a block's
-     * overshoot; past that, room for the rest at its worst is made at once. */
-    Py_ssize_t reserve = 32 + tail.len;
+    /* Room for one escape in 8 bytes (\n every 16 bytes: the shortest lines), a window's
+     * escapes and overshoot; past that, room for the rest at its worst is made at once. */
+    Py_ssize_t reserve = 6 * 64 + 32 + tail.len;
     Py_ssize_t cap = head.len + data.len + data.len / 8 + reserve;
     PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
     if (out == NULL) goto done;
@@ -418,41 +432,27 @@ static PyObject *native_json_escape(PyObject *self, PyObject *args) {
             if (_PyBytes_Resize(&out, cap) < 0) goto done;
             o = PyBytes_AS_STRING(out);
         }
-#ifdef JSON_BLOCK
-        if (end - s >= JSON_BLOCK) {
-            uint64_t mask = json_block(s, o + used);
-            if (!mask) {
-                s += JSON_BLOCK;
-                used += JSON_BLOCK;
-                continue;
+#if defined(__SSE2__)
+        if (end - s >= 64 + 16) { /* a window, and the 16 bytes a copy may read past it */
+            uint64_t mask = json_window(s);
+            Py_ssize_t pos = 0;
+            while (mask) {
+                Py_ssize_t k = __builtin_ctzll(mask);
+                json_copy(o + used, s + pos, k - pos);
+                used += k - pos;
+                used += json_put_escape(o + used, s[k]);
+                pos = k + 1;
+                mask &= mask - 1;
             }
-            int clean = __builtin_ctzll(mask) / (JSON_BLOCK == 16 ? 1 : 8);
-            s += clean;
-            used += clean;
-        } else
+            json_copy(o + used, s + pos, 64 - pos);
+            used += 64 - pos;
+            s += 64;
+            continue;
+        }
 #endif
-        {
-            while (s < end && !json_special(*s)) o[used++] = (char)*s++;
-            if (s == end) break;
-        }
-        unsigned char c = *s++;
-        char *e = o + used;
-        e[0] = '\\';
-        used += 2;
-        switch (c) {
-            case '"': e[1] = '"'; break;
-            case '\\': e[1] = '\\'; break;
-            case '\b': e[1] = 'b'; break;
-            case '\t': e[1] = 't'; break;
-            case '\n': e[1] = 'n'; break;
-            case '\f': e[1] = 'f'; break;
-            case '\r': e[1] = 'r'; break;
-            default:
-                memcpy(e + 1, "u00", 3);
-                e[4] = "0123456789abcdef"[c >> 4];
-                e[5] = "0123456789abcdef"[c & 15];
-                used += 4;
-        }
+        while (s < end && !json_special(*s)) o[used++] = (char)*s++;
+        if (s == end) break;
+        used += json_put_escape(o + used, *s++);
     }
     memcpy(o + used, tail.buf, tail.len);
     used += tail.len;
