@@ -58,7 +58,9 @@ def ndjson_line(event_type: str, data: str = "") -> bytes:
 
 _TRUNCATED_LINE = TRUNCATION_MARKER.encode()
 _HEADS = {stream: b'{"type":"%s","data":"' % name.encode() for stream, name in STREAM_NAMES.items()}
-_TRUNCATED_EVENTS = {stream: streams.json_framed(head, _TRUNCATED_LINE[:-1], b'"}\n') for stream, head in _HEADS.items()}
+_TRUNCATED_EVENTS = {
+    stream: streams.json_framed(head, _TRUNCATED_LINE[:-1], b'"}\n') for stream, head in _HEADS.items()
+}
 
 
 def ndjson_events(chunks: list[Chunk], offsets: bool = False) -> bytes:

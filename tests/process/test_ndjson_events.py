@@ -42,12 +42,12 @@ def test_native_escape_of_random_text_and_of_text_that_is_all_escapes():
         text = "\x01" * size
         assert _native.json_escape(b"h", text.encode(), b"t" * 50) == b"h" + reference(text) + b"t" * 50
     # A buffer that is not bytes (a slice of one, not copied) is read as it is.
-    data = b"skip" + "line one\nline \"two\"".encode() + b"\n"
+    data = b"skip" + b'line one\nline "two"' + b"\n"
     assert _native.json_escape(b"", memoryview(data)[4:-1], b"") == reference('line one\nline "two"')
 
 
 def test_framed_event_takes_a_prefix_of_the_data_and_repairs_invalid_utf8():
-    data = "héllo\n€ \"x\"\n".encode()
+    data = 'héllo\n€ "x"\n'.encode()
     assert streams.json_framed(b"[", data, b"]", len(data) - 1) == b"[" + reference('héllo\n€ "x"') + b"]"
     assert streams.json_framed(b"", data, b"") == reference('héllo\n€ "x"\n')
     for bad in (b"a\xffb", b"cut \xe2\x82", b"\xc3(", b"\xed\xa0\x80 surrogate", b"ok\x80\x80"):
