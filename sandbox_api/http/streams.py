@@ -66,14 +66,15 @@ def json_string(data: bytes) -> bytes:
     return json_framed(b"", data, b"")
 
 
-def _msgspec_escape(head: bytes, data: bytes | memoryview, tail: bytes) -> bytes:
-    """What _native.json_escape does, for an older build of _native without it."""
-    return head + msgspec.json.encode(str(data, "utf-8"))[1:-1] + tail
+def _msgspec_escape(head: bytes, data: bytes | memoryview, tail: bytes, ascii_only: bool = False) -> bytes | None:
+    """What _native.json_escape does, for an older build of _native without it (an invalid
+    sequence shows as U+FFFD here already: `ascii_only` need not ask for a check)."""
+    return head + msgspec.json.encode(str(data, "utf-8", "replace"))[1:-1] + tail
 
 
 # One pass over the bytes in C: 3-5x msgspec's escaper (byte by byte, after a decode to str),
 # which was a quarter of the daemon's CPU on a stream of short lines.
-_escape: Callable[[bytes, bytes | memoryview, bytes], bytes] = getattr(_native, "json_escape", _msgspec_escape)
+_escape: Callable[..., bytes | None] = getattr(_native, "json_escape", _msgspec_escape)
 
 
 def json_framed(head: bytes, data: bytes, tail: bytes, length: int = -1) -> bytes:
@@ -82,12 +83,15 @@ def json_framed(head: bytes, data: bytes, tail: bytes, length: int = -1) -> byte
     `data` is UTF-8; an invalid sequence shows as U+FFFD, as bytes.decode("utf-8", "replace")
     gives it."""
     part: bytes | memoryview = data if length < 0 or length == len(data) else memoryview(data)[:length]
-    if not data.isascii():  # nearly always ASCII: checked at memory speed
+    out = _escape(head, part, tail, True)  # None: not all ASCII (seen while escaping, at no cost)
+    if out is None:
         try:
             str(part, "utf-8")
         except UnicodeDecodeError:
             part = str(part, "utf-8", "replace").encode()
-    return _escape(head, part, tail)
+        out = _escape(head, part, tail)
+    assert out is not None
+    return out
 
 
 def prefix_lines(data: bytes, prefix: bytes) -> bytes:

@@ -365,8 +365,10 @@ fail:
  * json_escape(head, data, tail) is head + data as the body of a JSON string literal + tail,
  * byte for byte what msgspec.json.encode(data.decode())[1:-1] gives: '"', '\\' and the
  * control characters escaped (\b \t \n \f \r, else \u00xx), every other byte as it is.
- * `data` must be valid UTF-8 (the caller checks). With SSE2, 64 bytes are classified at a
- * time and copied in 16-byte moves; elsewhere, a byte at a time. */
+ * `data` must be valid UTF-8 (the caller checks); with `ascii_only` true, None is returned
+ * as soon as a byte is not ASCII (nearly all output is ASCII: that check costs nothing here,
+ * and the caller then validates). With SSE2, 64 bytes are classified at a time and copied
+ * in 16-byte moves; elsewhere, a byte at a time. */
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -394,15 +396,18 @@ static inline Py_ssize_t json_put_escape(char *e, unsigned char c) {
 #if defined(__SSE2__)
 /* 64 bytes' flags at once (bit i: byte i), so that each escape in them costs a few
  * instructions, not a new load: short lines have one every few bytes. */
-static inline uint64_t json_window(const unsigned char *s) {
+static inline uint64_t json_window(const unsigned char *s, int *high) {
     const __m128i limit = _mm_set1_epi8(0x1f), quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
     uint64_t mask = 0;
+    __m128i any = _mm_setzero_si128();
     for (int i = 0; i < 4; i++) {
         __m128i v = _mm_loadu_si128((const __m128i *)(s + 16 * i));
         __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, limit), v),
                                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
         mask |= (uint64_t)(unsigned)_mm_movemask_epi8(hit) << (16 * i);
+        any = _mm_or_si128(any, v);
     }
+    *high = _mm_movemask_epi8(any); /* a byte >= 0x80: not ASCII */
     return mask;
 }
 
@@ -414,7 +419,8 @@ static inline void json_copy(char *o, const unsigned char *s, Py_ssize_t n) {
 
 static PyObject *native_json_escape(PyObject *self, PyObject *args) {
     Py_buffer head, data, tail;
-    if (!PyArg_ParseTuple(args, "y*y*y*", &head, &data, &tail)) return NULL;
+    int ascii_only = 0;
+    if (!PyArg_ParseTuple(args, "y*y*y*|p", &head, &data, &tail, &ascii_only)) return NULL;
     const unsigned char *s = data.buf, *end = s + data.len;
     /* Room for one escape in 8 bytes (\n every 16 bytes: the shortest lines), a window's
      * escapes and overshoot; past that, room for the rest at its worst is made at once. */
@@ -434,7 +440,9 @@ static PyObject *native_json_escape(PyObject *self, PyObject *args) {
         }
 #if defined(__SSE2__)
         if (end - s >= 64 + 16) { /* a window, and the 16 bytes a copy may read past it */
-            uint64_t mask = json_window(s);
+            int high;
+            uint64_t mask = json_window(s, &high);
+            if (high && ascii_only) goto not_ascii;
             Py_ssize_t pos = 0;
             while (mask) {
                 Py_ssize_t k = __builtin_ctzll(mask);
@@ -450,13 +458,21 @@ static PyObject *native_json_escape(PyObject *self, PyObject *args) {
             continue;
         }
 #endif
-        while (s < end && !json_special(*s)) o[used++] = (char)*s++;
+        while (s < end && !json_special(*s)) {
+            if ((*s & 0x80) && ascii_only) goto not_ascii;
+            o[used++] = (char)*s++;
+        }
         if (s == end) break;
         used += json_put_escape(o + used, *s++);
     }
     memcpy(o + used, tail.buf, tail.len);
     used += tail.len;
     if (used != cap) _PyBytes_Resize(&out, used); /* on failure `out` is NULL: the error stands */
+    goto done;
+not_ascii:
+    Py_DECREF(out);
+    Py_INCREF(Py_None);
+    out = Py_None;
 done:
     PyBuffer_Release(&head);
     PyBuffer_Release(&data);

@@ -103,3 +103,15 @@ def test_without_the_native_escaper_an_older_build_escapes_the_same():
     for _ in range(500):
         data = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 80))).encode()
         assert streams._msgspec_escape(b"{", memoryview(data), b"}") == _native.json_escape(b"{", data, b"}")
+
+
+def test_asked_for_ascii_only_the_escaper_answers_none_at_any_byte_that_is_not():
+    for size in (0, 1, 15, 64, 79, 80, 81, 200):
+        text = "a\n" * size
+        assert _native.json_escape(b"", text.encode(), b"", True) == reference(text)
+        for at in {0, size // 2, max(size - 1, 0), size}:
+            for char in ("é", "€", "😀"):
+                other = text[:at] + char + text[at:]
+                assert _native.json_escape(b"", other.encode(), b"", True) is None, (size, at)
+                assert _native.json_escape(b"", other.encode(), b"") == reference(other)
+    assert _native.json_escape(b"", b"bad \xff", b"", True) is None
