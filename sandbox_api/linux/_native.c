@@ -458,11 +458,13 @@ static PyObject *native_json_escape(PyObject *self, PyObject *args) {
             continue;
         }
 #endif
-        while (s < end && !json_special(*s)) {
+        /* At most 64 bytes a turn: the room checked above holds them and an escape. */
+        const unsigned char *stop = end - s > 64 ? s + 64 : end;
+        while (s < stop && !json_special(*s)) {
             if ((*s & 0x80) && ascii_only) goto not_ascii;
             o[used++] = (char)*s++;
         }
-        if (s == end) break;
+        if (s == stop) continue;
         used += json_put_escape(o + used, *s++);
     }
     memcpy(o + used, tail.buf, tail.len);

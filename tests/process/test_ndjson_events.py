@@ -41,6 +41,11 @@ def test_native_escape_of_random_text_and_of_text_that_is_all_escapes():
     for size in (1, 100, 4096, 300_000):
         text = "\x01" * size
         assert _native.json_escape(b"h", text.encode(), b"t" * 50) == b"h" + reference(text) + b"t" * 50
+    # Many escapes first (past the room guessed for them), then a long clean run: the run must
+    # not be copied past the end of the buffer (it was, in the byte-at-a-time path).
+    for escapes, clean in ((1000, 9000), (5000, 100_000), (3000, 70_000)):
+        text = "\x01" * escapes + "c" * clean + "\n\x02" * 10
+        assert _native.json_escape(b"h", text.encode(), b"tail") == b"h" + reference(text) + b"tail"
     # A buffer that is not bytes (a slice of one, not copied) is read as it is.
     data = b"skip" + b'line one\nline "two"' + b"\n"
     assert _native.json_escape(b"", memoryview(data)[4:-1], b"") == reference('line one\nline "two"')
