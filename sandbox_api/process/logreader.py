@@ -107,8 +107,7 @@ async def follow(
     stops: Iterable[asyncio.Future[None] | None] = (),
     step: int = _READ_STEP,
     ready: Callable[[], Awaitable[None]] | None = None,
-    congested: Callable[[int], bool] | None = None,
-    max_step: int = 0,
+    pace: Callable[[int], int] | None = None,
     start: Mapping[int, int] | None = None,
 ) -> AsyncIterator[list[Chunk] | None]:
     """Every line from the first, then new lines as they come, until the log finishes.
@@ -117,10 +116,9 @@ async def follow(
     Ends when the log is finished and fully read, or when one of `stops` resolves
     (the client left, the daemon is shutting down). Each yield holds about `step` bytes,
     and `ready` (the consumer's back-pressure) is awaited before each read from disk.
-    With `congested` (whether the consumer is behind by more than the step given) and
-    `max_step`, the step doubles up to `max_step` while the consumer keeps up, and falls
-    back to `step` as soon as it does not: a fast client costs fewer turns per byte, and
-    a stalled one is seen before its step has grown.
+    With `pace` (the next step, given the one just taken: how far the consumer keeps up),
+    the step changes after each yield: a fast client costs fewer turns per byte, and a
+    stalled one is seen before its step has grown.
     With `start` (an offset per stream), the lines before those offsets are skipped.
     """
     watched = {f for f in stops if f is not None}
@@ -135,8 +133,8 @@ async def follow(
                 del chunks  # not held while the consumer waits for its client
                 # A client that keeps up never makes the writer wait: let the others run.
                 await asyncio.sleep(0)
-                if congested is not None and max_step > step:
-                    size = step if congested(size) else min(size * 2, max_step)
+                if pace is not None:
+                    size = pace(size)
                 continue
             if log.finished or any(f.done() for f in watched):
                 return

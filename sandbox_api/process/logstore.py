@@ -57,6 +57,7 @@ _RECORD = struct.Struct("<QQ")
 # lines are still replayed, only their interleaving with the other stream is lost).
 MAX_RECORDS = 65536
 _SCAN_STEP = 64 * 1024
+_SCAN_FIRST_STEP = 4096
 _READ_STEP = 256 * 1024
 # A line longer than this is delivered to streams in pieces (bounded memory).
 MAX_LINE_PIECE = 1024 * 1024
@@ -368,13 +369,15 @@ def _size(path: str) -> int:
 def _last_newline(fd: int, low: int, high: int) -> int:
     """Offset just past the last newline in [low, high), or -1."""
     pos = high
+    step = _SCAN_FIRST_STEP  # the last newline is nearly always close to the end: read little first
     while pos > low:
-        step = min(_SCAN_STEP, pos - low)
+        step = min(step, pos - low)
         chunk = os.pread(fd, step, pos - step)
         i = chunk.rfind(b"\n")
         if i >= 0:
             return pos - step + i + 1
         pos -= step
+        step = min(step * 2, _SCAN_STEP)
     return -1
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from ..http import streams
 from ..http.operations import Failure, Param
 from .logreader import follow
-from .logstore import TRUNCATION_MARKER, Chunk
+from .logstore import STREAM_NAMES, TRUNCATION_MARKER, Chunk
 from .managed import ManagedProcess
 from .supervisor import Supervisor
 
@@ -57,6 +57,10 @@ def ndjson_line(event_type: str, data: str = "") -> bytes:
 
 
 _TRUNCATED_LINE = TRUNCATION_MARKER.encode()
+_HEADS = {stream: b'{"type":"%s","data":"' % name.encode() for stream, name in STREAM_NAMES.items()}
+_TRUNCATED_EVENTS = {
+    stream: streams.json_framed(head, _TRUNCATED_LINE[:-1], b'"}\n') for stream, head in _HEADS.items()
+}
 
 
 def ndjson_events(chunks: list[Chunk], offsets: bool = False) -> bytes:
@@ -64,13 +68,13 @@ def ndjson_events(chunks: list[Chunk], offsets: bool = False) -> bytes:
     `offsets`, each output event carries `offset`: where its stream goes on."""
     out: list[bytes] = []
     for chunk in chunks:
-        head = b'{"type":"' + chunk.stream_name.encode() + b'","data":"'
         if chunk.truncated:
-            out += (head, streams.json_string(_TRUNCATED_LINE[:-1]), b'"}\n')
-        if len(chunk.data) > 1:  # a lone empty line has no data: skip it, as the SDKs would
+            out.append(_TRUNCATED_EVENTS[chunk.stream])
+        size = len(chunk.data)
+        if size > 1:  # a lone empty line has no data: skip it, as the SDKs would
             tail = b'","offset":%d}\n' % chunk.end if offsets else b'"}\n'
-            out += (head, streams.json_string(chunk.data[:-1]), tail)
-    return b"".join(out)
+            out.append(streams.json_framed(_HEADS[chunk.stream], chunk.data, tail, size - 1))
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 def prefixed_lines(chunks: list[Chunk]) -> bytes:
@@ -95,5 +99,4 @@ def output(
     leaves or the daemon stops: what every stream of it writes out."""
     stops = (request.app[SUPERVISOR].closing, gone)
     ready = request.writer.drain  # back-pressure: read on only once the client took its share
-    congested = streams.congested(request)
-    return follow(proc.log, keepalive, stops, streams.READ_STEP, ready, congested, streams.READ_STEP_MAX, start)
+    return follow(proc.log, keepalive, stops, streams.READ_STEP, ready, streams.pace(request), start)

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from sandbox_api.http.streams import json_string, prefix_lines
+from sandbox_api.http.streams import READ_STEP, READ_STEP_FAST, READ_STEP_MAX, json_string, next_step, prefix_lines
 from sandbox_api.process.logreader import follow
 from sandbox_api.process.logstore import MAX_RECORDS, STDERR, STDOUT, OutputLog
 from sandbox_api.process.records import ProcessRecord, RecordStore
@@ -178,12 +178,12 @@ async def test_the_follow_step_grows_while_the_consumer_keeps_up_and_falls_back_
     behind = False
     asked: list[int] = []
 
-    def congested(step: int) -> bool:
+    def pace(step: int) -> int:
         asked.append(step)
-        return behind
+        return next_step(step, behind, fast=False)
 
     sizes: list[int] = []
-    async for item in follow(log, 5.0, (), 8192, None, congested, 65536):
+    async for item in follow(log, 5.0, (), 8192, None, pace):
         assert item is not None
         sizes.append(sum(len(c.data) for c in item))
         if len(sizes) == 8:
@@ -192,3 +192,13 @@ async def test_the_follow_step_grows_while_the_consumer_keeps_up_and_falls_back_
     assert sizes[:5] == [8192, 16384, 32768, 65536, 65536]
     assert all(size <= 8192 for size in sizes[8:]) and len(sizes) > 9
     assert all(step <= 65536 for step in asked)
+
+
+def test_a_client_that_earned_the_fast_send_buffer_reads_in_larger_steps_and_falls_back_when_behind():
+    steps = [READ_STEP]
+    for _ in range(6):
+        steps.append(next_step(steps[-1], behind=False, fast=True))
+    assert steps == [8192, 16384, 32768, 65536, 131072, 131072, 131072]
+    assert READ_STEP_FAST > READ_STEP_MAX
+    assert next_step(READ_STEP_FAST, behind=True, fast=False) == READ_STEP
+    assert next_step(READ_STEP_FAST, behind=False, fast=False) == READ_STEP_MAX  # no longer fast: back under the cap
