@@ -40,10 +40,12 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, env: dict[str, str] | None = None, pinned: bool = True) -> None:
+    def __init__(self, env: dict[str, str] | None = None, pinned: bool = True, binary: Path | None = None) -> None:
         """`pinned=False`: the daemon (and so its children) may use every core, as in a
-        sandbox; for what spawns many children (the exec concurrency curve)."""
+        sandbox; for what spawns many children (the exec concurrency curve). `binary`: run
+        that one-file build (dist/sandbox-api) instead of the code from the venv."""
         self.pinned = pinned
+        self.program = [str(binary)] if binary is not None else [sys.executable, "-m", "sandbox_api"]
         # BENCH_STATE_ROOT=/dev/shm puts the daemon's state (logs, records) on tmpfs.
         self.tmp = Path(tempfile.mkdtemp(prefix="sandbox-bench-", dir=os.environ.get("BENCH_STATE_ROOT")))
         self.workdir = self.tmp / "work"
@@ -61,7 +63,7 @@ class Daemon:
 
     def __enter__(self) -> Daemon:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox_api", "--host", "127.0.0.1", "-p", str(self.port)],
+            [*self.program, "--host", "127.0.0.1", "-p", str(self.port)],
             cwd=self.workdir,
             env=self.env,
             stdout=subprocess.DEVNULL,
