@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiohttp
 from bench_process import SHELL, DirectSpawner
-from harness import BaselineServer, Daemon, Report, free_port, mb, ms, percentile, summarize
+from harness import BaselineServer, Daemon, Report, every_core, free_port, mb, ms, percentile, summarize
 
 BINARY = Path(__file__).resolve().parent.parent / "dist" / "sandbox-api"  # make binary's
 
@@ -91,6 +91,11 @@ async def health_throughput(report: Report) -> None:
 
 
 async def exec_concurrency(report: Report) -> None:
+    with every_core():
+        await _exec_concurrency(report)
+
+
+async def _exec_concurrency(report: Report) -> None:
     # Unpinned, daemon and baseline alike: pinned to one core, a spawner's children run
     # on its core too, which no sandbox does. The daemon from the venv, and the one-file
     # build when there is one (what users run), each after a warm-up, each concurrency

@@ -7,6 +7,7 @@ measured in the same run, because these machines are noisy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,18 @@ def pin(pid: int, cpu: int) -> None:
             os.sched_setaffinity(pid, {cpu % os.cpu_count()})
         except OSError:
             pass
+
+
+@contextlib.contextmanager
+def every_core() -> Iterator[None]:
+    """This process (the driver), and what it starts meanwhile, on every core: an earlier
+    pinned Daemon pinned the driver, and the children it starts inherit that."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def free_port() -> int:
