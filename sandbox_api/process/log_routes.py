@@ -78,7 +78,8 @@ async def _resumed_stream(request: web.Request, proc: ManagedProcess, query: Log
     keepalive = settings.exec_stream_keepalive if ndjson else settings.log_stream_keepalive
     response = await start_stream(request, "application/x-ndjson" if ndjson else "text/plain; charset=utf-8")
     async with streams.serving(request) as gone:
-        async for item in output(request, proc, gone, keepalive, dict(position)):
+        fast_step = streams.READ_STEP_FAST if ndjson else streams.READ_STEP_MAX
+        async for item in output(request, proc, gone, keepalive, dict(position), fast_step):
             if item is KEEPALIVE:
                 await response.write(ndjson_line("keepalive") if ndjson else b"[keepalive]\n")
                 continue

@@ -94,9 +94,12 @@ def output(
     gone: asyncio.Future[None],
     keepalive: float,
     start: dict[int, int] | None = None,
+    fast_step: int = streams.READ_STEP_MAX,
 ) -> AsyncIterator[list[Chunk] | None]:
     """The process's output at the client's pace (`follow`), until it ends, the client
-    leaves or the daemon stops: what every stream of it writes out."""
+    leaves or the daemon stops: what every stream of it writes out. `fast_step`: the
+    largest read for a client that keeps up (streams.READ_STEP_FAST pays for JSON events)."""
     stops = (request.app[SUPERVISOR].closing, gone)
     ready = request.writer.drain  # back-pressure: read on only once the client took its share
-    return follow(proc.log, keepalive, stops, streams.READ_STEP, ready, streams.pace(request), start)
+    pace = streams.pace(request, fast_step)
+    return follow(proc.log, keepalive, stops, streams.READ_STEP, ready, pace, start)

@@ -202,3 +202,5 @@ def test_a_client_that_earned_the_fast_send_buffer_reads_in_larger_steps_and_fal
     assert READ_STEP_FAST > READ_STEP_MAX
     assert next_step(READ_STEP_FAST, behind=True, fast=False) == READ_STEP
     assert next_step(READ_STEP_FAST, behind=False, fast=False) == READ_STEP_MAX  # no longer fast: back under the cap
+    # A stream of prefixed lines keeps the plain cap even for a fast client (slower beyond it).
+    assert next_step(READ_STEP_MAX, behind=False, fast=True, fast_step=READ_STEP_MAX) == READ_STEP_MAX
