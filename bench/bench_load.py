@@ -35,10 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+from bench_binary import BINARY
 from bench_process import SHELL, DirectSpawner
 from harness import BaselineServer, Daemon, Report, every_core, free_port, mb, ms, percentile, summarize
-
-BINARY = Path(__file__).resolve().parent.parent / "dist" / "sandbox-api"  # make binary's
 
 CONCURRENCY = [1, 2, 4, 8, 16, 32, 64]
 LINE_SIZES = [16, 128, 1024, 16384]

@@ -131,7 +131,6 @@ class PrecompiledSources:
         self.record_to = record_to  # the build's learning run: every compile is kept, and written at stop()
         self.recorded = {}
         self.answered = self.compiled = 0  # what --build-info reports
-        self.stopped = False
         self.originals = (builtins.compile, builtins.exec, builtins.eval)
 
     def install(self):
@@ -141,7 +140,6 @@ class PrecompiledSources:
         """The daemon listens: builtins are themselves again and the table is let go."""
         builtins.compile, builtins.exec, builtins.eval = self.originals
         self.table = {}
-        self.stopped = True
         if self.record_to is not None:
             with open(self.record_to, "wb") as out:
                 marshal.dump(self.recorded, out)
@@ -174,9 +172,7 @@ class PrecompiledSources:
             return self.originals[1](source, globals, locals, **options)
         if type(source) is str:
             source = self._code(source, "<string>", "exec", caller.f_code.co_flags & self.INHERITED)
-        if globals is None:  # the caller's namespaces, as exec takes them from the frame calling it
-            globals, locals = caller.f_globals, caller.f_locals if locals is None else locals
-        return self.originals[1](source, globals, locals, **options)
+        return self.originals[1](source, *_namespaces(caller, globals, locals), **options)
 
     def eval(self, source, globals=None, locals=None):
         caller = _caller()
@@ -184,9 +180,7 @@ class PrecompiledSources:
             return self.originals[2](source, globals, locals)
         if type(source) is str:  # eval strips leading blanks of a text
             source = self._code(source.lstrip(" \t"), "<string>", "eval", caller.f_code.co_flags & self.INHERITED)
-        if globals is None:
-            globals, locals = caller.f_globals, caller.f_locals if locals is None else locals
-        return self.originals[2](source, globals, locals)
+        return self.originals[2](source, *_namespaces(caller, globals, locals))
 
 
 def _caller():
@@ -197,16 +191,24 @@ def _caller():
         return None
 
 
+def _namespaces(caller, globals, locals):
+    """Without `globals`, the caller's namespaces, as exec and eval take them from the frame calling them."""
+    if globals is None:
+        return caller.f_globals, caller.f_locals if locals is None else locals
+    return globals, locals
+
+
 def precompiled_sources(archive):
     """The table the build recorded (SANDBOX_RECORD_COMPILES names where a learning run writes it)."""
-    record_to = os.environ.get("SANDBOX_RECORD_COMPILES")
+    record_to = os.environ.get(RECORD_COMPILES)
     table = {}
     if record_to is None and archive is not None and PRECOMPILED in archive.toc:
         table = marshal.loads(archive._read(PRECOMPILED))
     return PrecompiledSources(table, record_to)
 
 
-PRECOMPILED = "_sandbox_precompiled.marshal"
+PRECOMPILED = "_sandbox_precompiled.marshal"  # the table's name in the zip (build.py writes it)
+RECORD_COMPILES = "SANDBOX_RECORD_COMPILES"  # set by build.py's learning run only
 
 
 def boot():

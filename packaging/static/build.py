@@ -51,6 +51,8 @@ COMPILE_FLAGS_VERSION = b"2"  # bump when compile_one's flags change: objects ar
 
 sys.path.insert(0, str(HERE))
 import fetch  # noqa: E402
+from boot import PRECOMPILED as PRECOMPILED_ARCNAME  # noqa: E402 (importing it does not boot)
+from boot import RECORD_COMPILES  # noqa: E402
 
 # Standard modules the daemon never needs (and their native parts): left out of both
 # the interpreter and the zip. (_decimal is needed, but built among EXTENSIONS below.)
@@ -153,14 +155,20 @@ def main() -> None:
     if not interpreter_ready(cpython):
         profile_interpreter(cpython, sources, objects)
     executable = step("link", lambda: link(cpython, objects))
+    package(cpython, sources, executable, out)
+    print(f"built {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def package(cpython: Path, sources: dict[str, Path], executable: Path, out: Path) -> None:
+    """`executable` with its code archive appended, as `out`. What a start imports is stored
+    uncompressed (inflating it costs start time) and what it compiles from source is
+    precompiled: both learnt by starting the result, then the archive is made again if
+    that changed."""
     archive = step("code", lambda: build_archive(cpython, sources, executable))
     step("assemble", lambda: assemble(executable, archive, out))
-    # What a start imports is stored uncompressed (inflating it costs start time):
-    # learnt by starting the result, then the archive is made again if that changed.
     if step("start-up imports", lambda: learn_startup_imports(out)):
         archive = step("code", lambda: build_archive(cpython, sources, executable))
         step("assemble", lambda: assemble(executable, archive, out))
-    print(f"built {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - started:.0f} s", flush=True)
 
 
 def profile_interpreter(cpython: Path, sources: dict[str, Path], objects: list[Path]) -> None:
@@ -169,11 +177,7 @@ def profile_interpreter(cpython: Path, sources: dict[str, Path], objects: list[P
     step("interpreter: instrumented build", lambda: make_libpython(cpython, PROFILE_GENERATE))
     executable = step("link, instrumented", lambda: link(cpython, objects, instrumented=True))
     trainee = WORK / "instrumented" / "sandbox-api"
-    archive = step("code", lambda: build_archive(cpython, sources, executable))
-    step("assemble", lambda: assemble(executable, archive, trainee))
-    if step("start-up imports", lambda: learn_startup_imports(trainee)):
-        archive = step("code", lambda: build_archive(cpython, sources, executable))
-        step("assemble", lambda: assemble(executable, archive, trainee))
+    package(cpython, sources, executable, trainee)
     step("interpreter: profile run", lambda: run([sys.executable, str(HERE / "train.py"), str(trainee)],
                                                  log=WORK / "train.log"))  # fmt: skip
     step("interpreter: build from the profile", lambda: make_libpython(cpython, PROFILE_USE))
@@ -258,12 +262,9 @@ def make_libpython(src: Path, flags: str) -> None:
     """`libpython3.11.a` compiled with `flags` (the objects of an earlier build removed,
     the profile counts kept)."""
     run(["make", "clean-retain-profile"], cwd=src, log=WORK / "cpython-make.log")
-    if flags == PROFILE_GENERATE:
-        for counts in src.rglob("*.gcda"):
-            counts.unlink()
     run(["make", f"-j{JOBS}", "libpython3.11.a", f"CFLAGS_NODIST={flags}", f"LDFLAGS_NODIST={flags}"],
         cwd=src, log=WORK / "cpython-make.log")  # fmt: skip
-    if flags == PROFILE_GENERATE:  # the build's own runs of its tools counted too: not our workload
+    if flags == PROFILE_GENERATE:  # earlier counts, and the build's own runs of its tools: not our workload
         for counts in src.rglob("*.gcda"):
             counts.unlink()
     else:
@@ -542,7 +543,6 @@ STARTUP_IMPORTS = WORK / "startup-imports.txt"
 # Code compiled from source text during a start (dataclasses, attrs...), recorded by the
 # same learning run: boot.py answers those compiles from it (see PrecompiledSources there).
 PRECOMPILED = WORK / "precompiled.marshal"
-PRECOMPILED_ARCNAME = "_sandbox_precompiled.marshal"
 
 
 # The file's size limit (issue: every image carries it): start-up modules are stored
@@ -708,7 +708,7 @@ def start_and_record(binary: Path) -> tuple[list[str], dict[tuple[str, str, str,
     with tempfile.TemporaryDirectory(prefix="sandbox-api-build-") as state:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SANDBOX_STATE_DIR": state, "WORKDIR": state,
                "SANDBOX_IMPORTTIME": "1", "DISABLE_REQUEST_LOGGING": "true",
-               "SANDBOX_RECORD_COMPILES": str(Path(state) / "precompiled")}  # fmt: skip
+               RECORD_COMPILES: str(Path(state) / "precompiled")}  # fmt: skip
         with open(Path(state) / "imports", "w+") as err:
             proc = subprocess.Popen([str(binary), "--host", "127.0.0.1", "-p", str(port)], env=env,
                                     stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip

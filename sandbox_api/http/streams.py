@@ -38,9 +38,9 @@ READ_STEP = 8 * 1024
 READ_STEP_MAX = 64 * 1024
 # ... and up to this once it has earned the larger send buffer (a client that never read
 # cannot: stalled ones stay at READ_STEP_MAX), for the streams of JSON events (`pace`'s
-# `fast_step`; the prefixed-line stream of /logs/stream lost a third of its speed at 128 KiB). Each turn of the loop costs ~20 us of Python
-# and syscalls, a third of the daemon's CPU at 64 KiB; 128 KiB turns cut the CPU per byte of
-# a fast stream by ~25%, while larger ones no longer fit the CPU's cache (256 KiB cost more).
+# `fast_step`). Each turn of the loop costs ~20 us of Python and syscalls, a third of the
+# daemon's CPU at 64 KiB; 128 KiB turns cut the CPU per byte of a JSON stream by ~25%, while
+# larger ones cost more (256 KiB), and /logs/stream's prefixed lines ran a third slower at 128.
 READ_STEP_FAST = 128 * 1024
 SOCKET_SEND_BUFFER = 128 * 1024
 SOCKET_SEND_BUFFER_FAST = 512 * 1024

@@ -75,7 +75,7 @@ async def _exec_stream(
         except Unprocessable as e:
             await response.write(ndjson_line("error", e.message))
             return response
-        async for item in output(request, proc, gone, settings.exec_stream_keepalive, None, streams.READ_STEP_FAST):
+        async for item in output(request, proc, gone, settings.exec_stream_keepalive, fast_step=streams.READ_STEP_FAST):
             await response.write(ndjson_line("keepalive") if item is KEEPALIVE else events(item))
             del item
         if proc.final.is_set():

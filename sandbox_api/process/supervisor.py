@@ -242,19 +242,17 @@ class Supervisor:
                 await asyncio.wait_for(proc.restart_cancelled.wait(), RESTART_DELAY)
             except TimeoutError:
                 pass
-            if proc.restart_cancelled.is_set():  # stopped or killed while waiting to restart
-                proc.restarting = False
-                break
             try:
+                if proc.restart_cancelled.is_set():  # stopped or killed while waiting to restart
+                    break
                 await self._spawn_run(proc)  # still `restarting` while it execs: a stop calls it off
             except Unprocessable as e:
-                proc.restarting = False
                 proc.log.append_notice(f"\n[Failed to restart process: {e.message}]\n")
                 break
             except _RunCalledOff:
-                proc.restarting = False
                 break
-            proc.restarting = False
+            finally:
+                proc.restarting = False
             self._save(record)
         self._finalize(proc)
 
